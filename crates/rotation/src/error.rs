@@ -1,0 +1,92 @@
+//! Rotation errors: each names the secret, the step and what is at fault, never a value.
+
+use crate::secret::FieldError;
+use crate::store::StoreError;
+use crate::target::TargetError;
+
+/// A failed rotation step.
+#[derive(Debug, thiserror::Error)]
+#[error("{step} for secret {secret}: {kind}")]
+pub struct RotationError {
+    /// The secret's ARN (or the `SecretId` of the event when it could not be described).
+    pub secret: String,
+    /// The step as named in the event.
+    pub step: String,
+    pub kind: ErrorKind,
+}
+
+impl RotationError {
+    /// A short, stable name for the kind of failure (used as the Lambda `errorType`).
+    pub fn error_type(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("Secret is not enabled for rotation")]
+    NotEnabled,
+    #[error("Secret version {token} has no stage for rotation")]
+    TokenNotAVersion { token: String },
+    #[error("Secret version {token} not set as AWSPENDING for rotation")]
+    TokenNotPending { token: String },
+    #[error("invalid step {0:?}: expected createSecret, setSecret, testSecret or finishSecret")]
+    UnknownStep(String),
+    #[error("no version is labelled {stage}")]
+    NoVersion { stage: &'static str },
+    #[error("the {stage} version has no value{hint}")]
+    NoValue {
+        stage: &'static str,
+        hint: &'static str,
+    },
+    #[error("the {stage} version: {source}")]
+    Field {
+        stage: &'static str,
+        #[source]
+        source: FieldError,
+    },
+    #[error("field '{field}' of the {stage} version must equal AWSCURRENT's{detail}")]
+    Mismatch {
+        field: &'static str,
+        stage: &'static str,
+        detail: String,
+    },
+    #[error("username {username:?} cannot get the alternate suffix: the result would be {len} bytes, over PostgreSQL's 63-byte limit")]
+    NameTooLong { username: String, len: usize },
+    #[error("unable to log into the database with the {attempts}")]
+    LoginFailed { attempts: String },
+    #[error("logged in with AWSPENDING but current_user is {actual:?}, expected {expected:?}")]
+    WrongUser { actual: String, expected: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+impl ErrorKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorKind::NotEnabled => "RotationNotEnabled",
+            ErrorKind::TokenNotAVersion { .. } => "TokenNotAVersion",
+            ErrorKind::TokenNotPending { .. } => "TokenNotPending",
+            ErrorKind::UnknownStep(_) => "UnknownStep",
+            ErrorKind::NoVersion { .. } => "NoVersion",
+            ErrorKind::NoValue { .. } => "NoValue",
+            ErrorKind::Field { .. } => "InvalidSecretField",
+            ErrorKind::Mismatch { .. } => "SecretMismatch",
+            ErrorKind::NameTooLong { .. } => "NameTooLong",
+            ErrorKind::LoginFailed { .. } => "LoginFailed",
+            ErrorKind::WrongUser { .. } => "WrongUser",
+            ErrorKind::Unsupported(_) => "Unsupported",
+            ErrorKind::Store(_) => "SecretsManagerError",
+            ErrorKind::Target(_) => "DatabaseError",
+        }
+    }
+
+    /// Wraps a field problem found in the version labelled `stage`.
+    pub fn field(stage: &'static str) -> impl FnOnce(FieldError) -> ErrorKind {
+        move |source| ErrorKind::Field { stage, source }
+    }
+}

@@ -1,0 +1,119 @@
+//! The rotation event Secrets Manager sends to the function.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// `{"Step","SecretId","ClientRequestToken","RotationToken"?}` exactly as Secrets Manager sends it.
+///
+/// `Step` is kept as received so that an unknown step can be reported by name after the gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationEvent {
+    #[serde(rename = "Step")]
+    pub step: String,
+    #[serde(rename = "SecretId")]
+    pub secret_id: String,
+    #[serde(rename = "ClientRequestToken")]
+    pub client_request_token: String,
+    /// Present when Secrets Manager rotates a secret for another service; passed on to
+    /// `PutSecretValue` unchanged.
+    #[serde(
+        rename = "RotationToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rotation_token: Option<String>,
+}
+
+/// One of the four rotation steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    CreateSecret,
+    SetSecret,
+    TestSecret,
+    FinishSecret,
+}
+
+impl Step {
+    pub const ALL: [Step; 4] = [
+        Step::CreateSecret,
+        Step::SetSecret,
+        Step::TestSecret,
+        Step::FinishSecret,
+    ];
+
+    /// The name Secrets Manager uses on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::CreateSecret => "createSecret",
+            Step::SetSecret => "setSecret",
+            Step::TestSecret => "testSecret",
+            Step::FinishSecret => "finishSecret",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name that failed to parse as a [`Step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStep(pub String);
+
+impl FromStr for Step {
+    type Err = UnknownStep;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Step::ALL
+            .into_iter()
+            .find(|step| step.as_str() == s)
+            .ok_or_else(|| UnknownStep(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_round_trip_through_their_wire_names() {
+        for step in Step::ALL {
+            assert_eq!(step.as_str().parse::<Step>(), Ok(step));
+        }
+        assert_eq!(
+            "deleteSecret".parse::<Step>(),
+            Err(UnknownStep("deleteSecret".into()))
+        );
+        // Wire names are case-sensitive, as in Secrets Manager.
+        assert!("CreateSecret".parse::<Step>().is_err());
+    }
+
+    #[test]
+    fn rotation_token_is_optional_and_kept() {
+        let without: RotationEvent = serde_json::from_str(
+            r#"{"Step":"createSecret","SecretId":"arn:x","ClientRequestToken":"t"}"#,
+        )
+        .unwrap();
+        assert_eq!(without.rotation_token, None);
+        assert!(!serde_json::to_string(&without)
+            .unwrap()
+            .contains("RotationToken"));
+
+        let with: RotationEvent = serde_json::from_str(
+            r#"{"Step":"setSecret","SecretId":"arn:x","ClientRequestToken":"t","RotationToken":"rt"}"#,
+        )
+        .unwrap();
+        assert_eq!(with.rotation_token.as_deref(), Some("rt"));
+    }
+
+    #[test]
+    fn missing_required_field_is_an_error_naming_it() {
+        let err =
+            serde_json::from_str::<RotationEvent>(r#"{"Step":"createSecret","SecretId":"x"}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("ClientRequestToken"), "{err}");
+    }
+}

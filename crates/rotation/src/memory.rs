@@ -1,0 +1,422 @@
+//! In-memory [`SecretStore`] and [`CredentialTarget`] for fast unit tests of the protocol.
+//!
+//! The store follows Secrets Manager's label rules: one version per label, AWSPREVIOUS moved to the
+//! old AWSCURRENT on promotion, idempotent `PutSecretValue` for a token, a valueless AWSPENDING
+//! version created by [`MemoryStore::begin_rotation`] (what `RotateSecret` does before it invokes
+//! the function). It also counts calls, so tests can hold rotation to its call budget.
+
+use crate::policy::PasswordPolicy;
+use crate::secret::{DbCredentials, Password};
+use crate::store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::target::{ConnectError, CredentialTarget, TargetError, TargetSession};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone)]
+struct Version {
+    value: Option<String>,
+    stages: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Secret {
+    arn: String,
+    name: String,
+    rotation_enabled: Option<bool>,
+    versions: BTreeMap<String, Version>,
+}
+
+/// An in-memory Secrets Manager (one account, one region).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    secrets: Arc<Mutex<HashMap<String, Secret>>>,
+    calls: Arc<Mutex<Vec<&'static str>>>,
+    passwords: Arc<AtomicU64>,
+}
+
+fn not_found(operation: &'static str, what: &str) -> StoreError {
+    StoreError {
+        operation,
+        code: Some("ResourceNotFoundException".into()),
+        message: format!("Secrets Manager can't find {what}"),
+    }
+}
+
+fn invalid(operation: &'static str, message: String) -> StoreError {
+    StoreError {
+        operation,
+        code: Some("InvalidRequestException".into()),
+        message,
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates a secret whose first version (id `initial_version`) is AWSCURRENT. Returns the ARN.
+    pub fn create_secret(&self, name: &str, initial_version: &str, value: &str) -> String {
+        let arn = format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf");
+        let mut versions = BTreeMap::new();
+        versions.insert(
+            initial_version.to_string(),
+            Version {
+                value: Some(value.to_string()),
+                stages: vec![AWSCURRENT.to_string()],
+            },
+        );
+        self.secrets.lock().unwrap().insert(
+            arn.clone(),
+            Secret {
+                arn: arn.clone(),
+                name: name.to_string(),
+                rotation_enabled: Some(true),
+                versions,
+            },
+        );
+        arn
+    }
+
+    fn with_secret<R>(
+        &self,
+        operation: &'static str,
+        secret_id: &str,
+        f: impl FnOnce(&mut Secret) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.calls.lock().unwrap().push(operation);
+        let mut secrets = self.secrets.lock().unwrap();
+        let secret = secrets
+            .values_mut()
+            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .ok_or_else(|| not_found(operation, "the specified secret"))?;
+        f(secret)
+    }
+
+    /// Sets `RotationEnabled` (`None` = the flag is absent).
+    pub fn set_rotation_enabled(&self, secret_id: &str, enabled: Option<bool>) {
+        self.secrets
+            .lock()
+            .unwrap()
+            .values_mut()
+            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .expect("secret exists")
+            .rotation_enabled = enabled;
+    }
+
+    /// What `RotateSecret` does before invoking createSecret: a valueless version `token` labelled
+    /// AWSPENDING (the label leaves any older version).
+    pub fn begin_rotation(&self, secret_id: &str, token: &str) {
+        let mut secrets = self.secrets.lock().unwrap();
+        let secret = secrets
+            .values_mut()
+            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .expect("secret exists");
+        for v in secret.versions.values_mut() {
+            v.stages.retain(|s| s != AWSPENDING);
+        }
+        secret.versions.insert(
+            token.to_string(),
+            Version {
+                value: None,
+                stages: vec![AWSPENDING.to_string()],
+            },
+        );
+    }
+
+    /// Adds a labelled version with a value directly (test set-up, no call counted).
+    pub fn put_version(&self, secret_id: &str, version: &str, value: &str, stages: &[&str]) {
+        let mut secrets = self.secrets.lock().unwrap();
+        let secret = secrets
+            .values_mut()
+            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .expect("secret exists");
+        for v in secret.versions.values_mut() {
+            v.stages.retain(|s| !stages.contains(&s.as_str()));
+        }
+        secret.versions.insert(
+            version.to_string(),
+            Version {
+                value: Some(value.to_string()),
+                stages: stages.iter().map(|s| s.to_string()).collect(),
+            },
+        );
+    }
+
+    /// The value of the version carrying `stage` (test inspection, no call counted).
+    pub fn value_at(&self, secret_id: &str, stage: &str) -> Option<String> {
+        let secrets = self.secrets.lock().unwrap();
+        let secret = secrets
+            .values()
+            .find(|s| s.arn == secret_id || s.name == secret_id)?;
+        secret
+            .versions
+            .values()
+            .find(|v| v.stages.iter().any(|s| s == stage))
+            .and_then(|v| v.value.clone())
+    }
+
+    /// Version id → labels (test inspection, no call counted).
+    pub fn labels(&self, secret_id: &str) -> BTreeMap<String, Vec<String>> {
+        let secrets = self.secrets.lock().unwrap();
+        let secret = secrets
+            .values()
+            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .expect("secret exists");
+        secret
+            .versions
+            .iter()
+            .map(|(id, v)| (id.clone(), v.stages.clone()))
+            .collect()
+    }
+
+    /// Every call made so far, by operation name.
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn reset_calls(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    async fn describe(&self, secret_id: &str) -> Result<SecretMetadata, StoreError> {
+        self.with_secret("DescribeSecret", secret_id, |s| {
+            Ok(SecretMetadata {
+                arn: s.arn.clone(),
+                name: s.name.clone(),
+                rotation_enabled: s.rotation_enabled,
+                versions: s
+                    .versions
+                    .iter()
+                    .filter(|(_, v)| !v.stages.is_empty())
+                    .map(|(id, v)| (id.clone(), v.stages.clone()))
+                    .collect(),
+            })
+        })
+    }
+
+    async fn get_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with_secret("GetSecretValue", secret_id, |s| {
+            let Some(version) = s.versions.get(version_id) else {
+                return Ok(None);
+            };
+            if !version.stages.iter().any(|l| l == stage) {
+                return Err(invalid(
+                    "GetSecretValue",
+                    "You provided a VersionStage that is not associated to the provided VersionId."
+                        .into(),
+                ));
+            }
+            Ok(version.value.clone())
+        })
+    }
+
+    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError> {
+        self.calls.lock().unwrap().push("GetRandomPassword");
+        let mut classes: Vec<&str> = Vec::new();
+        if !policy.exclude_lowercase {
+            classes.push("abcdefghijklmnopqrstuvwxyz");
+        }
+        if !policy.exclude_uppercase {
+            classes.push("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        }
+        if !policy.exclude_numbers {
+            classes.push("0123456789");
+        }
+        if !policy.exclude_punctuation {
+            classes.push("!#$%&()*+,-.;<=>?[]^_`{|}~'\"\\:/@");
+        }
+        let pool: Vec<Vec<char>> = classes
+            .iter()
+            .map(|c| {
+                c.chars()
+                    .filter(|ch| !policy.exclude_characters.contains(*ch))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|c| !c.is_empty())
+            .collect();
+        // Deterministic but distinct per call: a counter spread over the allowed characters.
+        let n = self.passwords.fetch_add(1, Ordering::SeqCst) + 1;
+        let password: String = (0..policy.length as u64)
+            .map(|i| {
+                let class = &pool[(i as usize) % pool.len()];
+                class[((n * 7919 + i * 104_729) as usize) % class.len()]
+            })
+            .collect();
+        Ok(Password::new(password))
+    }
+
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        secret_string: &str,
+        _rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.with_secret("PutSecretValue", secret_id, |s| {
+            if let Some(existing) = s.versions.get(token) {
+                match &existing.value {
+                    Some(v) if v == secret_string => return Ok(()),
+                    Some(_) => {
+                        return Err(StoreError {
+                            operation: "PutSecretValue",
+                            code: Some("ResourceExistsException".into()),
+                            message: format!("version {token} already exists with another value"),
+                        })
+                    }
+                    None => {}
+                }
+            }
+            for v in s.versions.values_mut() {
+                v.stages.retain(|l| l != AWSPENDING);
+            }
+            s.versions.insert(
+                token.to_string(),
+                Version {
+                    value: Some(secret_string.to_string()),
+                    stages: vec![AWSPENDING.to_string()],
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn move_current(
+        &self,
+        secret_id: &str,
+        to_version: &str,
+        from_version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "UpdateSecretVersionStage";
+        self.with_secret(OP, secret_id, |s| {
+            if !s.versions.contains_key(to_version) {
+                return Err(invalid(OP, format!("Not a valid version: {to_version}")));
+            }
+            let holder = s
+                .versions
+                .iter()
+                .find(|(_, v)| v.stages.iter().any(|l| l == AWSCURRENT))
+                .map(|(id, _)| id.clone());
+            if holder.as_deref() != from_version {
+                return Err(invalid(
+                    OP,
+                    "RemoveFromVersionId must name the version that carries AWSCURRENT".into(),
+                ));
+            }
+            if let Some(from) = from_version {
+                for v in s.versions.values_mut() {
+                    v.stages.retain(|l| l != AWSPREVIOUS);
+                }
+                let old = s.versions.get_mut(from).expect("holder exists");
+                old.stages.retain(|l| l != AWSCURRENT);
+                old.stages.push(AWSPREVIOUS.to_string());
+            }
+            s.versions
+                .get_mut(to_version)
+                .expect("checked above")
+                .stages
+                .push(AWSCURRENT.to_string());
+            Ok(())
+        })
+    }
+}
+
+/// An in-memory database: users and passwords, reachable at one host.
+#[derive(Debug, Clone)]
+pub struct MemoryDatabase {
+    host: String,
+    users: Arc<Mutex<HashMap<String, String>>>,
+    connects: Arc<AtomicU64>,
+}
+
+impl MemoryDatabase {
+    pub fn new(host: &str) -> Self {
+        MemoryDatabase {
+            host: host.to_string(),
+            users: Arc::default(),
+            connects: Arc::default(),
+        }
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) {
+        self.users
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), password.to_string());
+    }
+
+    pub fn password_of(&self, name: &str) -> Option<String> {
+        self.users.lock().unwrap().get(name).cloned()
+    }
+
+    /// Login attempts so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::SeqCst)
+    }
+}
+
+struct MemorySession {
+    user: String,
+    db: MemoryDatabase,
+}
+
+#[async_trait]
+impl CredentialTarget for MemoryDatabase {
+    async fn connect(
+        &self,
+        credentials: &DbCredentials,
+    ) -> Result<Box<dyn TargetSession>, ConnectError> {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+        if credentials.host != self.host {
+            return Err(ConnectError::Unreachable {
+                host: credentials.host.clone(),
+                port: credentials.port,
+                reason: "no such host".into(),
+            });
+        }
+        match self.users.lock().unwrap().get(&credentials.username) {
+            Some(p) if p == credentials.password.expose() => Ok(Box::new(MemorySession {
+                user: credentials.username.clone(),
+                db: self.clone(),
+            })),
+            _ => Err(ConnectError::Authentication {
+                user: credentials.username.clone(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl TargetSession for MemorySession {
+    async fn current_user(&mut self) -> Result<String, TargetError> {
+        Ok(self.user.clone())
+    }
+
+    async fn set_password(
+        &mut self,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), TargetError> {
+        let mut users = self.db.users.lock().unwrap();
+        match users.get_mut(username) {
+            Some(p) => {
+                *p = password.expose().to_string();
+                Ok(())
+            }
+            None => Err(TargetError {
+                operation: "ALTER ROLE",
+                message: format!("role {username:?} does not exist"),
+            }),
+        }
+    }
+}

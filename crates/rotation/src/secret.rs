@@ -1,0 +1,414 @@
+//! The secret JSON model.
+//!
+//! A secret is kept as the JSON object it was read as ([`SecretJson`]), so that a new version equals
+//! the current one except for the fields rotation changes: every other field, known or unknown,
+//! keeps its value, its JSON type and its position. [`DbCredentials`] is the validated view used to
+//! connect. Errors name the field at fault and never contain a value.
+
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Default PostgreSQL port when the secret has none.
+pub const DEFAULT_PORT: u16 = 5432;
+/// Default database when the secret has none.
+pub const DEFAULT_DBNAME: &str = "postgres";
+
+/// A password. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(value: impl Into<String>) -> Self {
+        Password(value.into())
+    }
+
+    /// The value itself: only for the database driver and the secret store.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A problem with one field of a secret's JSON. Never carries the field's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("the secret value is not valid JSON ({0})")]
+    NotJson(String),
+    #[error("the secret value is not a JSON object")]
+    NotAnObject,
+    #[error("field '{0}' is missing")]
+    Missing(&'static str),
+    #[error("field '{field}' is invalid: {expected}")]
+    Invalid {
+        field: &'static str,
+        expected: &'static str,
+    },
+}
+
+impl FieldError {
+    /// The field at fault, if the problem is with one field.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            FieldError::Missing(f) | FieldError::Invalid { field: f, .. } => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// A secret's JSON object, field order and types preserved.
+#[derive(Clone, PartialEq)]
+pub struct SecretJson(Map<String, Value>);
+
+impl fmt::Debug for SecretJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Field names only: values may be secret.
+        f.debug_struct("SecretJson")
+            .field("fields", &self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecretJson {
+    /// Parses a `SecretString`. The error shows where the JSON broke, never its content.
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(SecretJson(map)),
+            Ok(_) => Err(FieldError::NotAnObject),
+            Err(e) => Err(FieldError::NotJson(format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))),
+        }
+    }
+
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        SecretJson(map)
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The JSON text to store as `SecretString`.
+    pub fn to_json_string(&self) -> String {
+        Value::Object(self.0.clone()).to_string()
+    }
+
+    /// A required, non-empty string field.
+    pub fn required_str(&self, field: &'static str) -> Result<&str, FieldError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(FieldError::Missing(field)),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+            Some(Value::String(_)) => Err(FieldError::Invalid {
+                field,
+                expected: "must not be empty",
+            }),
+            Some(_) => Err(FieldError::Invalid {
+                field,
+                expected: "must be a string",
+            }),
+        }
+    }
+
+    /// An optional string field (absent or null is `None`).
+    pub fn optional_str(&self, field: &'static str) -> Result<Option<&str>, FieldError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(FieldError::Invalid {
+                field,
+                expected: "must be a string",
+            }),
+        }
+    }
+
+    /// A copy with one string field set (replaced in place, or appended when absent).
+    pub fn with_str(&self, field: &str, value: &str) -> Self {
+        let mut map = self.0.clone();
+        map.insert(field.to_string(), Value::String(value.to_string()));
+        SecretJson(map)
+    }
+
+    pub fn username(&self) -> Result<&str, FieldError> {
+        self.required_str("username")
+    }
+
+    pub fn host(&self) -> Result<&str, FieldError> {
+        self.required_str("host")
+    }
+
+    /// `masterarn`: present means the alternating-users strategy.
+    pub fn master_arn(&self) -> Result<Option<&str>, FieldError> {
+        self.optional_str("masterarn")
+    }
+
+    /// Validates every field needed to connect.
+    pub fn credentials(&self) -> Result<DbCredentials, FieldError> {
+        let engine = match self.0.get("engine") {
+            None | Some(Value::Null) => return Err(FieldError::Missing("engine")),
+            Some(Value::String(s)) => match s.as_str() {
+                "postgres" => Engine::Postgres,
+                "aurora-postgresql" => Engine::AuroraPostgresql,
+                _ => return Err(FieldError::Invalid {
+                    field: "engine",
+                    expected:
+                        "must be \"postgres\" or \"aurora-postgresql\" for this rotation function",
+                }),
+            },
+            Some(_) => {
+                return Err(FieldError::Invalid {
+                    field: "engine",
+                    expected: "must be a string",
+                })
+            }
+        };
+        let host = self.host()?.to_string();
+        let username = self.username()?.to_string();
+        let password = match self.0.get("password") {
+            None | Some(Value::Null) => return Err(FieldError::Missing("password")),
+            Some(Value::String(s)) => Password::new(s.clone()),
+            Some(_) => {
+                return Err(FieldError::Invalid {
+                    field: "password",
+                    expected: "must be a string",
+                })
+            }
+        };
+        let port = self.port()?;
+        let dbname = match self.optional_str("dbname")? {
+            None => DEFAULT_DBNAME.to_string(),
+            Some("") => {
+                return Err(FieldError::Invalid {
+                    field: "dbname",
+                    expected: "must not be empty",
+                })
+            }
+            Some(db) => db.to_string(),
+        };
+        let tls = self.tls_mode()?;
+        Ok(DbCredentials {
+            engine,
+            host,
+            port,
+            dbname,
+            username,
+            password,
+            tls,
+        })
+    }
+
+    fn port(&self) -> Result<u16, FieldError> {
+        const EXPECTED: &str = "must be a port number from 1 to 65535 (number or numeric string)";
+        let invalid = FieldError::Invalid {
+            field: "port",
+            expected: EXPECTED,
+        };
+        let port = match self.0.get("port") {
+            None | Some(Value::Null) => return Ok(DEFAULT_PORT),
+            Some(Value::Number(n)) => n.as_u64().ok_or(invalid.clone())?,
+            Some(Value::String(s)) => s.trim().parse::<u64>().map_err(|_| invalid.clone())?,
+            Some(_) => return Err(invalid),
+        };
+        match u16::try_from(port) {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(invalid),
+        }
+    }
+
+    fn tls_mode(&self) -> Result<TlsMode, FieldError> {
+        let invalid = FieldError::Invalid {
+            field: "ssl",
+            expected: "must be true or false (boolean or string)",
+        };
+        let enabled = match self.0.get("ssl") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(invalid),
+            },
+            Some(_) => return Err(invalid),
+        };
+        Ok(if enabled {
+            TlsMode::VerifyFull
+        } else {
+            TlsMode::Disabled
+        })
+    }
+}
+
+/// Database engine named by the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    AuroraPostgresql,
+}
+
+/// How to use TLS: verify-full unless the secret says `ssl: false`. There is no fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    VerifyFull,
+    Disabled,
+}
+
+/// Everything needed to log in, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbCredentials {
+    pub engine: Engine,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub username: String,
+    pub password: Password,
+    pub tls: TlsMode,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(json: &str) -> SecretJson {
+        SecretJson::parse(json).unwrap()
+    }
+
+    #[test]
+    fn minimal_secret_gets_defaults() {
+        let c = secret(r#"{"engine":"postgres","host":"db","username":"app","password":"pw"}"#)
+            .credentials()
+            .unwrap();
+        assert_eq!(c.port, 5432);
+        assert_eq!(c.dbname, "postgres");
+        assert_eq!(c.tls, TlsMode::VerifyFull);
+        assert_eq!(c.engine, Engine::Postgres);
+        assert_eq!(c.password.expose(), "pw");
+    }
+
+    #[test]
+    fn port_accepts_number_and_numeric_string() {
+        let base = r#""engine":"aurora-postgresql","host":"db","username":"u","password":"p""#;
+        assert_eq!(
+            secret(&format!("{{{base},\"port\":6543}}"))
+                .credentials()
+                .unwrap()
+                .port,
+            6543
+        );
+        assert_eq!(
+            secret(&format!("{{{base},\"port\":\"6543\"}}"))
+                .credentials()
+                .unwrap()
+                .port,
+            6543
+        );
+        for bad in ["0", "70000", "\"abc\"", "true", "-1", "5432.5"] {
+            let err = secret(&format!("{{{base},\"port\":{bad}}}"))
+                .credentials()
+                .unwrap_err();
+            assert_eq!(err.field(), Some("port"), "port {bad}");
+        }
+    }
+
+    #[test]
+    fn ssl_accepts_bool_and_string_in_any_case() {
+        let base = r#""engine":"postgres","host":"db","username":"u","password":"p""#;
+        for (value, mode) in [
+            ("false", TlsMode::Disabled),
+            ("\"FALSE\"", TlsMode::Disabled),
+            ("\"False\"", TlsMode::Disabled),
+            ("true", TlsMode::VerifyFull),
+            ("\"true\"", TlsMode::VerifyFull),
+        ] {
+            let c = secret(&format!("{{{base},\"ssl\":{value}}}"))
+                .credentials()
+                .unwrap();
+            assert_eq!(c.tls, mode, "ssl {value}");
+        }
+        let err = secret(&format!("{{{base},\"ssl\":\"maybe\"}}"))
+            .credentials()
+            .unwrap_err();
+        assert_eq!(err.field(), Some("ssl"));
+    }
+
+    #[test]
+    fn missing_and_invalid_fields_are_named_without_values() {
+        for (json, field) in [
+            (r#"{"host":"db","username":"u","password":"p"}"#, "engine"),
+            (
+                r#"{"engine":"mysql","host":"db","username":"u","password":"p"}"#,
+                "engine",
+            ),
+            (
+                r#"{"engine":"postgres","username":"u","password":"p"}"#,
+                "host",
+            ),
+            (
+                r#"{"engine":"postgres","host":"db","password":"p"}"#,
+                "username",
+            ),
+            (
+                r#"{"engine":"postgres","host":"db","username":"u"}"#,
+                "password",
+            ),
+            (
+                r#"{"engine":"postgres","host":"db","username":"u","password":42}"#,
+                "password",
+            ),
+            (
+                r#"{"engine":"postgres","host":"","username":"u","password":"p"}"#,
+                "host",
+            ),
+            (
+                r#"{"engine":"postgres","host":"db","username":"u","password":"p","dbname":7}"#,
+                "dbname",
+            ),
+        ] {
+            let err = secret(json).credentials().unwrap_err();
+            assert_eq!(err.field(), Some(field), "{json}");
+            assert!(err.to_string().contains(field));
+        }
+        let err = secret(
+            r#"{"engine":"postgres","host":"db","username":"u","password":{"x":"hunter2"}}"#,
+        )
+        .credentials()
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn parse_errors_do_not_echo_content() {
+        let err = SecretJson::parse(r#"{"password":"hunter2" "#).unwrap_err();
+        assert!(matches!(err, FieldError::NotJson(_)));
+        assert!(!err.to_string().contains("hunter2"));
+        assert_eq!(
+            SecretJson::parse(r#""hunter2""#).unwrap_err(),
+            FieldError::NotAnObject
+        );
+    }
+
+    #[test]
+    fn with_str_keeps_every_other_field_type_and_order() {
+        let original = r#"{"engine":"postgres","port":"5432","host":"db","username":"u","password":"old","extra":{"n":[1,2.5,null]},"flag":true}"#;
+        let updated = secret(original).with_str("password", "new");
+        assert_eq!(
+            updated.to_json_string(),
+            original.replace("\"old\"", "\"new\"")
+        );
+        // An absent dbname stays absent.
+        assert!(!updated.as_map().contains_key("dbname"));
+    }
+
+    #[test]
+    fn debug_output_hides_values() {
+        let s = secret(r#"{"engine":"postgres","host":"db","username":"u","password":"hunter2"}"#);
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{:?}", s.credentials().unwrap()).contains("hunter2"));
+    }
+}

@@ -1,0 +1,91 @@
+//! `SecretStore`: the few Secrets Manager operations rotation needs.
+
+use crate::policy::PasswordPolicy;
+use crate::secret::Password;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+pub const AWSCURRENT: &str = "AWSCURRENT";
+pub const AWSPENDING: &str = "AWSPENDING";
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+
+/// What `DescribeSecret` tells rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMetadata {
+    pub arn: String,
+    pub name: String,
+    /// `None` when Secrets Manager did not say (tolerated, as in the templates).
+    pub rotation_enabled: Option<bool>,
+    /// Version id → staging labels.
+    pub versions: BTreeMap<String, Vec<String>>,
+}
+
+impl SecretMetadata {
+    /// The version that carries `stage`, if any.
+    pub fn version_with(&self, stage: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == stage))
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The labels of `version_id`, if it is a version of the secret.
+    pub fn stages_of(&self, version_id: &str) -> Option<&[String]> {
+        self.versions.get(version_id).map(Vec::as_slice)
+    }
+
+    /// Whether `version_id` carries `stage`.
+    pub fn has_stage(&self, version_id: &str, stage: &str) -> bool {
+        self.stages_of(version_id)
+            .is_some_and(|stages| stages.iter().any(|s| s == stage))
+    }
+}
+
+/// A failed Secrets Manager call. The message comes from the service and carries no secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Secrets Manager {operation} failed: {message}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    /// The service's error code, e.g. `ResourceNotFoundException`, when known.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// The Secrets Manager operations used by the rotation steps.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// `DescribeSecret`.
+    async fn describe(&self, secret_id: &str) -> Result<SecretMetadata, StoreError>;
+
+    /// `GetSecretValue(VersionId, VersionStage)`: the `SecretString` of that version. `Ok(None)`
+    /// when the version does not exist or has no value yet (Secrets Manager's
+    /// `ResourceNotFoundException`). Always reads an explicit version and stage.
+    async fn get_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// `GetRandomPassword` with the policy's arguments.
+    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError>;
+
+    /// `PutSecretValue(ClientRequestToken = token, VersionStages = [AWSPENDING])`, passing
+    /// `RotationToken` on when the event carried one.
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        secret_string: &str,
+        rotation_token: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// `UpdateSecretVersionStage(AWSCURRENT, MoveToVersionId = to, RemoveFromVersionId = from)`.
+    /// Secrets Manager moves AWSPREVIOUS to `from` itself.
+    async fn move_current(
+        &self,
+        secret_id: &str,
+        to_version: &str,
+        from_version: Option<&str>,
+    ) -> Result<(), StoreError>;
+}
