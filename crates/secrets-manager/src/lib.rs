@@ -1,1 +1,157 @@
+//! [`SecretStore`] over `aws-sdk-secretsmanager`.
+//!
+//! One client, built once in the Lambda's `main`; every call reads an explicit version and stage.
 
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::Client;
+use rotation::{Password, PasswordPolicy, SecretMetadata, SecretStore, StoreError, AWSPENDING};
+
+/// The Secrets Manager service as a [`SecretStore`].
+#[derive(Debug, Clone)]
+pub struct SecretsManagerStore {
+    client: Client,
+}
+
+impl SecretsManagerStore {
+    pub fn new(client: Client) -> Self {
+        SecretsManagerStore { client }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Converts an SDK error into a [`StoreError`] with the service's code and message (which never
+/// contain secret values), or the transport failure's description.
+pub fn store_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().map(str::to_string);
+    let message = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    StoreError {
+        operation,
+        code,
+        message,
+    }
+}
+
+#[async_trait]
+impl SecretStore for SecretsManagerStore {
+    async fn describe(&self, secret_id: &str) -> Result<SecretMetadata, StoreError> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| store_error("DescribeSecret", e))?;
+        Ok(SecretMetadata {
+            arn: out.arn().unwrap_or(secret_id).to_string(),
+            name: out.name().unwrap_or_default().to_string(),
+            rotation_enabled: out.rotation_enabled(),
+            versions: out
+                .version_ids_to_stages()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn get_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let result = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_id(version_id)
+            .version_stage(stage)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.secret_string() {
+                Some(s) => Ok(Some(s.to_string())),
+                None => Err(StoreError {
+                    operation: "GetSecretValue",
+                    code: None,
+                    message: format!(
+                        "version {version_id} ({stage}) has no SecretString (binary secrets cannot be rotated)"
+                    ),
+                }),
+            },
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(store_error("GetSecretValue", e)),
+        }
+    }
+
+    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError> {
+        let out = self
+            .client
+            .get_random_password()
+            .password_length(i64::from(policy.length))
+            .exclude_characters(&policy.exclude_characters)
+            .exclude_numbers(policy.exclude_numbers)
+            .exclude_punctuation(policy.exclude_punctuation)
+            .exclude_uppercase(policy.exclude_uppercase)
+            .exclude_lowercase(policy.exclude_lowercase)
+            .require_each_included_type(policy.require_each_included_type)
+            .send()
+            .await
+            .map_err(|e| store_error("GetRandomPassword", e))?;
+        out.random_password()
+            .map(Password::new)
+            .ok_or_else(|| StoreError {
+                operation: "GetRandomPassword",
+                code: None,
+                message: "the response had no password".into(),
+            })
+    }
+
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        secret_string: &str,
+        rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_secret_value()
+            .secret_id(secret_id)
+            .client_request_token(token)
+            .secret_string(secret_string)
+            .version_stages(AWSPENDING)
+            .set_rotation_token(rotation_token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| store_error("PutSecretValue", e))?;
+        Ok(())
+    }
+
+    async fn move_current(
+        &self,
+        secret_id: &str,
+        to_version: &str,
+        from_version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(rotation::AWSCURRENT)
+            .move_to_version_id(to_version)
+            .set_remove_from_version_id(from_version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateSecretVersionStage", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! Shared set-up for the workspace's Lambda binaries.
+
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+/// One JSON object per log line on stdout (CloudWatch Logs reads it as structured data).
+///
+/// Level: `AWS_LAMBDA_LOG_LEVEL` (Lambda's advanced logging controls), else `RUST_LOG`, else INFO.
+/// Event fields are flattened into the top-level object; no ANSI colours.
+pub fn init_json_logging() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(level.into())
+                .parse_lossy(""),
+        )
+        .with_writer(std::io::stdout)
+        .init();
+}
