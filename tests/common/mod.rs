@@ -1,1 +1,201 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: a real PostgreSQL, moto, and the rotation Lambda
+//! binary behind a local Runtime API, with the test playing Secrets Manager.
+
+use aws_sdk_secretsmanager::Client;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use testkit::lambda::{InvokeError, LambdaHost};
+use testkit::moto::Moto;
+use testkit::postgres::PgServer;
+
+pub use postgres_protocol::escape::{escape_identifier, escape_literal};
+
+pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+/// PostgreSQL + moto + a Secrets Manager client. The Lambda is started separately so a test can
+/// choose its environment.
+pub struct World {
+    pub pg: PgServer,
+    pub moto: Moto,
+    pub sm: Client,
+}
+
+impl World {
+    pub async fn start() -> World {
+        let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+        let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+        let sm = moto.secrets_client().await;
+        World { pg, moto, sm }
+    }
+
+    /// The environment of the rotation function: moto's endpoint and dummy credentials, the test
+    /// CA as `DB_CA_BUNDLE`, plus `extra` (which may override).
+    pub fn lambda_env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = self.moto.env();
+        env.push((
+            "DB_CA_BUNDLE".into(),
+            self.pg.ca_pem_path().display().to_string(),
+        ));
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    }
+
+    /// Starts the real `rotate-postgres` binary behind a Lambda Runtime API.
+    pub async fn rotation_lambda(&self, extra_env: &[(&str, &str)]) -> Lambda {
+        let env = self.lambda_env(extra_env);
+        let host = tokio::task::spawn_blocking(move || {
+            LambdaHost::start(&testkit::binary("rotate-postgres"), &env)
+        })
+        .await
+        .unwrap();
+        Lambda { host }
+    }
+
+    /// `CREATE ROLE … LOGIN PASSWORD …` as the superuser (test set-up, escaped).
+    pub async fn create_role(&self, user: &str, password: &str) {
+        self.pg
+            .exec(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD {}",
+                escape_identifier(user),
+                escape_literal(password)
+            ))
+            .await;
+    }
+
+    /// Sets a password behind the rotation function's back.
+    pub async fn set_password(&self, user: &str, password: &str) {
+        self.pg
+            .exec(&format!(
+                "ALTER ROLE {} PASSWORD {}",
+                escape_identifier(user),
+                escape_literal(password)
+            ))
+            .await;
+    }
+
+    /// A PostgreSQL secret JSON for this server.
+    pub fn secret_json(&self, user: &str, password: &str) -> Value {
+        json!({
+            "engine": "postgres",
+            "host": self.pg.host(),
+            "port": self.pg.port(),
+            "username": user,
+            "password": password,
+            "dbname": "postgres",
+        })
+    }
+
+    /// Creates a secret (its first version is AWSCURRENT); returns its ARN.
+    pub async fn create_secret(&self, name: &str, value: &Value) -> String {
+        let out = self
+            .sm
+            .create_secret()
+            .name(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("CreateSecret");
+        out.arn().expect("ARN").to_string()
+    }
+
+    /// Version id → labels.
+    pub async fn labels(&self, arn: &str) -> BTreeMap<String, Vec<String>> {
+        let out = self
+            .sm
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .expect("DescribeSecret");
+        let mut map: BTreeMap<String, Vec<String>> = out
+            .version_ids_to_stages()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for stages in map.values_mut() {
+            stages.sort();
+        }
+        map
+    }
+
+    /// The version carrying `stage` and its JSON, read by explicit VersionId and stage.
+    pub async fn stage(&self, arn: &str, stage: &str) -> Option<(String, Value)> {
+        let labels = self.labels(arn).await;
+        let (version, _) = labels
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == stage))?;
+        let out = self
+            .sm
+            .get_secret_value()
+            .secret_id(arn)
+            .version_id(version)
+            .version_stage(stage)
+            .send()
+            .await
+            .expect("GetSecretValue");
+        let value = serde_json::from_str(out.secret_string().expect("SecretString"))
+            .expect("secret JSON");
+        Some((version.clone(), value))
+    }
+
+    /// The `password` of the version carrying `stage`.
+    pub async fn password_at(&self, arn: &str, stage: &str) -> String {
+        let (_, value) = self.stage(arn, stage).await.expect(stage);
+        value["password"].as_str().expect("password").to_string()
+    }
+
+    /// Whether the database accepts `user` / `password` right now.
+    pub async fn can_login(&self, user: &str, password: &str) -> bool {
+        self.pg.try_login(user, password, "postgres").await.is_ok()
+    }
+
+    /// Plays Secrets Manager: a valueless AWSPENDING version for a new token.
+    pub async fn begin_rotation(&self, arn: &str) -> String {
+        self.moto.begin_rotation(&self.sm, arn).await
+    }
+}
+
+/// The rotation function running behind a local Runtime API.
+pub struct Lambda {
+    pub host: LambdaHost,
+}
+
+impl Lambda {
+    /// Invokes one step the way Secrets Manager does.
+    pub fn step(&self, step: &str, arn: &str, token: &str) -> Result<Value, InvokeError> {
+        let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
+        tokio::task::block_in_place(|| self.host.invoke(&event))
+    }
+
+    /// A full rotation: begin (as Secrets Manager), then the four steps, each must succeed.
+    pub async fn rotate(&self, world: &World, arn: &str) -> String {
+        let token = world.begin_rotation(arn).await;
+        for step in STEPS {
+            if let Err(e) = self.step(step, arn, &token) {
+                panic!("{step} failed: {e}\n--- output ---\n{}", self.host.output());
+            }
+        }
+        token
+    }
+
+    /// Everything the binary printed so far.
+    pub fn output(&self) -> String {
+        self.host.output()
+    }
+}
+
+/// Fails if any of `values` occurs in `output` (secret values must never be printed).
+pub fn assert_no_secrets(output: &str, values: &[String]) {
+    assert!(!output.is_empty(), "the function printed nothing at all");
+    for value in values {
+        assert!(value.len() >= 6, "too short to search for reliably");
+        assert!(
+            !output.contains(value.as_str()),
+            "a secret value appears in the function's output"
+        );
+    }
+}
