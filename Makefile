@@ -1,25 +1,79 @@
 # Everything a developer or CI runs. `make help` lists the targets.
 SHELL := /bin/bash
 PYTHON ?= python3
+CARGO ?= cargo
 VENV := .venv
 TOOLS_VENV := .venv-tools
-CARGO ?= cargo
+BUILD_VENV := .venv-build
+EVENT ?= events/rotation-create-secret.json
+FUNCTION ?= rotate-postgres
 
-.PHONY: help venv tools-venv
+.PHONY: help demo test unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
 
-help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-venv: $(VENV)/.installed ## moto (AWS emulator) in .venv
+demo: venv ## Rotate and back up a secret locally (PostgreSQL + moto + the real Lambda binaries)
+	$(CARGO) run --quiet -p demo
+
+test: venv tools-venv ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries), cfn-lint
+	$(CARGO) build --workspace --bins --quiet
+	$(CARGO) test --workspace --no-fail-fast
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml
+	@echo "cfn-lint: template.yaml clean"
+
+unit: ## Fast unit tests only (no PostgreSQL, no moto)
+	$(CARGO) test --workspace --lib
+
+lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+build: build-venv ## Release build for Lambda (arm64, cargo-lambda + zig, no Docker)
+	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64
+	@ls -l target/lambda/*/bootstrap
+
+invoke: venv ## Docker-free local invoke: make invoke EVENT=events/x.json [FUNCTION=rotate-postgres]
+	$(CARGO) run --quiet -p testkit --bin lambda-invoke -- --bin $(FUNCTION) --event $(EVENT)
+
+sam-build: build-venv ## sam build (needs the AWS SAM CLI)
+	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" sam build --beta-features
+
+sam-invoke: sam-build ## sam local invoke with an event (needs the SAM CLI and Docker)
+	sam local invoke RotationFunction -e $(EVENT)
+
+deploy: sam-build ## sam deploy --guided (needs the SAM CLI and AWS credentials)
+	sam deploy --guided
+
+bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size
+	$(CARGO) run --quiet --release -p demo --bin bench
+
+clean: ## Remove build output and virtualenvs
+	$(CARGO) clean
+	rm -rf $(VENV) $(TOOLS_VENV) $(BUILD_VENV) .aws-sam
+
+venv: $(VENV)/.installed
 
 $(VENV)/.installed: tools/requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt
 	touch $@
 
-tools-venv: $(TOOLS_VENV)/.installed ## cfn-lint, cargo-lambda, zig in .venv-tools
+tools-venv: $(TOOLS_VENV)/.installed
 
 $(TOOLS_VENV)/.installed: tools/requirements-tools.txt
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-tools.txt
+	touch $@
+
+build-venv: $(BUILD_VENV)/.installed
+
+$(BUILD_VENV)/.installed: tools/requirements-build.txt
+	$(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-build.txt
+	rustup target add aarch64-unknown-linux-gnu
 	touch $@
