@@ -1,0 +1,368 @@
+//! The AWS emulator: a fresh moto server per [`Moto::start`], reached through the real AWS SDK.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_secretsmanager::config::Credentials;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::operation::rotate_secret::RotateSecretError;
+use aws_sdk_secretsmanager::types::RotationRulesType;
+use tempfile::TempDir;
+
+/// The region every client and child process is pointed at.
+const REGION: &str = "us-east-1";
+/// moto's default account id.
+const ACCOUNT_ID: &str = "123456789012";
+/// Dummy credentials: moto accepts anything, and without them the SDK probes the instance
+/// metadata service and fails.
+const DUMMY: &str = "testing";
+/// How long `start` waits for the server to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Name of the (non-existent) rotation function `begin_rotation` names.
+const ROTATION_FUNCTION: &str = "rotation-under-test";
+/// How many free ports `start` tries (another process may grab one first).
+const PORT_ATTEMPTS: usize = 3;
+
+/// A running moto server on 127.0.0.1 and a free port; killed on drop.
+///
+/// The executable is `MOTO_SERVER` if set, else `<workspace>/.venv/bin/moto_server`
+/// (installed by `make venv`).
+pub struct Moto {
+    child: Child,
+    port: u16,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Moto {
+    /// Starts a fresh moto server and waits (up to 30 s) until it answers.
+    ///
+    /// Panics with the tail of the server's log when it does not come up.
+    pub fn start() -> Moto {
+        let executable = moto_executable();
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-moto-")
+            .tempdir()
+            .expect("create a temporary directory for moto");
+        let log_path = dir.path().join("moto.log");
+        // A free port may be taken by someone else before moto binds it: retry a few times.
+        for _ in 0..PORT_ATTEMPTS {
+            let port = crate::free_port();
+            if let Some(child) = spawn_until_ready(&executable, port, &log_path) {
+                return Moto {
+                    child,
+                    port,
+                    log_path,
+                    _dir: dir,
+                };
+            }
+        }
+        panic!("moto_server could not bind a free port in {PORT_ATTEMPTS} attempts");
+    }
+
+    /// The server's base URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The region clients use: `us-east-1`.
+    pub fn region(&self) -> &str {
+        REGION
+    }
+
+    /// moto's default account id, `123456789012`.
+    pub fn account_id(&self) -> &str {
+        ACCOUNT_ID
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+    }
+
+    /// Clears all state in the emulator (`POST /moto-api/reset`).
+    pub fn reset(&self) {
+        let url = format!("{}/moto-api/reset", self.endpoint());
+        http_agent()
+            .post(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    }
+
+    /// The environment a child process (one of our Lambda binaries) needs to reach this server
+    /// through the real AWS SDK: endpoint, region and dummy credentials, and no instance
+    /// metadata look-ups.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_DEFAULT_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", DUMMY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", DUMMY.to_string()),
+            ("AWS_SESSION_TOKEN", DUMMY.to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect()
+    }
+
+    /// An SDK configuration pointed at this server (endpoint, region, dummy static credentials).
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(
+                DUMMY,
+                DUMMY,
+                Some(DUMMY.to_string()),
+                None,
+                "testkit-moto",
+            ))
+            .load()
+            .await
+    }
+
+    /// A Secrets Manager client for this server.
+    pub async fn secrets_client(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
+    }
+
+    /// An S3 client for this server, with path-style addressing (moto on 127.0.0.1 cannot serve
+    /// virtual-hosted bucket names).
+    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Plays Secrets Manager's part of a rotation up to the point where it would invoke the
+    /// rotation function's `createSecret` step, and returns the new version's token.
+    ///
+    /// Real Secrets Manager's `RotateSecret` creates a new version whose id is a fresh token,
+    /// labelled `AWSPENDING` and without a value, leaves `AWSCURRENT` where it was, enables
+    /// rotation, and then invokes the function. moto (pinned 5.2.5) has no public API for a
+    /// valueless version other than `RotateSecret` itself, and it cannot run our Lambda. So this
+    /// calls `RotateSecret(ClientRequestToken = token, RotationLambdaARN =
+    /// arn:aws:lambda:<region>:<account>:function:rotation-under-test, RotationRules = 30 days)`:
+    /// moto adds the valueless `AWSPENDING` version (moving `AWSPENDING` off older versions) and
+    /// enables rotation *before* it looks the function up, which does not exist, so the call
+    /// fails with `ResourceNotFoundException`. That exact error is expected and ignored; any
+    /// other outcome panics. See `rotate_secret` in moto/secretsmanager/models.py.
+    ///
+    /// moto's "previous rotation still in progress" check is inverted compared with AWS: it
+    /// refuses when `AWSPENDING` sits on the same version as `AWSCURRENT` (the normal state after
+    /// a completed rotation), and accepts a pending version left by an unfinished one. So when
+    /// `AWSPENDING` shares the `AWSCURRENT` version, this first removes that label, as AWS in
+    /// effect does when it starts the next rotation.
+    ///
+    /// Afterwards it verifies with `DescribeSecret` that the token maps to exactly
+    /// `[AWSPENDING]`, that no other version carries `AWSPENDING`, that `AWSCURRENT` did not
+    /// move and that rotation is enabled, and panics otherwise, so a moto upgrade that changes
+    /// this behaviour is caught here rather than in confusing test failures.
+    pub async fn begin_rotation(
+        &self,
+        client: &aws_sdk_secretsmanager::Client,
+        secret_id: &str,
+    ) -> String {
+        let token = uuid::Uuid::new_v4().to_string();
+        let before = version_stages(client, secret_id).await;
+        let current_before = version_with(&before, "AWSCURRENT");
+        if let Some(current) = &current_before {
+            if before[current].iter().any(|stage| stage == "AWSPENDING") {
+                client
+                    .update_secret_version_stage()
+                    .secret_id(secret_id)
+                    .version_stage("AWSPENDING")
+                    .remove_from_version_id(current)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "remove AWSPENDING from the AWSCURRENT version of {secret_id}: {}",
+                            DisplayErrorContext(e)
+                        )
+                    });
+            }
+        }
+
+        let function_arn =
+            format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{ROTATION_FUNCTION}");
+        let result = client
+            .rotate_secret()
+            .secret_id(secret_id)
+            .client_request_token(&token)
+            .rotation_lambda_arn(&function_arn)
+            .rotation_rules(
+                RotationRulesType::builder()
+                    .automatically_after_days(30)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => panic!(
+                "moto's RotateSecret on {secret_id} succeeded, but the rotation function \
+                 {function_arn} does not exist: moto's behaviour changed, revisit begin_rotation"
+            ),
+            Err(error) => match error.as_service_error() {
+                Some(RotateSecretError::ResourceNotFoundException(not_found))
+                    if not_found
+                        .message()
+                        .is_some_and(|message| message.contains(&function_arn)) => {}
+                _ => panic!(
+                    "RotateSecret on {secret_id}: expected moto's ResourceNotFoundException for \
+                     the missing function {function_arn}, got: {}",
+                    DisplayErrorContext(error)
+                ),
+            },
+        }
+
+        let described = client
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeSecret {secret_id}: {}", DisplayErrorContext(e)));
+        let after = described
+            .version_ids_to_stages()
+            .cloned()
+            .unwrap_or_default();
+        let problem = if after.get(&token).map(Vec::as_slice) != Some(&["AWSPENDING".to_string()]) {
+            Some(format!(
+                "the token {token} is not labelled exactly [AWSPENDING]"
+            ))
+        } else if let Some(other) = after
+            .iter()
+            .find(|(id, stages)| **id != token && stages.iter().any(|s| s == "AWSPENDING"))
+        {
+            Some(format!("version {} still carries AWSPENDING", other.0))
+        } else if version_with(&after, "AWSCURRENT") != current_before {
+            Some(format!("AWSCURRENT moved (was on {current_before:?})"))
+        } else if described.rotation_enabled() != Some(true) {
+            Some(format!(
+                "rotation is not enabled (RotationEnabled = {:?})",
+                described.rotation_enabled()
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            panic!(
+                "begin_rotation({secret_id}): after moto's RotateSecret, {problem}; \
+                 VersionIdsToStages = {after:?} (before: {before:?}). moto's RotateSecret \
+                 behaviour changed: revisit testkit::moto::Moto::begin_rotation"
+            );
+        }
+        token
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns moto_server on `port` and polls it until it answers (`Some`), or until it exits
+/// because the port was taken (`None`). Panics with the log tail on any other failure.
+fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Child> {
+    let log =
+        File::create(log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
+    let log_err = log.try_clone().expect("duplicate the moto log file handle");
+    let mut child = Command::new(executable)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", executable.display()));
+    let read_log = || {
+        std::fs::read(log_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    let url = format!("http://127.0.0.1:{port}/moto-api/");
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = read_log();
+            if log.contains("Address already in use") {
+                return None;
+            }
+            panic!(
+                "moto_server exited ({status}) before answering; log:\n{}",
+                crate::tail(&log, 4000)
+            );
+        }
+        // Only a 200 counts: anything else on this port is not (yet) our moto.
+        if matches!(agent.get(&url).call(), Ok(response) if response.status() == 200) {
+            return Some(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "moto_server did not answer {url} within {START_TIMEOUT:?}; log:\n{}",
+                crate::tail(&read_log(), 4000)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A short-timeout HTTP agent for the moto management API.
+fn http_agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// The moto_server executable: `MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server`.
+fn moto_executable() -> PathBuf {
+    let path = match std::env::var_os("MOTO_SERVER") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => crate::workspace_root().join(".venv/bin/moto_server"),
+    };
+    assert!(
+        path.is_file(),
+        "moto_server not found at {} (run `make venv`, or set MOTO_SERVER)",
+        path.display()
+    );
+    path
+}
+
+/// `VersionIdsToStages` of a secret.
+async fn version_stages(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+) -> HashMap<String, Vec<String>> {
+    client
+        .describe_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DescribeSecret {secret_id}: {}", DisplayErrorContext(e)))
+        .version_ids_to_stages()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The version id carrying `stage`, if any.
+fn version_with(stages: &HashMap<String, Vec<String>>, stage: &str) -> Option<String> {
+    stages
+        .iter()
+        .find(|(_, labels)| labels.iter().any(|label| label == stage))
+        .map(|(id, _)| id.clone())
+}

@@ -1,0 +1,152 @@
+//! The throwaway PostgreSQL server: SCRAM logins, TLS against the test CA, cleanup on drop.
+
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use testkit::postgres::PgServer;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Connects as the superuser with TLS required, trusting only the CA certificates in `ca_pem`.
+async fn connect_tls(pg: &PgServer, ca_pem: &Path) -> Result<tokio_postgres::Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).expect("open the CA PEM file") {
+        roots
+            .add(cert.expect("parse a CA certificate"))
+            .expect("add the CA to the root store");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (user, password) = pg.superuser();
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(pg.host())
+        .port(pg.port())
+        .user(user)
+        .password(password)
+        .dbname("postgres")
+        .ssl_mode(SslMode::Require)
+        .connect(MakeRustlsConnect::new(tls))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+#[tokio::test]
+async fn scram_logins_accept_the_password_and_reject_others() {
+    let pg = PgServer::start();
+    assert_eq!(pg.host(), "127.0.0.1");
+    let (superuser, superuser_password) = pg.superuser();
+    assert_eq!(superuser, "postgres");
+    pg.try_login(superuser, superuser_password, "postgres")
+        .await
+        .expect("the superuser logs in");
+
+    pg.exec(
+        "CREATE ROLE app LOGIN PASSWORD 'Correct-Horse-1'; CREATE ROLE same LOGIN PASSWORD 'same';",
+    )
+    .await;
+    let stored: String = pg
+        .admin()
+        .await
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'",
+            &[],
+        )
+        .await
+        .expect("read the stored verifier")
+        .get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
+
+    pg.try_login("app", "Correct-Horse-1", "postgres")
+        .await
+        .expect("the right password logs in");
+    let error = pg
+        .try_login("app", "Wrong-Horse-2", "postgres")
+        .await
+        .expect_err("a wrong password is rejected");
+    assert!(error.contains("password authentication failed"), "{error}");
+    assert!(!error.contains("Wrong-Horse-2"), "{error}");
+
+    // The password never appears in the error, even where it equals other text in it.
+    let error = pg
+        .try_login("same", "postgres", "postgres")
+        .await
+        .expect_err("a wrong password is rejected");
+    assert!(!error.contains("postgres"), "{error}");
+
+    assert!(pg.log().contains("password authentication failed"));
+}
+
+#[tokio::test]
+async fn tls_is_verified_against_the_test_ca_only() {
+    let pg = PgServer::start();
+    assert_eq!(
+        std::fs::read_to_string(pg.ca_pem_path()).expect("read the CA file"),
+        pg.ca_pem()
+    );
+    for path in [pg.ca_pem_path(), pg.wrong_ca_pem_path()] {
+        let mode = std::fs::metadata(path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o004, 0o004, "{} is world-readable", path.display());
+    }
+
+    let client = connect_tls(&pg, pg.ca_pem_path())
+        .await
+        .expect("TLS verified against the test CA");
+    let (ssl, version): (bool, String) = {
+        let row = client
+            .query_one(
+                "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("query pg_stat_ssl");
+        (row.get(0), row.get(1))
+    };
+    assert!(ssl, "the session is encrypted");
+    assert!(version.starts_with("TLSv1."), "{version}");
+
+    let error = connect_tls(&pg, pg.wrong_ca_pem_path())
+        .await
+        .expect_err("a server certificate from another CA is rejected");
+    assert!(error.contains("UnknownIssuer"), "{error}");
+
+    // Plaintext logins still work: the client decides.
+    let (user, password) = pg.superuser();
+    pg.try_login(user, password, "postgres")
+        .await
+        .expect("plaintext login");
+}
+
+#[test]
+fn drop_stops_the_server_and_removes_its_directory_even_on_panic() {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let test = std::thread::spawn(move || {
+        let pg = PgServer::start();
+        sender
+            .send((pg.data_dir().to_path_buf(), pg.port()))
+            .expect("send");
+        assert!(pg.data_dir().join("PG_VERSION").is_file());
+        TcpStream::connect(("127.0.0.1", pg.port())).expect("the server listens");
+        panic!("a failing test");
+    });
+    assert!(test.join().is_err(), "the thread panicked");
+    let (data_dir, port) = receiver.recv().expect("the server started");
+    assert!(!data_dir.exists(), "{} removed", data_dir.display());
+    assert!(
+        !data_dir.parent().expect("temp dir").exists(),
+        "temporary directory removed"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens on {port} any more"
+    );
+}
