@@ -286,6 +286,21 @@ impl LambdaHost {
         &self.runtime_api
     }
 
+    /// Peak resident memory of the function process so far (`VmHWM` from `/proc`, Linux only),
+    /// the figure Lambda reports as "Max Memory Used". `None` once the process has gone.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// The process's exit status, if it has exited.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.child

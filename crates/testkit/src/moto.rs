@@ -86,6 +86,46 @@ impl Moto {
             .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
     }
 
+    /// Starts recording every request from now on (moto's recorder), forgetting earlier ones.
+    /// The recording holds request bodies, secret values included: it stays in this server's
+    /// temporary directory, is deleted with it, and only operation names are read back.
+    pub fn start_recording(&self) {
+        for action in ["reset-recording", "start-recording"] {
+            let url = format!("{}/moto-api/recorder/{action}", self.endpoint());
+            http_agent()
+                .post(&url)
+                .call()
+                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        }
+    }
+
+    /// The operations recorded since [`Moto::start_recording`], in order: the `X-Amz-Target`
+    /// header for JSON-protocol services (e.g. `secretsmanager.DescribeSecret`), else
+    /// `METHOD url`.
+    pub fn recorded_operations(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(recording_path(&self.log_path)).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|entry| {
+                let target = entry["headers"]
+                    .as_object()
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+                            .and_then(|(_, v)| v.as_str())
+                    })
+                    .map(str::to_string);
+                target.unwrap_or_else(|| {
+                    format!(
+                        "{} {}",
+                        entry["method"].as_str().unwrap_or("?"),
+                        entry["url"].as_str().unwrap_or("?")
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Clears all state in the emulator (`POST /moto-api/reset`).
     pub fn reset(&self) {
         let url = format!("{}/moto-api/reset", self.endpoint());
@@ -274,12 +314,18 @@ impl Drop for Moto {
 
 /// Spawns moto_server on `port` and polls it until it answers (`Some`), or until it exits
 /// because the port was taken (`None`). Panics with the log tail on any other failure.
+fn recording_path(log_path: &Path) -> PathBuf {
+    log_path.with_file_name("recording.jsonl")
+}
+
 fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Child> {
     let log =
         File::create(log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
     let log_err = log.try_clone().expect("duplicate the moto log file handle");
     let mut child = Command::new(executable)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Request recording stays off until `start_recording`; the file lives in the temp dir.
+        .env("MOTO_RECORDER_FILEPATH", recording_path(log_path))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)

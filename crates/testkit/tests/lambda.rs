@@ -35,6 +35,8 @@ fn runs_a_real_lambda_one_invocation_at_a_time() {
         .init_duration()
         .expect("the function asked for an event");
     assert!(init.as_secs() < 30, "{init:?}");
+    let rss = host.peak_rss_kib().expect("the process is running");
+    assert!((100..1_000_000).contains(&rss), "peak RSS {rss} KiB");
 
     // Concurrent callers are served one at a time, each with its own answer.
     std::thread::scope(|scope| {

@@ -165,3 +165,36 @@ async fn reset_clears_state_and_drop_stops_the_server() {
         "moto stopped"
     );
 }
+
+#[tokio::test]
+async fn recording_lists_the_operations_made_since_it_started() {
+    let moto = Moto::start();
+    let client = moto.secrets_client().await;
+    client
+        .create_secret()
+        .name("before")
+        .secret_string("{}")
+        .send()
+        .await
+        .expect("CreateSecret");
+    assert!(moto.recorded_operations().is_empty(), "off by default");
+    moto.start_recording();
+    client
+        .describe_secret()
+        .secret_id("before")
+        .send()
+        .await
+        .expect("DescribeSecret");
+    client
+        .get_random_password()
+        .send()
+        .await
+        .expect("GetRandomPassword");
+    assert_eq!(
+        moto.recorded_operations(),
+        vec![
+            "secretsmanager.DescribeSecret".to_string(),
+            "secretsmanager.GetRandomPassword".to_string()
+        ]
+    );
+}

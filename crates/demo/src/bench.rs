@@ -1,0 +1,188 @@
+//! `make bench`: the performance budget of DESIGN.md, measured on this machine.
+//!
+//! * cold init of the release `rotate-postgres` (process start → first request to the Runtime API)
+//! * per-step latency of warm invocations against a local PostgreSQL and moto
+//! * Secrets Manager calls per single-user rotation (moto's request recorder)
+//! * peak RSS of the function process (VmHWM, what Lambda reports as "Max Memory Used")
+//! * size of the arm64 artifact, zipped, when `make build` has produced it
+//!
+//! Figures are printed, never asserted: timings depend on the machine.
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use testkit::lambda::LambdaHost;
+use testkit::moto::Moto;
+use testkit::postgres::PgServer;
+
+const COLD_STARTS: usize = 20;
+const ROTATIONS: usize = 5;
+const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+fn release_binary(name: &str) -> PathBuf {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(testkit::workspace_root())
+        .args(["build", "--quiet", "--release", "-p", name, "--bin", name])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build --release {name} failed");
+    testkit::target_dir().join("release").join(name)
+}
+
+fn stats(mut samples: Vec<f64>) -> String {
+    samples.sort_by(f64::total_cmp);
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "min {:.1}  median {:.1}  p90 {:.1}  max {:.1}",
+        pick(0.0),
+        pick(0.5),
+        pick(0.9),
+        pick(1.0)
+    )
+}
+
+fn wait_for_init(host: &LambdaHost) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(d) = host.init_duration() {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the function never asked for an event"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn zipped_size(path: &Path) -> Option<u64> {
+    let dir = tempfile::tempdir().ok()?;
+    let zip = dir.path().join("bootstrap.zip");
+    let ok = Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(&zip)
+        .arg(path)
+        .status()
+        .ok()?
+        .success();
+    ok.then(|| std::fs::metadata(&zip).ok().map(|m| m.len()))
+        .flatten()
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "within budget"
+    } else {
+        "OVER BUDGET"
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!("== make bench: rotate-postgres (release build, this machine) ==\n");
+    let binary = release_binary("rotate-postgres");
+    let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let mut env = moto.env();
+    env.push((
+        "DB_CA_BUNDLE".into(),
+        pg.ca_pem_path().display().to_string(),
+    ));
+
+    // Cold init.
+    let mut inits = Vec::new();
+    for _ in 0..COLD_STARTS {
+        let host = LambdaHost::start(&binary, &env);
+        inits.push(wait_for_init(&host).as_secs_f64() * 1000.0);
+        host.stop();
+    }
+    let init_median = {
+        let mut s = inits.clone();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    };
+    println!("Cold init, ms ({COLD_STARTS} starts):   {}", stats(inits));
+    println!("  budget < 50 ms: {}\n", verdict(init_median < 50.0));
+
+    // Rotations.
+    pg.exec("CREATE ROLE bench LOGIN PASSWORD 'bench-initial-password'")
+        .await;
+    let sm = moto.secrets_client().await;
+    let secret = json!({"engine": "postgres", "host": pg.host(), "port": pg.port(),
+        "username": "bench", "password": "bench-initial-password"});
+    let arn = sm
+        .create_secret()
+        .name("bench/app")
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let host = LambdaHost::start(&binary, &env);
+    let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
+    let mut calls_per_rotation = Vec::new();
+    let mut breakdown = String::new();
+    for round in 0..ROTATIONS {
+        let token = moto.begin_rotation(&sm, &arn).await;
+        moto.start_recording();
+        for (i, step) in STEPS.iter().enumerate() {
+            let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
+            let t = Instant::now();
+            tokio::task::block_in_place(|| host.invoke(&event))
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+            per_step[i].push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let ops: Vec<String> = moto
+            .recorded_operations()
+            .into_iter()
+            .filter(|op| op.starts_with("secretsmanager."))
+            .collect();
+        if round == 0 {
+            breakdown = ops
+                .iter()
+                .map(|op| op.trim_start_matches("secretsmanager."))
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        calls_per_rotation.push(ops.len());
+    }
+    println!("Step latency, ms ({ROTATIONS} rotations; first includes connection set-up):");
+    for (i, step) in STEPS.iter().enumerate() {
+        println!("  {:<13} {}", step, stats(per_step[i].clone()));
+    }
+    let max_calls = calls_per_rotation.iter().copied().max().unwrap_or(0);
+    println!("\nSecrets Manager calls per rotation: {calls_per_rotation:?}");
+    println!("  {breakdown}");
+    println!(
+        "  budget <= 12 (AWS's Python template makes 14): {}",
+        verdict(max_calls <= 12)
+    );
+    let rss = host.peak_rss_kib().unwrap_or(0);
+    println!(
+        "\nPeak RSS after {ROTATIONS} rotations: {:.1} MiB",
+        rss as f64 / 1024.0
+    );
+    println!("  budget < 32 MiB: {}", verdict(rss < 32 * 1024));
+    let output = host.stop();
+    assert!(
+        !output.contains("bench-initial-password"),
+        "a password was printed"
+    );
+
+    let artifact = testkit::target_dir().join("lambda/rotate-postgres/bootstrap");
+    match std::fs::metadata(&artifact) {
+        Ok(meta) => {
+            let zipped = zipped_size(&artifact).unwrap_or(0);
+            println!(
+                "\narm64 artifact: {:.2} MiB, {:.2} MiB zipped",
+                meta.len() as f64 / 1048576.0,
+                zipped as f64 / 1048576.0
+            );
+            println!("  budget < 5 MiB zipped: {}", verdict(zipped < 5 * 1048576));
+        }
+        Err(_) => println!("\narm64 artifact: not built (run `make build` first)"),
+    }
+}
