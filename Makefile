@@ -50,7 +50,7 @@ deploy: sam-build ## sam deploy --guided (needs the SAM CLI and AWS credentials)
 	sam deploy --guided
 
 bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size
-	$(CARGO) run --quiet --release -p demo --bin bench
+	$(CARGO) run --quiet -p demo --bin bench
 
 clean: ## Remove build output and virtualenvs
 	$(CARGO) clean
