@@ -6,6 +6,10 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 ///
 /// Level: `AWS_LAMBDA_LOG_LEVEL` (Lambda's advanced logging controls), else `RUST_LOG`, else INFO.
 /// Event fields are flattened into the top-level object; no ANSI colours.
+///
+/// The runtime's own copy of every handler error (`lambda_runtime::layers::panic`, the error's
+/// `Debug` form) is switched off: each function logs its failures itself as one structured line,
+/// and a panic still reaches stderr through the panic hook.
 pub fn init_json_logging() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -22,7 +26,7 @@ pub fn init_json_logging() {
         .with_env_filter(
             EnvFilter::builder()
                 .with_default_directive(level.into())
-                .parse_lossy(""),
+                .parse_lossy("lambda_runtime::layers::panic=off"),
         )
         .with_writer(std::io::stdout)
         .init();
