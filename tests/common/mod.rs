@@ -8,6 +8,8 @@ use testkit::lambda::{InvokeError, LambdaHost};
 use testkit::moto::Moto;
 use testkit::postgres::PgServer;
 
+pub mod alternating;
+
 pub use postgres_protocol::escape::{escape_identifier, escape_literal};
 
 pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];

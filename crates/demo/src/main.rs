@@ -2,6 +2,8 @@
 //! through the real `rotate-postgres` binary behind a local Lambda Runtime API, proves the new
 //! password logs in and the old one does not, and prints a short report. Never prints a value.
 
+mod alternating; // alternating users + preflight (see alternating.rs)
+
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
@@ -163,6 +165,7 @@ async fn main() {
     println!("  JSON log lines, one per step: {log_lines}");
 
     let ok = new_ok && !old_ok && !leaked && log_lines == 4;
+    let ok = alternating::run(&pg, &moto, &sm).await && ok; // alternating users + preflight
     println!(
         "\nRotation {} in {:.1} s (everything started here is stopped and removed on exit).",
         if ok { "succeeded" } else { "FAILED" },

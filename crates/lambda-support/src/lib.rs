@@ -26,7 +26,9 @@ pub fn init_json_logging() {
         .with_env_filter(
             EnvFilter::builder()
                 .with_default_directive(level.into())
-                .parse_lossy("lambda_runtime::layers::panic=off"),
+                // The level must be a directive too: with any directive given, EnvFilter drops
+                // the default one, and nothing at all would be logged.
+                .parse_lossy(format!("{level},lambda_runtime::layers::panic=off")),
         )
         .with_writer(std::io::stdout)
         .init();

@@ -6,15 +6,18 @@
 //! * Passwords reach the server only as SCRAM-SHA-256 verifiers; identifiers and literals are
 //!   escaped with `postgres-protocol`.
 
+pub mod alternate;
 mod sql;
 mod tls;
 
 pub use sql::{alter_password_sql, scram_verifier};
 pub use tls::{TlsConfigError, TlsRoots};
 
+use alternate::{RoleAttributes, RoleSetting};
 use async_trait::async_trait;
 use rotation::{
-    ConnectError, CredentialTarget, DbCredentials, Password, TargetError, TargetSession, TlsMode,
+    AlternateChange, AlternateUser, ConnectError, CredentialTarget, DbCredentials, Password,
+    RolePrivileges, TargetError, TargetSession, TlsMode,
 };
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -202,5 +205,134 @@ impl TargetSession for PgSession {
             .batch_execute(&alter_password_sql(username, password))
             .await
             .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))
+    }
+
+    async fn login_identity(&mut self) -> Result<(String, String), TargetError> {
+        let row = self
+            .client
+            .query_one("SELECT session_user::text, current_user::text", &[])
+            .await
+            .map_err(|e| db_error("SELECT session_user, current_user", e))?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    async fn ensure_alternate(
+        &mut self,
+        request: &AlternateUser<'_>,
+    ) -> Result<AlternateChange, TargetError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("BEGIN", e))?;
+        // rolvaliduntil is read as text: make its form independent of the server's defaults.
+        tx.batch_execute("SET LOCAL datestyle TO 'ISO, YMD'; SET LOCAL timezone TO 'UTC'")
+            .await
+            .map_err(|e| db_error("SET LOCAL datestyle", e))?;
+        let exists = tx
+            .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&request.pending])
+            .await
+            .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+            .is_some();
+        let change = if exists {
+            tx.batch_execute(&alter_password_sql(request.pending, request.password))
+                .await
+                .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
+            AlternateChange::PasswordChanged
+        } else {
+            let row = tx
+                .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&request.current])
+                .await
+                .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+                .ok_or_else(|| TargetError {
+                    operation: "SELECT FROM pg_roles",
+                    message: format!(
+                        "role {:?} (AWSCURRENT's user) does not exist",
+                        request.current
+                    ),
+                })?;
+            let attrs = RoleAttributes {
+                login: row.get(0),
+                create_db: row.get(1),
+                create_role: row.get(2),
+                connection_limit: row.get(3),
+                valid_until: row.get(4),
+            };
+            let settings: Vec<RoleSetting> = tx
+                .query(alternate::ROLE_SETTINGS_QUERY, &[&request.current])
+                .await
+                .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
+                .iter()
+                .filter_map(|row| RoleSetting::parse(row.get(0), row.get::<_, &str>(1)))
+                .filter(|s| !s.is_identity())
+                .collect();
+            tx.batch_execute(&alternate::create_role_sql(
+                request.pending,
+                &attrs,
+                request.password,
+            ))
+            .await
+            .map_err(|e| db_error("CREATE ROLE", e))?;
+            tx.batch_execute(&alternate::grant_sql(request.current, request.pending))
+                .await
+                .map_err(|e| db_error("GRANT", e))?;
+            for setting in &settings {
+                tx.batch_execute(&alternate::set_setting_sql(request.pending, setting))
+                    .await
+                    .map_err(|e| db_error("ALTER ROLE ... SET", e))?;
+            }
+            AlternateChange::Created
+        };
+        if let Some(act_as) = request.act_as {
+            let member: bool = tx
+                .query_one(
+                    "SELECT pg_catalog.pg_has_role($1::text::name, $2::text::name, 'MEMBER')",
+                    &[&act_as.clone, &act_as.owner],
+                )
+                .await
+                .map_err(|e| db_error("SELECT pg_has_role", e))?
+                .get(0);
+            if !member {
+                return Err(TargetError {
+                    operation: "ALTER ROLE ... SET role",
+                    message: format!(
+                        "the shared-owner opt-in needs {:?} to be a member of {:?} (GRANT {} TO {})",
+                        act_as.clone, act_as.owner, act_as.owner, act_as.clone
+                    ),
+                });
+            }
+            tx.batch_execute(&alternate::act_as_sql(act_as.clone, act_as.owner))
+                .await
+                .map_err(|e| db_error("ALTER ROLE ... SET role", e))?;
+        }
+        tx.commit().await.map_err(|e| db_error("COMMIT", e))?;
+        Ok(change)
+    }
+
+    async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+                &[&role],
+            )
+            .await
+            .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+        Ok(row.get(0))
+    }
+
+    async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT rolsuper, rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+        Ok(RolePrivileges {
+            superuser: row.get(0),
+            create_role: row.get(1),
+        })
     }
 }

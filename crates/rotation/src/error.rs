@@ -3,6 +3,7 @@
 use crate::secret::FieldError;
 use crate::store::StoreError;
 use crate::target::TargetError;
+use crate::topology::TopologyError;
 
 /// A failed rotation step.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,37 @@ pub enum ErrorKind {
     LoginFailed { attempts: String },
     #[error("logged in with AWSPENDING but current_user is {actual:?}, expected {expected:?}")]
     WrongUser { actual: String, expected: String },
+    #[error("logged in with AWSPENDING but session_user is {actual:?}, expected {expected:?}")]
+    WrongSessionUser { actual: String, expected: String },
+    #[error("field 'username' of the AWSPENDING version must be the alternate of AWSCURRENT's (AWSCURRENT has {current:?}, so AWSPENDING must have {expected:?}, but has {pending:?})")]
+    NotAlternate {
+        current: String,
+        pending: String,
+        expected: String,
+    },
+    #[error("refusing to change anything: AWSCURRENT cannot log into the database ({reason}); the alternating-users strategy only rotates a user whose current credentials work")]
+    CurrentLoginFailed { reason: String },
+    #[error("master secret {master}: {detail}")]
+    MasterSecret { master: String, detail: String },
+    #[error("master secret {master}: {source}{hint}")]
+    MasterField {
+        master: String,
+        #[source]
+        source: FieldError,
+        hint: &'static str,
+    },
+    #[error("unable to log into the database with the master secret {master} ({reason})")]
+    MasterLoginFailed { master: String, reason: String },
+    #[error("AWSCURRENT's server {current_host} is neither the server of master secret {master} ({master_host}{origin}) nor an RDS read replica or Aurora reader of it: {reason}")]
+    MasterElsewhere {
+        master: String,
+        current_host: String,
+        master_host: String,
+        origin: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
     #[error("{0}")]
     Unsupported(String),
     #[error(transparent)]
@@ -79,6 +111,14 @@ impl ErrorKind {
             ErrorKind::NameTooLong { .. } => "NameTooLong",
             ErrorKind::LoginFailed { .. } => "LoginFailed",
             ErrorKind::WrongUser { .. } => "WrongUser",
+            ErrorKind::WrongSessionUser { .. } => "WrongUser",
+            ErrorKind::NotAlternate { .. } => "NotAlternateUser",
+            ErrorKind::CurrentLoginFailed { .. } => "CurrentLoginFailed",
+            ErrorKind::MasterSecret { .. } => "MasterSecretError",
+            ErrorKind::MasterField { .. } => "InvalidMasterSecret",
+            ErrorKind::MasterLoginFailed { .. } => "MasterLoginFailed",
+            ErrorKind::MasterElsewhere { .. } => "MasterHostMismatch",
+            ErrorKind::Topology(_) => "RdsError",
             ErrorKind::Unsupported(_) => "Unsupported",
             ErrorKind::Store(_) => "SecretsManagerError",
             ErrorKind::Target(_) => "DatabaseError",

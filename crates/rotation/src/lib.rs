@@ -4,6 +4,7 @@
 //! * [`secret`]: the secret JSON model (unknown fields and JSON types preserved).
 //! * [`policy`]: the password policy read from the environment (same variables as AWS's templates).
 //! * [`store`] / [`target`]: the two small traits the steps run against.
+//! * [`topology`]: the RDS look-ups of the alternating-users strategy (trait only).
 //! * [`rotator`]: the gate and the four steps.
 //! * [`memory`]: in-memory implementations of both traits for fast unit tests.
 //!
@@ -13,15 +14,23 @@ pub mod error;
 pub mod event;
 pub mod memory;
 pub mod policy;
+pub mod preflight;
 pub mod rotator;
 pub mod secret;
 pub mod store;
 pub mod target;
+pub mod topology;
 
 pub use error::{ErrorKind, RotationError};
 pub use event::{RotationEvent, Step};
 pub use policy::{ConfigError, PasswordPolicy};
-pub use rotator::{Outcome, Rotator, Strategy};
+pub use rotator::{MasterSecret, Outcome, Rotator, Strategy};
 pub use secret::{DbCredentials, Engine, FieldError, Password, SecretJson, TlsMode};
 pub use store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-pub use target::{ConnectError, CredentialTarget, TargetError, TargetSession};
+pub use target::{
+    ActAs, AlternateChange, AlternateUser, ConnectError, CredentialTarget, RolePrivileges,
+    TargetError, TargetSession,
+};
+pub use topology::{
+    DbEndpoint, DbTopology, MasterLocation, NoTopology, RdsResource, Relation, TopologyError,
+};

@@ -8,9 +8,15 @@
 use crate::policy::PasswordPolicy;
 use crate::secret::{DbCredentials, Password};
 use crate::store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use crate::target::{ConnectError, CredentialTarget, TargetError, TargetSession};
+use crate::target::{
+    AlternateChange, AlternateUser, ConnectError, CredentialTarget, RolePrivileges, TargetError,
+    TargetSession,
+};
+use crate::topology::{
+    DbEndpoint, DbTopology, MasterLocation, RdsResource, Relation, TopologyError,
+};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +31,8 @@ struct Secret {
     arn: String,
     name: String,
     rotation_enabled: Option<bool>,
+    rotation_lambda_arn: Option<String>,
+    tags: Vec<(String, String)>,
     versions: BTreeMap<String, Version>,
 }
 
@@ -74,6 +82,8 @@ impl MemoryStore {
                 arn: arn.clone(),
                 name: name.to_string(),
                 rotation_enabled: Some(true),
+                rotation_lambda_arn: None,
+                tags: Vec::new(),
                 versions,
             },
         );
@@ -104,6 +114,31 @@ impl MemoryStore {
             .find(|s| s.arn == secret_id || s.name == secret_id)
             .expect("secret exists")
             .rotation_enabled = enabled;
+    }
+
+    /// Sets the secret's tags (test set-up).
+    pub fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) {
+        self.secrets
+            .lock()
+            .unwrap()
+            .values_mut()
+            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .expect("secret exists")
+            .tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// Sets `RotationLambdaARN` (test set-up).
+    pub fn set_rotation_lambda(&self, secret_id: &str, arn: Option<&str>) {
+        self.secrets
+            .lock()
+            .unwrap()
+            .values_mut()
+            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .expect("secret exists")
+            .rotation_lambda_arn = arn.map(str::to_string);
     }
 
     /// What `RotateSecret` does before invoking createSecret: a valueless version `token` labelled
@@ -190,6 +225,9 @@ impl SecretStore for MemoryStore {
                 arn: s.arn.clone(),
                 name: s.name.clone(),
                 rotation_enabled: s.rotation_enabled,
+                tags: s.tags.clone(),
+                rotation_lambda_arn: s.rotation_lambda_arn.clone(),
+                kms_key_id: None,
                 versions: s
                     .versions
                     .iter()
@@ -218,6 +256,19 @@ impl SecretStore for MemoryStore {
                 ));
             }
             Ok(version.value.clone())
+        })
+    }
+
+    async fn get_stage_value(
+        &self,
+        secret_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with_secret("GetSecretValue", secret_id, |s| {
+            Ok(s.versions
+                .values()
+                .find(|v| v.stages.iter().any(|l| l == stage))
+                .and_then(|v| v.value.clone()))
         })
     }
 
@@ -331,12 +382,28 @@ impl SecretStore for MemoryStore {
     }
 }
 
-/// An in-memory database: users and passwords, reachable at one host.
+/// An in-memory database: users and passwords, reachable at one host (and its aliases, which
+/// stand for read replicas), with what the alternating-users strategy needs: role memberships,
+/// per-role settings and which users may create roles.
 #[derive(Debug, Clone)]
 pub struct MemoryDatabase {
     host: String,
     users: Arc<Mutex<HashMap<String, String>>>,
     connects: Arc<AtomicU64>,
+    roles: Arc<Mutex<Roles>>,
+}
+
+#[derive(Debug, Default)]
+struct Roles {
+    aliases: BTreeSet<String>,
+    /// Role → roles it was granted.
+    members: HashMap<String, BTreeSet<String>>,
+    /// Role → `name=value` settings.
+    settings: HashMap<String, BTreeMap<String, String>>,
+    /// Users with CREATEROLE.
+    creators: BTreeSet<String>,
+    /// Every connection fails with this TLS error.
+    tls_failure: Option<String>,
 }
 
 impl MemoryDatabase {
@@ -345,7 +412,57 @@ impl MemoryDatabase {
             host: host.to_string(),
             users: Arc::default(),
             connects: Arc::default(),
+            roles: Arc::default(),
         }
+    }
+
+    /// Another host name for the same users (a read replica).
+    pub fn add_alias(&self, host: &str) {
+        self.roles.lock().unwrap().aliases.insert(host.to_string());
+    }
+
+    /// A user with CREATEROLE (a master user).
+    pub fn add_creator(&self, name: &str, password: &str) {
+        self.add_user(name, password);
+        self.roles.lock().unwrap().creators.insert(name.to_string());
+    }
+
+    /// Sets a per-role setting.
+    pub fn set_setting(&self, role: &str, name: &str, value: &str) {
+        self.roles
+            .lock()
+            .unwrap()
+            .settings
+            .entry(role.to_string())
+            .or_default()
+            .insert(name.to_string(), value.to_string());
+    }
+
+    /// The per-role settings of `role`.
+    pub fn settings_of(&self, role: &str) -> BTreeMap<String, String> {
+        self.roles
+            .lock()
+            .unwrap()
+            .settings
+            .get(role)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The roles `role` was granted.
+    pub fn memberships_of(&self, role: &str) -> BTreeSet<String> {
+        self.roles
+            .lock()
+            .unwrap()
+            .members
+            .get(role)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes every connection fail TLS verification.
+    pub fn fail_tls(&self, reason: &str) {
+        self.roles.lock().unwrap().tls_failure = Some(reason.to_string());
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
@@ -377,12 +494,22 @@ impl CredentialTarget for MemoryDatabase {
         credentials: &DbCredentials,
     ) -> Result<Box<dyn TargetSession>, ConnectError> {
         self.connects.fetch_add(1, Ordering::SeqCst);
-        if credentials.host != self.host {
+        let (alias, tls_failure) = {
+            let roles = self.roles.lock().unwrap();
+            (
+                roles.aliases.contains(&credentials.host),
+                roles.tls_failure.clone(),
+            )
+        };
+        if credentials.host != self.host && !alias {
             return Err(ConnectError::Unreachable {
                 host: credentials.host.clone(),
                 port: credentials.port,
                 reason: "no such host".into(),
             });
+        }
+        if let Some(reason) = tls_failure {
+            return Err(ConnectError::Tls(reason));
         }
         match self.users.lock().unwrap().get(&credentials.username) {
             Some(p) if p == credentials.password.expose() => Ok(Box::new(MemorySession {
@@ -418,5 +545,154 @@ impl TargetSession for MemorySession {
                 message: format!("role {username:?} does not exist"),
             }),
         }
+    }
+
+    async fn login_identity(&mut self) -> Result<(String, String), TargetError> {
+        let acting = self
+            .db
+            .settings_of(&self.user)
+            .get("role")
+            .cloned()
+            .unwrap_or_else(|| self.user.clone());
+        Ok((self.user.clone(), acting))
+    }
+
+    async fn ensure_alternate(
+        &mut self,
+        request: &AlternateUser<'_>,
+    ) -> Result<AlternateChange, TargetError> {
+        let mut users = self.db.users.lock().unwrap();
+        let mut roles = self.db.roles.lock().unwrap();
+        if !roles.creators.contains(&self.user) {
+            return Err(TargetError {
+                operation: "CREATE ROLE",
+                message: "permission denied to create role".into(),
+            });
+        }
+        let change = if users.contains_key(request.pending) {
+            AlternateChange::PasswordChanged
+        } else {
+            if !users.contains_key(request.current) {
+                return Err(TargetError {
+                    operation: "CREATE ROLE",
+                    message: format!("role {:?} does not exist", request.current),
+                });
+            }
+            let mut settings = roles
+                .settings
+                .get(request.current)
+                .cloned()
+                .unwrap_or_default();
+            settings.remove("role");
+            roles.settings.insert(request.pending.to_string(), settings);
+            roles
+                .members
+                .entry(request.pending.to_string())
+                .or_default()
+                .insert(request.current.to_string());
+            AlternateChange::Created
+        };
+        if let Some(act_as) = request.act_as {
+            let member = roles
+                .members
+                .get(act_as.clone)
+                .is_some_and(|m| m.contains(act_as.owner));
+            if !member {
+                return Err(TargetError {
+                    operation: "ALTER ROLE ... SET role",
+                    message: format!("{:?} is not a member of {:?}", act_as.clone, act_as.owner),
+                });
+            }
+            roles
+                .settings
+                .entry(act_as.clone.to_string())
+                .or_default()
+                .insert("role".into(), act_as.owner.to_string());
+        }
+        users.insert(
+            request.pending.to_string(),
+            request.password.expose().to_string(),
+        );
+        Ok(change)
+    }
+
+    async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
+        Ok(self.db.users.lock().unwrap().contains_key(role))
+    }
+
+    async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
+        Ok(RolePrivileges {
+            superuser: false,
+            create_role: self.db.roles.lock().unwrap().creators.contains(&self.user),
+        })
+    }
+}
+
+/// In-memory RDS look-ups: endpoints by ARN and relations by (host, master host).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryTopology {
+    endpoints: Arc<Mutex<HashMap<String, DbEndpoint>>>,
+    relations: Arc<Mutex<HashMap<(String, String), Relation>>>,
+    calls: Arc<AtomicU64>,
+}
+
+impl MemoryTopology {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What `DescribeDBInstances` / `DescribeDBClusters` says of `arn`.
+    pub fn add_endpoint(&self, arn: &str, endpoint: DbEndpoint) {
+        self.endpoints
+            .lock()
+            .unwrap()
+            .insert(arn.to_string(), endpoint);
+    }
+
+    /// How `host` relates to the master at `master_host` (unrelated unless set).
+    pub fn set_relation(&self, host: &str, master_host: &str, relation: Relation) {
+        self.relations
+            .lock()
+            .unwrap()
+            .insert((host.to_string(), master_host.to_string()), relation);
+    }
+
+    /// RDS calls so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl DbTopology for MemoryTopology {
+    async fn endpoint_of(&self, resource: &RdsResource) -> Result<DbEndpoint, TopologyError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.endpoints
+            .lock()
+            .unwrap()
+            .get(resource.arn())
+            .cloned()
+            .ok_or_else(|| TopologyError {
+                operation: "DescribeDBInstances",
+                code: Some("DBInstanceNotFound".into()),
+                message: format!("{} not found", resource.arn()),
+            })
+    }
+
+    async fn relation(
+        &self,
+        host: &str,
+        master: MasterLocation<'_>,
+    ) -> Result<Relation, TopologyError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .relations
+            .lock()
+            .unwrap()
+            .get(&(host.to_string(), master.host.to_string()))
+            .cloned()
+            .unwrap_or_else(|| Relation::Unrelated {
+                reason: format!("{host} is not an RDS endpoint"),
+            }))
     }
 }

@@ -3,9 +3,11 @@
 use crate::error::{ErrorKind, RotationError};
 use crate::event::{RotationEvent, Step};
 use crate::policy::PasswordPolicy;
-use crate::secret::{DbCredentials, SecretJson};
+use crate::secret::{DbCredentials, FieldError, SecretJson};
 use crate::store::{SecretMetadata, SecretStore, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use crate::target::{CredentialTarget, TargetSession};
+use crate::target::{ActAs, AlternateChange, AlternateUser, CredentialTarget, TargetSession};
+use crate::topology::{DbTopology, MasterLocation, NoTopology, RdsResource, Relation};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Suffix that marks the alternate user of the alternating-users strategy.
@@ -64,6 +66,41 @@ pub fn alternate_username(username: &str) -> Result<String, ErrorKind> {
     Ok(clone)
 }
 
+/// The `(clone, original)` pair of the alternating users that `username` belongs to: the user
+/// with the `_clone` suffix and the one without.
+pub fn user_pair(username: &str) -> Result<(String, String), ErrorKind> {
+    match username.strip_suffix(CLONE_SUFFIX) {
+        Some(original) if !original.is_empty() => Ok((username.to_string(), original.to_string())),
+        _ => Ok((alternate_username(username)?, username.to_string())),
+    }
+}
+
+/// The master secret of the alternating-users strategy, ready to log in.
+#[derive(Debug, Clone)]
+pub struct MasterSecret {
+    /// `masterarn` as given in the user's secret.
+    pub arn: String,
+    pub credentials: DbCredentials,
+    /// The RDS resource named by the secret's `aws:rds:primary…Arn` tag, when host, port and
+    /// engine came from RDS (an RDS-managed master secret).
+    pub resource: Option<RdsResource>,
+}
+
+impl MasterSecret {
+    /// Where the master's host came from, for messages.
+    pub fn origin(&self) -> String {
+        match &self.resource {
+            Some(resource) => format!(", from its {} tag {}", resource.tag(), resource.arn()),
+            None => String::new(),
+        }
+    }
+}
+
+/// Whether two credentials point at the same server (host names compare case-insensitively).
+pub fn same_server(a: &DbCredentials, b: &DbCredentials) -> bool {
+    a.host.eq_ignore_ascii_case(&b.host) && a.port == b.port
+}
+
 /// What a step did; logged as `outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -77,6 +114,8 @@ pub enum Outcome {
     PasswordAlreadySet,
     /// setSecret: the database now accepts AWSPENDING.
     PasswordSet,
+    /// setSecret (alternating users): the alternate user was created from the current one.
+    UserCreated,
     /// testSecret: AWSPENDING logs in as its user.
     Tested,
     /// finishSecret: AWSCURRENT moved to the token.
@@ -91,6 +130,7 @@ impl Outcome {
             Outcome::PendingCreated => "pending_created",
             Outcome::PasswordAlreadySet => "password_already_set",
             Outcome::PasswordSet => "password_set",
+            Outcome::UserCreated => "user_created",
             Outcome::Tested => "tested",
             Outcome::Finished => "finished",
         }
@@ -103,6 +143,8 @@ pub struct Rotator<S, T> {
     target: T,
     policy: PasswordPolicy,
     strategy_override: Option<Strategy>,
+    topology: Arc<dyn DbTopology>,
+    shared_owner_default: bool,
 }
 
 /// Everything one step works on: the event, the secret's metadata (one `DescribeSecret`).
@@ -128,7 +170,43 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
             target,
             policy,
             strategy_override: None,
+            topology: Arc::new(NoTopology),
+            shared_owner_default: false,
         }
+    }
+
+    /// The RDS look-ups (managed master secrets, replicas); without them only a master on the
+    /// user's own host is accepted.
+    pub fn with_topology(mut self, topology: Arc<dyn DbTopology>) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// The shared-owner opt-in for secrets that do not say (`ALTERNATING_SHARED_OWNER`).
+    pub fn with_shared_owner_default(mut self, enabled: bool) -> Self {
+        self.shared_owner_default = enabled;
+        self
+    }
+
+    pub fn topology(&self) -> &dyn DbTopology {
+        self.topology.as_ref()
+    }
+
+    pub fn policy(&self) -> &PasswordPolicy {
+        &self.policy
+    }
+
+    /// The strategy for a secret: the override, else `masterarn` decides.
+    pub fn strategy_for(&self, secret: &SecretJson) -> Result<Strategy, FieldError> {
+        match self.strategy_override {
+            Some(strategy) => Ok(strategy),
+            None => Strategy::for_secret(secret),
+        }
+    }
+
+    /// Whether the shared-owner opt-in applies to `secret` (its field, else the default).
+    pub fn shared_owner_for(&self, secret: &SecretJson) -> Result<bool, FieldError> {
+        Ok(secret.shared_owner()?.unwrap_or(self.shared_owner_default))
     }
 
     /// Forces one strategy for every secret (`ROTATION_STRATEGY`).
@@ -262,10 +340,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     }
 
     fn strategy(&self, secret: &SecretJson, stage: &'static str) -> Result<Strategy, ErrorKind> {
-        match self.strategy_override {
-            Some(strategy) => Ok(strategy),
-            None => Strategy::for_secret(secret).map_err(ErrorKind::field(stage)),
-        }
+        self.strategy_for(secret).map_err(ErrorKind::field(stage))
     }
 
     async fn create_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
@@ -310,10 +385,201 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 self.set_single_user(ctx, &pending_creds, pending_error, &current)
                     .await
             }
-            Strategy::AlternatingUsers => Err(ErrorKind::Unsupported(
-                "the alternating-users strategy is not available in this build".into(),
-            )),
+            Strategy::AlternatingUsers => {
+                self.set_alternating(&pending_creds, &pending, &current)
+                    .await
+            }
         }
+    }
+
+    /// setSecret for alternating users: PENDING's user must be CURRENT's alternate on the same
+    /// host, CURRENT must log in, and the master (same server, or the primary of CURRENT's read
+    /// replica / Aurora reader) creates the alternate or changes its password.
+    async fn set_alternating(
+        &self,
+        pending: &DbCredentials,
+        pending_json: &SecretJson,
+        current: &SecretJson,
+    ) -> Result<Outcome, ErrorKind> {
+        let current_creds = current
+            .credentials()
+            .map_err(ErrorKind::field(AWSCURRENT))?;
+        let expected = alternate_username(&current_creds.username)?;
+        if pending.username != expected {
+            return Err(ErrorKind::NotAlternate {
+                current: current_creds.username.clone(),
+                pending: pending.username.clone(),
+                expected,
+            });
+        }
+        require_same(AWSPENDING, "host", &current_creds.host, &pending.host)?;
+        // Only a credential that works is rotated: this keeps a caller from using the master
+        // to take over a user it cannot log in as (the templates' confused-deputy check).
+        match self.target.connect(&current_creds).await {
+            Ok(session) => drop(session),
+            Err(e) => {
+                return Err(ErrorKind::CurrentLoginFailed {
+                    reason: e.to_string(),
+                })
+            }
+        }
+        let master = self.load_master(current).await?;
+        match self.master_relation(&current_creds, &master).await? {
+            None => {}
+            Some(relation) if relation.is_accepted() => {
+                tracing::info!(
+                    master_secret = %master.arn,
+                    relation = %relation.describe(),
+                    "AWSCURRENT's host is a replica of the master's database"
+                );
+            }
+            Some(relation) => {
+                return Err(ErrorKind::MasterElsewhere {
+                    master: master.arn.clone(),
+                    current_host: format!("{}:{}", current_creds.host, current_creds.port),
+                    master_host: format!("{}:{}", master.credentials.host, master.credentials.port),
+                    origin: master.origin(),
+                    reason: relation.describe(),
+                })
+            }
+        }
+        let mut session = self
+            .target
+            .connect(&master.credentials)
+            .await
+            .map_err(|e| ErrorKind::MasterLoginFailed {
+                master: master.arn.clone(),
+                reason: e.to_string(),
+            })?;
+        let shared_owner = self
+            .shared_owner_for(pending_json)
+            .map_err(ErrorKind::field(AWSPENDING))?;
+        let pair = user_pair(&current_creds.username)?;
+        let act_as = shared_owner.then(|| ActAs {
+            clone: &pair.0,
+            owner: &pair.1,
+        });
+        let change = session
+            .ensure_alternate(&AlternateUser {
+                current: &current_creds.username,
+                pending: &pending.username,
+                password: &pending.password,
+                act_as,
+            })
+            .await?;
+        Ok(match change {
+            AlternateChange::Created => Outcome::UserCreated,
+            AlternateChange::PasswordChanged => Outcome::PasswordSet,
+        })
+    }
+
+    /// Reads the master secret named by `masterarn` in `user_secret` (AWSCURRENT). An RDS-managed
+    /// master secret (only `username` and `password`) gets host, port and engine from RDS through
+    /// its `aws:rds:primary…Arn` tag. The user's `dbname` is used when it has one.
+    pub async fn load_master(&self, user_secret: &SecretJson) -> Result<MasterSecret, ErrorKind> {
+        let arn = user_secret
+            .master_arn()
+            .map_err(ErrorKind::field(AWSCURRENT))?
+            .filter(|arn| !arn.is_empty())
+            .ok_or(ErrorKind::Field {
+                stage: AWSCURRENT,
+                source: FieldError::Missing("masterarn"),
+            })?
+            .to_string();
+        let master_error = |detail: String| ErrorKind::MasterSecret {
+            master: arn.clone(),
+            detail,
+        };
+        let text = self
+            .store
+            .get_stage_value(&arn, AWSCURRENT)
+            .await
+            .map_err(|e| master_error(e.to_string()))?
+            .ok_or_else(|| master_error("it has no AWSCURRENT value".into()))?;
+        let field_error = |hint: &'static str| {
+            let master = arn.clone();
+            move |source| ErrorKind::MasterField {
+                master,
+                source,
+                hint,
+            }
+        };
+        let mut json = SecretJson::parse(&text).map_err(field_error(""))?;
+        let mut resource = None;
+        if json.is_username_password_only() {
+            let meta = self
+                .store
+                .describe(&arn)
+                .await
+                .map_err(|e| master_error(e.to_string()))?;
+            let Some(found) = RdsResource::from_tags(&meta.tags) else {
+                return Err(ErrorKind::MasterField {
+                    master: arn.clone(),
+                    source: FieldError::Missing("host"),
+                    hint: " (it holds only username and password and has no \
+                           aws:rds:primaryDBInstanceArn or aws:rds:primaryDBClusterArn tag to \
+                           look the database up with; add engine, host and port)",
+                });
+            };
+            let endpoint = self.topology.endpoint_of(&found).await?;
+            json = json
+                .with_str("engine", &endpoint.engine)
+                .with_str("host", &endpoint.host)
+                .with_value("port", endpoint.port.into());
+            resource = Some(found);
+        }
+        if let Some(dbname) = user_secret
+            .optional_str("dbname")
+            .map_err(ErrorKind::field(AWSCURRENT))?
+        {
+            json = json.with_str("dbname", dbname);
+        }
+        let credentials = json.credentials().map_err(field_error(""))?;
+        Ok(MasterSecret {
+            arn,
+            credentials,
+            resource,
+        })
+    }
+
+    /// `None` when the master is on the user's server; else how RDS relates the two.
+    pub async fn master_relation(
+        &self,
+        user: &DbCredentials,
+        master: &MasterSecret,
+    ) -> Result<Option<Relation>, ErrorKind> {
+        if same_server(user, &master.credentials) {
+            return Ok(None);
+        }
+        let relation = self
+            .topology
+            .relation(
+                &user.host,
+                MasterLocation {
+                    host: &master.credentials.host,
+                    resource: master.resource.as_ref(),
+                },
+            )
+            .await?;
+        Ok(Some(relation))
+    }
+
+    /// The role AWSPENDING's login acts as: its own, or the original's under the shared-owner
+    /// opt-in when AWSPENDING is the `_clone` user.
+    fn expected_role(&self, pending: &SecretJson, username: &str) -> Result<String, ErrorKind> {
+        if self.strategy(pending, AWSPENDING)? != Strategy::AlternatingUsers
+            || !self
+                .shared_owner_for(pending)
+                .map_err(ErrorKind::field(AWSPENDING))?
+        {
+            return Ok(username.to_string());
+        }
+        let (clone, original) = user_pair(username)?;
+        Ok(if clone == username {
+            original
+        } else {
+            username.to_string()
+        })
     }
 
     async fn set_single_user(
@@ -403,11 +669,18 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 .map_err(|e| ErrorKind::LoginFailed {
                     attempts: format!("AWSPENDING ({e})"),
                 })?;
-        let user = session.current_user().await?;
-        if user != creds.username {
-            return Err(ErrorKind::WrongUser {
-                actual: user,
+        let (session_user, current_user) = session.login_identity().await?;
+        if session_user != creds.username {
+            return Err(ErrorKind::WrongSessionUser {
+                actual: session_user,
                 expected: creds.username,
+            });
+        }
+        let expected = self.expected_role(&pending, &creds.username)?;
+        if current_user != expected {
+            return Err(ErrorKind::WrongUser {
+                actual: current_user,
+                expected,
             });
         }
         Ok(Outcome::Tested)

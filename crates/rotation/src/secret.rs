@@ -12,6 +12,8 @@ use std::fmt;
 pub const DEFAULT_PORT: u16 = 5432;
 /// Default database when the secret has none.
 pub const DEFAULT_DBNAME: &str = "postgres";
+/// The secret field of the shared-owner opt-in (alternating users).
+pub const SHARED_OWNER_FIELD: &str = "shared_owner";
 
 /// A password. Its `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -147,6 +149,38 @@ impl SecretJson {
     /// `masterarn`: present means the alternating-users strategy.
     pub fn master_arn(&self) -> Result<Option<&str>, FieldError> {
         self.optional_str("masterarn")
+    }
+
+    /// A copy with one field set to any JSON value (replaced in place, or appended).
+    pub fn with_value(&self, field: &str, value: Value) -> Self {
+        let mut map = self.0.clone();
+        map.insert(field.to_string(), value);
+        SecretJson(map)
+    }
+
+    /// Whether the secret is shaped like an RDS-managed master secret: exactly `username` and
+    /// `password`, nothing to connect with.
+    pub fn is_username_password_only(&self) -> bool {
+        self.0.len() == 2 && self.0.contains_key("username") && self.0.contains_key("password")
+    }
+
+    /// `shared_owner` (alternating users): both users act as the original role, so that objects
+    /// either creates stay usable by the other. Boolean or `"true"`/`"false"`; absent is `None`.
+    pub fn shared_owner(&self) -> Result<Option<bool>, FieldError> {
+        let invalid = FieldError::Invalid {
+            field: SHARED_OWNER_FIELD,
+            expected: "must be true or false (boolean or string)",
+        };
+        match self.0.get(SHARED_OWNER_FIELD) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                _ => Err(invalid),
+            },
+            Some(_) => Err(invalid),
+        }
     }
 
     /// Validates every field needed to connect.

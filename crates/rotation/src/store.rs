@@ -18,6 +18,12 @@ pub struct SecretMetadata {
     pub rotation_enabled: Option<bool>,
     /// Version id → staging labels.
     pub versions: BTreeMap<String, Vec<String>>,
+    /// Tags (key, value), e.g. RDS's `aws:rds:primaryDBInstanceArn` on a managed master secret.
+    pub tags: Vec<(String, String)>,
+    /// `RotationLambdaARN`: the function rotation invokes, when one is attached.
+    pub rotation_lambda_arn: Option<String>,
+    /// `KmsKeyId`: the customer managed key that encrypts the secret (`None`: `aws/secretsmanager`).
+    pub kms_key_id: Option<String>,
 }
 
 impl SecretMetadata {
@@ -66,6 +72,22 @@ pub trait SecretStore: Send + Sync {
         version_id: &str,
         stage: &str,
     ) -> Result<Option<String>, StoreError>;
+
+    /// `GetSecretValue(VersionStage = stage)` of another secret (the master secret of the
+    /// alternating-users strategy), whose version ids the caller does not know. `Ok(None)` when
+    /// no version carries the stage. The default describes the secret first (two calls);
+    /// implementations should make it one.
+    async fn get_stage_value(
+        &self,
+        secret_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let meta = self.describe(secret_id).await?;
+        match meta.version_with(stage) {
+            Some(version) => self.get_value(&meta.arn, version, stage).await,
+            None => Ok(None),
+        }
+    }
 
     /// `GetRandomPassword` with the policy's arguments.
     async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError>;

@@ -28,6 +28,44 @@ pub struct TargetError {
     pub message: String,
 }
 
+/// What the alternating-users strategy asks of the master's session.
+#[derive(Debug, Clone, Copy)]
+pub struct AlternateUser<'a> {
+    /// AWSCURRENT's user: the role whose attributes, settings and membership a new alternate
+    /// copies.
+    pub current: &'a str,
+    /// AWSPENDING's user: created when missing, else its password is changed.
+    pub pending: &'a str,
+    /// AWSPENDING's password (reaches the database only as a SCRAM verifier).
+    pub password: &'a Password,
+    /// The shared-owner opt-in: make `clone` act as `owner` (`ALTER ROLE clone SET role`), so
+    /// that whatever either user creates is owned by `owner`.
+    pub act_as: Option<ActAs<'a>>,
+}
+
+/// The `_clone` user and the original role it acts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActAs<'a> {
+    pub clone: &'a str,
+    pub owner: &'a str,
+}
+
+/// What [`TargetSession::ensure_alternate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlternateChange {
+    /// The pending user did not exist and was created from the current user.
+    Created,
+    /// The pending user existed; its password was changed.
+    PasswordChanged,
+}
+
+/// The privileges of the logged-in role that matter for the alternating-users strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolePrivileges {
+    pub superuser: bool,
+    pub create_role: bool,
+}
+
 /// Opens sessions on the database named by a secret.
 #[async_trait]
 pub trait CredentialTarget: Send + Sync {
@@ -50,4 +88,38 @@ pub trait TargetSession: Send {
         username: &str,
         password: &Password,
     ) -> Result<(), TargetError>;
+
+    /// `(session_user, current_user)`: the user that logged in and the role it acts as (they
+    /// differ when the role has a `role` setting, as with the shared-owner opt-in).
+    async fn login_identity(&mut self) -> Result<(String, String), TargetError> {
+        let user = self.current_user().await?;
+        Ok((user.clone(), user))
+    }
+
+    /// Alternating users, run as the master: create `pending` from `current` (attributes,
+    /// per-role settings, `GRANT current TO pending`) or change its password; apply the
+    /// shared-owner opt-in. All or nothing.
+    async fn ensure_alternate(
+        &mut self,
+        _request: &AlternateUser<'_>,
+    ) -> Result<AlternateChange, TargetError> {
+        Err(unsupported("alternating users"))
+    }
+
+    /// Whether a role exists.
+    async fn role_exists(&mut self, _role: &str) -> Result<bool, TargetError> {
+        Err(unsupported("role look-up"))
+    }
+
+    /// The logged-in role's privileges.
+    async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
+        Err(unsupported("privilege look-up"))
+    }
+}
+
+fn unsupported(what: &str) -> TargetError {
+    TargetError {
+        operation: "unsupported",
+        message: format!("this database target does not support {what}"),
+    }
 }

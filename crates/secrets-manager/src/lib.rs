@@ -1,6 +1,11 @@
 //! [`SecretStore`] over `aws-sdk-secretsmanager`.
 //!
 //! One client, built once in the Lambda's `main`; every call reads an explicit version and stage.
+//! [`rds::RdsTopology`] is the alternating-users strategy's RDS look-ups over `aws-sdk-rds`.
+
+pub mod rds;
+
+pub use rds::RdsTopology;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -57,6 +62,18 @@ impl SecretStore for SecretsManagerStore {
             arn: out.arn().unwrap_or(secret_id).to_string(),
             name: out.name().unwrap_or_default().to_string(),
             rotation_enabled: out.rotation_enabled(),
+            tags: out
+                .tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect(),
+            rotation_lambda_arn: out.rotation_lambda_arn().map(str::to_string),
+            kms_key_id: out.kms_key_id().map(str::to_string),
             versions: out
                 .version_ids_to_stages()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -90,6 +107,32 @@ impl SecretStore for SecretsManagerStore {
                 }),
             },
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(store_error("GetSecretValue", e)),
+        }
+    }
+
+    async fn get_stage_value(
+        &self,
+        secret_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let result = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage(stage)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.secret_string() {
+                Some(s) => Ok(Some(s.to_string())),
+                None => Err(StoreError {
+                    operation: "GetSecretValue",
+                    code: None,
+                    message: format!("the {stage} version has no SecretString (a binary secret)"),
+                }),
+            },
+            // Not found here means the secret is missing (or unreadable): say so, from the service.
             Err(e) => Err(store_error("GetSecretValue", e)),
         }
     }

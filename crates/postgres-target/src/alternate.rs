@@ -1,0 +1,282 @@
+//! Alternating users: the SQL that creates the alternate user from the current one.
+//!
+//! Every identifier and literal goes through `postgres_protocol::escape`; passwords only as SCRAM
+//! verifiers. Per-role settings are copied the way `pg_dumpall` replays them: list-valued
+//! variables (`search_path`, …) are split into their elements, each a string literal; any other
+//! value is one string literal.
+
+use crate::sql::scram_verifier;
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use rotation::Password;
+
+/// The attributes of a role that its alternate copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAttributes {
+    pub login: bool,
+    pub create_db: bool,
+    pub create_role: bool,
+    /// -1: no limit.
+    pub connection_limit: i32,
+    /// `rolvaliduntil` as text read with `DateStyle = ISO` and `TimeZone = UTC` (or `infinity`).
+    pub valid_until: Option<String>,
+}
+
+/// One `pg_db_role_setting` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSetting {
+    /// `None`: every database.
+    pub database: Option<String>,
+    pub name: String,
+    pub value: String,
+}
+
+impl RoleSetting {
+    /// Parses a `setconfig` element `name=value`.
+    pub fn parse(database: Option<String>, entry: &str) -> Option<RoleSetting> {
+        let (name, value) = entry.split_once('=')?;
+        (!name.is_empty()).then(|| RoleSetting {
+            database,
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+    }
+
+    /// Settings that describe the role's identity rather than its environment; never copied.
+    pub fn is_identity(&self) -> bool {
+        self.name.eq_ignore_ascii_case("role")
+            || self.name.eq_ignore_ascii_case("session_authorization")
+    }
+}
+
+/// The attributes of a role, read as text-safe columns (run after `SET LOCAL datestyle`).
+pub const ROLE_ATTRIBUTES_QUERY: &str = "SELECT rolcanlogin, rolcreatedb, rolcreaterole, \
+     rolconnlimit, rolvaliduntil::text FROM pg_catalog.pg_roles WHERE rolname = $1";
+
+/// The per-role settings of a role, with the database name for `IN DATABASE` ones.
+pub const ROLE_SETTINGS_QUERY: &str = "SELECT d.datname::text, unnest(s.setconfig) \
+     FROM pg_catalog.pg_db_role_setting s \
+     JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+     LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase \
+     WHERE r.rolname = $1 ORDER BY 1 NULLS FIRST, 2";
+
+/// `CREATE ROLE "clone" WITH … PASSWORD 'SCRAM-SHA-256$…'` copying `attrs`. The clone always
+/// inherits, so that `GRANT original TO clone` gives it the original's privileges.
+pub fn create_role_sql(role: &str, attrs: &RoleAttributes, password: &Password) -> String {
+    let flag = |on: bool, name: &str| {
+        if on {
+            name.to_string()
+        } else {
+            format!("NO{name}")
+        }
+    };
+    let mut sql = format!(
+        "CREATE ROLE {} WITH {} {} {} INHERIT CONNECTION LIMIT {}",
+        escape_identifier(role),
+        flag(attrs.login, "LOGIN"),
+        flag(attrs.create_db, "CREATEDB"),
+        flag(attrs.create_role, "CREATEROLE"),
+        attrs.connection_limit
+    );
+    if let Some(valid_until) = &attrs.valid_until {
+        sql.push_str(" VALID UNTIL ");
+        sql.push_str(&escape_literal(valid_until));
+    }
+    sql.push_str(" PASSWORD ");
+    sql.push_str(&escape_literal(&scram_verifier(password)));
+    sql
+}
+
+/// `GRANT "role" TO "member"`.
+pub fn grant_sql(role: &str, member: &str) -> String {
+    format!(
+        "GRANT {} TO {}",
+        escape_identifier(role),
+        escape_identifier(member)
+    )
+}
+
+/// `ALTER ROLE "clone" SET role TO 'owner'`: the shared-owner opt-in.
+pub fn act_as_sql(clone: &str, owner: &str) -> String {
+    format!(
+        "ALTER ROLE {} SET role TO {}",
+        escape_identifier(clone),
+        escape_literal(owner)
+    )
+}
+
+/// A (possibly qualified, `ext.name`) configuration variable name, each part quoted.
+fn variable_name(name: &str) -> String {
+    name.split('.')
+        .map(escape_identifier)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The variables whose values PostgreSQL stores as quoted lists (`GUC_LIST_QUOTE`), as in
+/// `pg_dumpall`'s `variable_is_guc_list_quote`.
+pub fn is_list_variable(name: &str) -> bool {
+    [
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    ]
+    .iter()
+    .any(|v| v.eq_ignore_ascii_case(name))
+}
+
+/// Splits a stored list value (`"$user", public`) into its elements, as PostgreSQL's
+/// `SplitGUCList` does: comma-separated, optionally double-quoted (`""` is a quote), whitespace
+/// around elements ignored, no case folding. `None` when the text is not such a list.
+pub fn split_list_value(value: &str) -> Option<Vec<String>> {
+    let mut items = Vec::new();
+    let mut chars = value.chars().peekable();
+    let skip_ws = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+    };
+    skip_ws(&mut chars);
+    if chars.peek().is_none() {
+        return Some(items);
+    }
+    loop {
+        let mut item = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        item.push('"');
+                    }
+                    '"' => break,
+                    c => item.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c.is_whitespace() {
+                    break;
+                }
+                item.push(c);
+                chars.next();
+            }
+            if item.is_empty() {
+                return None;
+            }
+        }
+        items.push(item);
+        skip_ws(&mut chars);
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => skip_ws(&mut chars),
+            Some(_) => return None,
+        }
+    }
+}
+
+/// `ALTER ROLE "role" [IN DATABASE "db"] SET "name" TO 'value'[, …]` reproducing `setting`.
+pub fn set_setting_sql(role: &str, setting: &RoleSetting) -> String {
+    let value = match is_list_variable(&setting.name)
+        .then(|| split_list_value(&setting.value))
+        .flatten()
+    {
+        Some(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| escape_literal(i))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => escape_literal(&setting.value),
+    };
+    let database = setting
+        .database
+        .as_deref()
+        .map(|db| format!(" IN DATABASE {}", escape_identifier(db)))
+        .unwrap_or_default();
+    format!(
+        "ALTER ROLE {}{database} SET {} TO {value}",
+        escape_identifier(role),
+        variable_name(&setting.name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_role_copies_attributes_with_a_verifier() {
+        let password = Password::new("pa'ss\\word");
+        let sql = create_role_sql(
+            "app_clone",
+            &RoleAttributes {
+                login: true,
+                create_db: true,
+                create_role: false,
+                connection_limit: 7,
+                valid_until: Some("2031-01-01 00:00:00+00".into()),
+            },
+            &password,
+        );
+        assert!(sql.starts_with(
+            "CREATE ROLE \"app_clone\" WITH LOGIN CREATEDB NOCREATEROLE INHERIT CONNECTION LIMIT 7 \
+             VALID UNTIL '2031-01-01 00:00:00+00' PASSWORD 'SCRAM-SHA-256$4096:"
+        ), "{sql}");
+        assert!(!sql.contains(password.expose()));
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_escaped() {
+        assert_eq!(
+            grant_sql("we\"ird", "we\"ird_clone"),
+            "GRANT \"we\"\"ird\" TO \"we\"\"ird_clone\""
+        );
+        assert_eq!(
+            act_as_sql("o'k_clone", "o'k"),
+            "ALTER ROLE \"o'k_clone\" SET role TO 'o''k'"
+        );
+    }
+
+    #[test]
+    fn list_values_split_like_postgres() {
+        assert_eq!(
+            split_list_value("\"$user\", public").unwrap(),
+            vec!["$user", "public"]
+        );
+        assert_eq!(
+            split_list_value("\"Odd \"\"Schema\"\"\",app").unwrap(),
+            vec!["Odd \"Schema\"", "app"]
+        );
+        assert_eq!(split_list_value("").unwrap(), Vec::<String>::new());
+        assert_eq!(split_list_value("\"\"").unwrap(), vec![""]);
+        assert_eq!(split_list_value("a,,b"), None);
+        assert_eq!(split_list_value("\"open"), None);
+        assert_eq!(split_list_value("CamelCase").unwrap(), vec!["CamelCase"]);
+    }
+
+    #[test]
+    fn settings_replay_as_pg_dumpall_does() {
+        let search_path =
+            RoleSetting::parse(None, "search_path=\"$user\", app, \"Odd Schema\"").unwrap();
+        assert_eq!(
+            set_setting_sql("app_clone", &search_path),
+            "ALTER ROLE \"app_clone\" SET \"search_path\" TO '$user', 'app', 'Odd Schema'"
+        );
+        let timeout = RoleSetting::parse(Some("app db".into()), "statement_timeout=5s").unwrap();
+        assert_eq!(
+            set_setting_sql("app_clone", &timeout),
+            "ALTER ROLE \"app_clone\" IN DATABASE \"app db\" SET \"statement_timeout\" TO '5s'"
+        );
+        let custom = RoleSetting::parse(None, "myapp.mode=it's=on").unwrap();
+        assert_eq!(custom.value, "it's=on");
+        assert_eq!(
+            set_setting_sql("r", &custom),
+            "ALTER ROLE \"r\" SET \"myapp\".\"mode\" TO 'it''s=on'"
+        );
+        assert!(RoleSetting::parse(None, "role=app").unwrap().is_identity());
+        assert!(RoleSetting::parse(None, "noequals").is_none());
+    }
+}

@@ -1,0 +1,184 @@
+//! `DbTopology`: the RDS look-ups the alternating-users strategy needs.
+//!
+//! * An RDS-managed master secret holds only `username` and `password`; its
+//!   `aws:rds:primaryDBInstanceArn` / `aws:rds:primaryDBClusterArn` tag names the database, whose
+//!   endpoint, port and engine come from `DescribeDBInstances` / `DescribeDBClusters`.
+//! * A master secret on another host than the user's is accepted only when the user's host is an
+//!   RDS read replica of the master's instance or an Aurora reader of the master's cluster.
+//!
+//! The AWS implementation lives in the `secrets-manager` crate; [`NoTopology`] answers "unknown"
+//! when no RDS client is configured.
+
+use async_trait::async_trait;
+
+/// Tag keys RDS puts on the master secrets it manages (compared case-insensitively).
+pub const INSTANCE_TAG: &str = "aws:rds:primarydbinstancearn";
+pub const CLUSTER_TAG: &str = "aws:rds:primarydbclusterarn";
+
+/// The database an RDS-managed secret belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RdsResource {
+    /// A DB instance, by ARN.
+    Instance { arn: String },
+    /// An Aurora DB cluster, by ARN.
+    Cluster { arn: String },
+}
+
+impl RdsResource {
+    /// The resource named by RDS's system tag, if the secret carries one.
+    pub fn from_tags(tags: &[(String, String)]) -> Option<RdsResource> {
+        tags.iter().find_map(|(key, value)| {
+            let key = key.to_ascii_lowercase();
+            if key == INSTANCE_TAG {
+                Some(RdsResource::Instance { arn: value.clone() })
+            } else if key == CLUSTER_TAG {
+                Some(RdsResource::Cluster { arn: value.clone() })
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn arn(&self) -> &str {
+        match self {
+            RdsResource::Instance { arn } | RdsResource::Cluster { arn } => arn,
+        }
+    }
+
+    /// The tag that names this kind of resource.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            RdsResource::Instance { .. } => "aws:rds:primaryDBInstanceArn",
+            RdsResource::Cluster { .. } => "aws:rds:primaryDBClusterArn",
+        }
+    }
+}
+
+/// Where a database can be reached, as RDS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbEndpoint {
+    pub host: String,
+    pub port: u16,
+    /// RDS's engine name, e.g. `postgres` or `aurora-postgresql`.
+    pub engine: String,
+}
+
+/// The master's database: its host and, when known from the secret's tag, the RDS resource.
+#[derive(Debug, Clone, Copy)]
+pub struct MasterLocation<'a> {
+    pub host: &'a str,
+    pub resource: Option<&'a RdsResource>,
+}
+
+/// How the user's host relates to the master's database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// The user's host is the endpoint of `replica`, an RDS read replica of `source`.
+    ReadReplica { replica: String, source: String },
+    /// The user's host is `member` (a reader instance or the reader endpoint) of Aurora `cluster`,
+    /// whose writer the master uses.
+    AuroraReader { member: String, cluster: String },
+    /// Neither; `reason` says what RDS reported.
+    Unrelated { reason: String },
+}
+
+impl Relation {
+    /// Whether a master secret for the other host may maintain the user.
+    pub fn is_accepted(&self) -> bool {
+        !matches!(self, Relation::Unrelated { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Relation::ReadReplica { replica, source } => {
+                format!("RDS read replica {replica} of DB instance {source}")
+            }
+            Relation::AuroraReader { member, cluster } => {
+                format!("{member}, a reader of Aurora cluster {cluster}")
+            }
+            Relation::Unrelated { reason } => reason.clone(),
+        }
+    }
+}
+
+/// A failed RDS call. The message comes from the service and carries no secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("RDS {operation} failed: {message}")]
+pub struct TopologyError {
+    pub operation: &'static str,
+    /// The service's error code, e.g. `AccessDenied`, when known.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// The RDS look-ups used by the alternating-users strategy and the preflight.
+#[async_trait]
+pub trait DbTopology: Send + Sync {
+    /// Endpoint, port and engine of an instance (`DescribeDBInstances`) or cluster
+    /// (`DescribeDBClusters`, the writer endpoint).
+    async fn endpoint_of(&self, resource: &RdsResource) -> Result<DbEndpoint, TopologyError>;
+
+    /// Whether `host` is a read replica of, or an Aurora reader in the cluster of, the master's
+    /// database.
+    async fn relation(
+        &self,
+        host: &str,
+        master: MasterLocation<'_>,
+    ) -> Result<Relation, TopologyError>;
+}
+
+/// No RDS client: managed master secrets cannot be resolved and no host is a replica.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTopology;
+
+#[async_trait]
+impl DbTopology for NoTopology {
+    async fn endpoint_of(&self, resource: &RdsResource) -> Result<DbEndpoint, TopologyError> {
+        Err(TopologyError {
+            operation: "DescribeDBInstances",
+            code: None,
+            message: format!("no RDS client is configured to resolve {}", resource.arn()),
+        })
+    }
+
+    async fn relation(
+        &self,
+        host: &str,
+        _master: MasterLocation<'_>,
+    ) -> Result<Relation, TopologyError> {
+        Ok(Relation::Unrelated {
+            reason: format!("no RDS client is configured to check whether {host} is a replica"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_tags_are_found_in_any_case() {
+        let tags = vec![
+            ("team".to_string(), "payments".to_string()),
+            (
+                "aws:rds:primaryDBInstanceArn".to_string(),
+                "arn:aws:rds:us-east-1:1:db:main".to_string(),
+            ),
+        ];
+        assert_eq!(
+            RdsResource::from_tags(&tags),
+            Some(RdsResource::Instance {
+                arn: "arn:aws:rds:us-east-1:1:db:main".into()
+            })
+        );
+        let tags = vec![(
+            "AWS:RDS:PRIMARYDBCLUSTERARN".to_string(),
+            "arn:aws:rds:us-east-1:1:cluster:c".to_string(),
+        )];
+        assert!(matches!(
+            RdsResource::from_tags(&tags),
+            Some(RdsResource::Cluster { .. })
+        ));
+        assert_eq!(RdsResource::from_tags(&[]), None);
+    }
+}

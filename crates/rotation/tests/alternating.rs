@@ -1,0 +1,413 @@
+//! The alternating-users strategy and the preflight against the in-memory store, database and
+//! RDS look-ups.
+
+use rotation::memory::{MemoryDatabase, MemoryStore, MemoryTopology};
+use rotation::preflight::{preflight, PreflightOptions, Status};
+use rotation::{
+    DbEndpoint, ErrorKind, Outcome, PasswordPolicy, Relation, RotationEvent, Rotator, SecretJson,
+    AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+};
+use std::sync::Arc;
+
+const HOST: &str = "primary.db.internal";
+const REPLICA: &str = "replica.db.internal";
+const MASTER_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:master-AbCdEf";
+
+struct Fixture {
+    store: MemoryStore,
+    db: MemoryDatabase,
+    topology: MemoryTopology,
+    rotator: Rotator<MemoryStore, MemoryDatabase>,
+    arn: String,
+}
+
+fn user_secret(host: &str, user: &str, password: &str) -> String {
+    serde_json::json!({
+        "engine": "postgres",
+        "host": host,
+        "username": user,
+        "password": password,
+        "dbname": "app",
+        "masterarn": MASTER_ARN,
+        "port": 5432,
+        "note": ["kept", 1]
+    })
+    .to_string()
+}
+
+fn master_secret(host: &str) -> String {
+    serde_json::json!({
+        "engine": "postgres", "host": host, "username": "master", "password": "master-pw"
+    })
+    .to_string()
+}
+
+fn fixture_with(user_host: &str, master_value: &str) -> Fixture {
+    let store = MemoryStore::new();
+    let db = MemoryDatabase::new(HOST);
+    db.add_user("app", "app-pw");
+    db.add_creator("master", "master-pw");
+    db.set_setting("app", "search_path", "app, public");
+    let master = store.create_secret("master", "m0", master_value);
+    assert_eq!(master, MASTER_ARN);
+    let arn = store.create_secret("app", "v0", &user_secret(user_host, "app", "app-pw"));
+    let topology = MemoryTopology::new();
+    let rotator = Rotator::new(store.clone(), db.clone(), PasswordPolicy::default())
+        .with_topology(Arc::new(topology.clone()));
+    Fixture {
+        store,
+        db,
+        topology,
+        rotator,
+        arn,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(HOST, &master_secret(HOST))
+}
+
+fn event(step: &str, arn: &str, token: &str) -> RotationEvent {
+    RotationEvent {
+        step: step.into(),
+        secret_id: arn.into(),
+        client_request_token: token.into(),
+        rotation_token: None,
+    }
+}
+
+impl Fixture {
+    async fn step(&self, step: &str, token: &str) -> Result<Outcome, rotation::RotationError> {
+        self.rotator.handle(&event(step, &self.arn, token)).await
+    }
+
+    async fn rotate(&self, token: &str) -> Vec<Outcome> {
+        self.store.begin_rotation(&self.arn, token);
+        let mut outcomes = Vec::new();
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            outcomes.push(self.step(step, token).await.unwrap());
+        }
+        outcomes
+    }
+
+    fn stage(&self, stage: &str) -> SecretJson {
+        SecretJson::parse(&self.store.value_at(&self.arn, stage).unwrap()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn two_cycles_alternate_and_keep_previous_working() {
+    let f = fixture();
+    let outcomes = f.rotate("t1").await;
+    assert_eq!(outcomes[1], Outcome::UserCreated);
+    let current = f.stage(AWSCURRENT).credentials().unwrap();
+    assert_eq!(current.username, "app_clone");
+    assert_eq!(
+        f.db.password_of("app_clone").as_deref(),
+        Some(current.password.expose())
+    );
+    // The previous credentials still work: that is the point of the strategy.
+    assert_eq!(f.db.password_of("app").as_deref(), Some("app-pw"));
+    assert!(f.db.memberships_of("app_clone").contains("app"));
+    assert_eq!(
+        f.db.settings_of("app_clone")
+            .get("search_path")
+            .map(String::as_str),
+        Some("app, public")
+    );
+    // Every other field is kept with its type.
+    let map = f.stage(AWSCURRENT).as_map().clone();
+    assert_eq!(map["port"], serde_json::json!(5432));
+    assert_eq!(map["note"], serde_json::json!(["kept", 1]));
+    assert_eq!(map["masterarn"], serde_json::json!(MASTER_ARN));
+
+    let outcomes = f.rotate("t2").await;
+    assert_eq!(outcomes[1], Outcome::PasswordSet);
+    let current = f.stage(AWSCURRENT).credentials().unwrap();
+    assert_eq!(current.username, "app");
+    assert_eq!(
+        f.db.password_of("app").as_deref(),
+        Some(current.password.expose())
+    );
+    let previous = f.stage(AWSPREVIOUS).credentials().unwrap();
+    assert_eq!(previous.username, "app_clone");
+    assert_eq!(
+        f.db.password_of("app_clone").as_deref(),
+        Some(previous.password.expose())
+    );
+}
+
+#[tokio::test]
+async fn every_step_twice_changes_nothing() {
+    let f = fixture();
+    f.store.begin_rotation(&f.arn, "t1");
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        f.step(step, "t1").await.unwrap();
+        let labels = f.store.labels(&f.arn);
+        let pending = f.store.value_at(&f.arn, AWSPENDING);
+        let clone_pw = f.db.password_of("app_clone");
+        let again = f.step(step, "t1").await.unwrap();
+        assert!(
+            matches!(
+                again,
+                Outcome::PendingExists
+                    | Outcome::PasswordAlreadySet
+                    | Outcome::Tested
+                    | Outcome::AlreadyCurrent
+            ),
+            "{step}: {again:?}"
+        );
+        assert_eq!(f.store.labels(&f.arn), labels, "{step}");
+        assert_eq!(f.store.value_at(&f.arn, AWSPENDING), pending, "{step}");
+        assert_eq!(f.db.password_of("app_clone"), clone_pw, "{step}");
+    }
+}
+
+#[tokio::test]
+async fn current_that_cannot_log_in_is_refused_and_nothing_changes() {
+    let f = fixture();
+    f.db.add_user("app", "drifted");
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::CurrentLoginFailed { .. }),
+        "{err}"
+    );
+    assert_eq!(f.db.password_of("app_clone"), None);
+    assert!(!err.to_string().contains("drifted"));
+}
+
+#[tokio::test]
+async fn master_that_cannot_log_in_is_a_clear_error() {
+    let f = fixture();
+    f.db.add_creator("master", "changed");
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::MasterLoginFailed { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(MASTER_ARN), "{err}");
+    assert!(!err.to_string().contains("master-pw"));
+    assert_eq!(f.db.password_of("app_clone"), None);
+}
+
+#[tokio::test]
+async fn pending_user_that_is_not_the_alternate_is_refused() {
+    let f = fixture();
+    f.store.begin_rotation(&f.arn, "t1");
+    f.store.put_version(
+        &f.arn,
+        "t1",
+        &user_secret(HOST, "someone_else", "x-pw"),
+        &[AWSPENDING],
+    );
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::NotAlternate { .. }), "{err}");
+    assert!(err.to_string().contains("app_clone"), "{err}");
+    assert_eq!(f.db.password_of("someone_else"), None);
+}
+
+#[tokio::test]
+async fn managed_master_secret_is_resolved_from_its_tag() {
+    let db_arn = "arn:aws:rds:us-east-1:123456789012:db:primary";
+    let f = fixture_with(
+        HOST,
+        &serde_json::json!({"username": "master", "password": "master-pw"}).to_string(),
+    );
+    f.store
+        .set_tags(MASTER_ARN, &[("aws:rds:primaryDBInstanceArn", db_arn)]);
+    f.topology.add_endpoint(
+        db_arn,
+        DbEndpoint {
+            host: HOST.into(),
+            port: 5432,
+            engine: "postgres".into(),
+        },
+    );
+    f.rotate("t1").await;
+    assert_eq!(f.stage(AWSCURRENT).username().unwrap(), "app_clone");
+    assert!(f.topology.calls() >= 1);
+}
+
+#[tokio::test]
+async fn managed_master_secret_without_tag_names_the_missing_host() {
+    let f = fixture_with(
+        HOST,
+        &serde_json::json!({"username": "master", "password": "master-pw"}).to_string(),
+    );
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("'host'") && text.contains("aws:rds:primaryDBInstanceArn"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn master_on_another_host_needs_a_replica_relationship() {
+    let f = fixture_with(REPLICA, &master_secret(HOST));
+    f.db.add_alias(REPLICA);
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::MasterElsewhere { .. }),
+        "{err}"
+    );
+    assert_eq!(f.db.password_of("app_clone"), None);
+
+    f.topology.set_relation(
+        REPLICA,
+        HOST,
+        Relation::ReadReplica {
+            replica: "replica".into(),
+            source: "primary".into(),
+        },
+    );
+    assert_eq!(
+        f.step("setSecret", "t1").await.unwrap(),
+        Outcome::UserCreated
+    );
+    f.step("testSecret", "t1").await.unwrap();
+}
+
+#[tokio::test]
+async fn shared_owner_makes_the_clone_act_as_the_original() {
+    let f = fixture();
+    let secret = SecretJson::parse(&user_secret(HOST, "app", "app-pw"))
+        .unwrap()
+        .with_value("shared_owner", true.into());
+    f.store
+        .put_version(&f.arn, "v0", &secret.to_json_string(), &[AWSCURRENT]);
+    f.rotate("t1").await;
+    assert_eq!(
+        f.db.settings_of("app_clone")
+            .get("role")
+            .map(String::as_str),
+        Some("app")
+    );
+    // The second cycle keeps the setting, and testSecret accepts the original as current_user.
+    f.rotate("t2").await;
+    assert_eq!(f.stage(AWSCURRENT).username().unwrap(), "app");
+}
+
+#[tokio::test]
+async fn clone_acting_as_another_role_without_the_opt_in_fails_test_secret() {
+    let f = fixture();
+    f.rotate("t1").await;
+    f.db.set_setting("app_clone", "role", "app");
+    f.store.begin_rotation(&f.arn, "t2");
+    f.step("createSecret", "t2").await.unwrap();
+    f.step("setSecret", "t2").await.unwrap();
+    f.step("testSecret", "t2").await.unwrap(); // AWSPENDING is "app" now: fine.
+    f.step("finishSecret", "t2").await.unwrap();
+    f.store.begin_rotation(&f.arn, "t3");
+    f.step("createSecret", "t3").await.unwrap();
+    f.step("setSecret", "t3").await.unwrap();
+    let err = f.step("testSecret", "t3").await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::WrongUser { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn preflight_healthy_alternating_secret_passes() {
+    let f = fixture();
+    f.store
+        .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
+    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
+    assert!(report.passed(), "{}", report.to_text());
+    for name in [
+        "secret",
+        "secret-json",
+        "engine",
+        "host-reachable",
+        "tls",
+        "current-login",
+        "alternate-user",
+        "master-secret",
+        "master-host",
+        "master-login",
+        "master-create-role",
+        "rotation",
+        "pending-version",
+    ] {
+        assert_eq!(
+            report.check(name).map(|c| c.status),
+            Some(Status::Pass),
+            "{name}\n{}",
+            report.to_text()
+        );
+    }
+    assert!(report
+        .check("permissions")
+        .unwrap()
+        .detail
+        .contains(MASTER_ARN));
+    assert!(!report.to_text().contains("app-pw"));
+    assert!(!report.to_text().contains("master-pw"));
+}
+
+#[tokio::test]
+async fn preflight_names_the_failing_check_and_its_fix() {
+    // Master without CREATEROLE.
+    let f = fixture();
+    f.db.add_user("weak", "weak-pw");
+    f.store.put_version(
+        MASTER_ARN,
+        "m1",
+        &serde_json::json!({"engine":"postgres","host":HOST,"username":"weak","password":"weak-pw"})
+            .to_string(),
+        &[AWSCURRENT],
+    );
+    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
+    let check = report.check("master-create-role").unwrap();
+    assert_eq!(check.status, Status::Fail, "{}", report.to_text());
+    assert!(check.fix.as_deref().unwrap().contains("CREATEROLE"));
+    assert!(!report.passed());
+
+    // TLS failure: reachable, TLS fails, login skipped.
+    let f = fixture();
+    f.db.fail_tls("invalid peer certificate: UnknownIssuer");
+    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
+    assert_eq!(report.check("host-reachable").unwrap().status, Status::Pass);
+    assert_eq!(report.check("tls").unwrap().status, Status::Fail);
+    assert!(report
+        .check("tls")
+        .unwrap()
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("DB_CA_BUNDLE"));
+    assert_eq!(report.check("current-login").unwrap().status, Status::Skip);
+
+    // Bad JSON.
+    let f = fixture();
+    f.store
+        .put_version(&f.arn, "v1", "{\"password\": \"hunter2\"", &[AWSCURRENT]);
+    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
+    assert_eq!(report.check("secret-json").unwrap().status, Status::Fail);
+    assert!(!report.to_text().contains("hunter2"));
+    assert!(!serde_json::to_string(&report.to_json())
+        .unwrap()
+        .contains("hunter2"));
+}
+
+#[tokio::test]
+async fn alternating_rotation_makes_at_most_thirteen_secrets_manager_calls() {
+    // Single user's twelve, plus the master secret's GetSecretValue in setSecret.
+    let f = fixture();
+    f.rotate("t1").await;
+    f.store.reset_calls();
+    f.rotate("t2").await;
+    let calls = f.store.calls();
+    assert!(calls.len() <= 13, "{calls:?}");
+    assert_eq!(
+        calls.iter().filter(|c| **c == "DescribeSecret").count(),
+        4,
+        "{calls:?}"
+    );
+}

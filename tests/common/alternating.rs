@@ -1,0 +1,296 @@
+//! Alternating users end to end: a master role, an application role with attributes, per-role
+//! settings and a group membership, their secrets in moto, and catalog look-ups that compare the
+//! clone with the original.
+
+use crate::{escape_identifier, escape_literal, World};
+use serde_json::{json, Value};
+use tokio_postgres::NoTls;
+
+pub const MASTER_PASSWORD: &str = "Master-Password-1";
+pub const APP_PASSWORD: &str = "App-Password-1";
+/// The database the application user's secret names.
+pub const APP_DB: &str = "appdb";
+/// A schema owned by `app` in [`APP_DB`], where the ownership tests create tables.
+pub const APP_SCHEMA: &str = "app_schema";
+
+/// Creates `master` (LOGIN CREATEROLE, not a superuser, like the RDS master user) and `app`
+/// (CREATEDB, CONNECTION LIMIT 7, VALID UNTIL 2031, member of `app_group`, `search_path`,
+/// `statement_timeout` and an `IN DATABASE` `work_mem`), database `appdb` and schema
+/// `app_schema` owned by `app`.
+pub async fn setup_roles(world: &World) {
+    world
+        .pg
+        .exec(&format!(
+            "CREATE ROLE master LOGIN CREATEROLE PASSWORD {master};
+             CREATE ROLE app_group NOLOGIN;
+             CREATE ROLE app LOGIN CREATEDB CONNECTION LIMIT 7 VALID UNTIL '2031-01-01 00:00:00+00' PASSWORD {app};
+             GRANT app_group TO app;
+             ALTER ROLE app SET search_path TO '$user', 'app_schema', 'Odd Schema';
+             ALTER ROLE app SET statement_timeout TO '5s';",
+            master = escape_literal(MASTER_PASSWORD),
+            app = escape_literal(APP_PASSWORD),
+        ))
+        .await;
+    // CREATE DATABASE cannot run in the implicit transaction of a multi-statement batch.
+    world.pg.exec("CREATE DATABASE appdb").await;
+    world
+        .pg
+        .exec(
+            "ALTER ROLE app IN DATABASE appdb SET work_mem TO '8MB';
+             GRANT CONNECT, TEMPORARY ON DATABASE appdb TO app_group;",
+        )
+        .await;
+    let (user, password) = world.pg.superuser();
+    let admin = connect(world, user, password, APP_DB).await.unwrap();
+    admin
+        .batch_execute("CREATE SCHEMA app_schema AUTHORIZATION app")
+        .await
+        .unwrap();
+}
+
+/// The master secret: on the test server, database `postgres`.
+pub fn master_json(world: &World) -> Value {
+    json!({
+        "engine": "postgres",
+        "host": world.pg.host(),
+        "port": world.pg.port(),
+        "username": "master",
+        "password": MASTER_PASSWORD,
+        "dbname": "postgres",
+    })
+}
+
+/// The application user's secret: `masterarn`, the port as a string, an unknown field.
+pub fn user_json(world: &World, user: &str, password: &str, master_arn: &str) -> Value {
+    json!({
+        "engine": "postgres",
+        "host": world.pg.host(),
+        "port": world.pg.port().to_string(),
+        "username": user,
+        "password": password,
+        "dbname": APP_DB,
+        "masterarn": master_arn,
+        "team": {"name": "payments", "oncall": [1, 2.5, null]},
+    })
+}
+
+/// A client logged in as `user` (no TLS: the test server accepts both).
+pub async fn connect(
+    world: &World,
+    user: &str,
+    password: &str,
+    dbname: &str,
+) -> Result<tokio_postgres::Client, String> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(world.pg.host())
+        .port(world.pg.port())
+        .user(user)
+        .password(password)
+        .dbname(dbname);
+    match config.connect(NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(client)
+        }
+        Err(e) => Err(format!("login as {user:?} failed: {e}").replace(password, "<redacted>")),
+    }
+}
+
+/// Whether `user` / `password` logs into [`APP_DB`].
+pub async fn logs_in(world: &World, user: &str, password: &str) -> bool {
+    world.pg.try_login(user, password, APP_DB).await.is_ok()
+}
+
+/// What the clone must share with the original: attributes, per-role settings (by database),
+/// and the roles it can use.
+pub async fn role_profile(world: &World, role: &str) -> Option<Value> {
+    let admin = world.pg.admin().await;
+    admin
+        .batch_execute("SET datestyle TO 'ISO, YMD'; SET timezone TO 'UTC'")
+        .await
+        .unwrap();
+    let row = admin
+        .query_opt(
+            "SELECT rolcanlogin, rolcreatedb, rolcreaterole, rolinherit, rolsuper, rolconnlimit, \
+             rolvaliduntil::text FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()?;
+    let settings: Vec<Value> = admin
+        .query(
+            "SELECT coalesce(d.datname::text, '*'), unnest(s.setconfig) \
+             FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole \
+             LEFT JOIN pg_database d ON d.oid = s.setdatabase WHERE r.rolname = $1 ORDER BY 1, 2",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| json!([r.get::<_, String>(0), r.get::<_, String>(1)]))
+        .collect();
+    Some(json!({
+        "login": row.get::<_, bool>(0),
+        "createdb": row.get::<_, bool>(1),
+        "createrole": row.get::<_, bool>(2),
+        "inherit": row.get::<_, bool>(3),
+        "superuser": row.get::<_, bool>(4),
+        "connlimit": row.get::<_, i32>(5),
+        "valid_until": row.get::<_, Option<String>>(6),
+        "settings": settings,
+    }))
+}
+
+/// Whether `member` has the privileges of `role` (directly or through membership).
+pub async fn has_privileges_of(world: &World, member: &str, role: &str) -> bool {
+    world
+        .pg
+        .admin()
+        .await
+        .query_one(
+            "SELECT pg_has_role($1::text::name, $2::text::name, 'USAGE')",
+            &[&member, &role],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The stored SCRAM verifier of `role` (`None`: no such role), to detect any change.
+pub async fn verifier(world: &World, role: &str) -> Option<String> {
+    world
+        .pg
+        .admin()
+        .await
+        .query_opt(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+}
+
+/// Whether a role exists.
+pub async fn role_exists(world: &World, role: &str) -> bool {
+    verifier(world, role).await.is_some()
+}
+
+/// `"identifier"`, for test SQL.
+pub fn ident(name: &str) -> String {
+    escape_identifier(name)
+}
+
+/// Databases in moto's RDS API (nothing listens at their endpoints):
+/// * `primary` (postgres, RDS-managed master secret), its read replica `replica`;
+/// * `other` and its read replica `other-replica`;
+/// * Aurora cluster `aurora` (RDS-managed master secret) with `aurora-1` (writer) and `aurora-2`;
+///   Aurora cluster `aurora-b` with `b-1`.
+pub struct RdsFixture {
+    pub rds: aws_sdk_rds::Client,
+    pub primary_arn: String,
+    pub primary_host: String,
+    pub primary_secret: String,
+    pub replica_host: String,
+    pub other_host: String,
+    pub other_replica_host: String,
+    pub cluster_arn: String,
+    pub cluster_endpoint: String,
+    pub cluster_reader_endpoint: String,
+    pub cluster_secret: String,
+    pub aurora_reader_host: String,
+    pub other_cluster_member_host: String,
+}
+
+async fn instance(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+    engine: &str,
+    cluster: Option<&str>,
+    managed: bool,
+) -> aws_sdk_rds::types::DbInstance {
+    rds.create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t3.micro")
+        .engine(engine)
+        .master_username("admin")
+        .set_manage_master_user_password(managed.then_some(true))
+        .set_allocated_storage(cluster.is_none().then_some(20))
+        .set_db_cluster_identifier(cluster.map(str::to_string))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateDBInstance {id}: {e:?}"))
+        .db_instance
+        .unwrap()
+}
+
+fn address(i: &aws_sdk_rds::types::DbInstance) -> String {
+    i.endpoint().unwrap().address().unwrap().to_string()
+}
+
+async fn replica(rds: &aws_sdk_rds::Client, id: &str, source: &str) -> String {
+    let r = rds
+        .create_db_instance_read_replica()
+        .db_instance_identifier(id)
+        .source_db_instance_identifier(source)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateDBInstanceReadReplica {id}: {e:?}"))
+        .db_instance
+        .unwrap();
+    assert_eq!(r.read_replica_source_db_instance_identifier(), Some(source));
+    address(&r)
+}
+
+async fn cluster(rds: &aws_sdk_rds::Client, id: &str) -> aws_sdk_rds::types::DbCluster {
+    rds.create_db_cluster()
+        .db_cluster_identifier(id)
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .manage_master_user_password(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateDBCluster {id}: {e:?}"))
+        .db_cluster
+        .unwrap()
+}
+
+/// Creates the [`RdsFixture`] databases in moto.
+pub async fn rds_fixture(world: &World) -> RdsFixture {
+    let rds = aws_sdk_rds::Client::new(&world.moto.sdk_config().await);
+    let primary = instance(&rds, "primary", "postgres", None, true).await;
+    let replica_host = replica(&rds, "replica", "primary").await;
+    let other = instance(&rds, "other", "postgres", None, false).await;
+    let other_replica_host = replica(&rds, "other-replica", "other").await;
+    let aurora = cluster(&rds, "aurora").await;
+    instance(&rds, "aurora-1", "aurora-postgresql", Some("aurora"), false).await;
+    let reader = instance(&rds, "aurora-2", "aurora-postgresql", Some("aurora"), false).await;
+    cluster(&rds, "aurora-b").await;
+    let b1 = instance(&rds, "b-1", "aurora-postgresql", Some("aurora-b"), false).await;
+    RdsFixture {
+        primary_arn: primary.db_instance_arn().unwrap().to_string(),
+        primary_host: address(&primary),
+        primary_secret: primary
+            .master_user_secret()
+            .and_then(|s| s.secret_arn())
+            .expect("moto created the managed master secret")
+            .to_string(),
+        replica_host,
+        other_host: address(&other),
+        other_replica_host,
+        cluster_arn: aurora.db_cluster_arn().unwrap().to_string(),
+        cluster_endpoint: aurora.endpoint().unwrap().to_string(),
+        cluster_reader_endpoint: aurora.reader_endpoint().unwrap().to_string(),
+        cluster_secret: aurora
+            .master_user_secret()
+            .and_then(|s| s.secret_arn())
+            .expect("moto created the managed cluster secret")
+            .to_string(),
+        aurora_reader_host: address(&reader),
+        other_cluster_member_host: address(&b1),
+        rds,
+    }
+}
