@@ -21,7 +21,10 @@ async fn rotates_three_times_and_reruns_change_nothing() {
         let previous = world.password_at(&arn, "AWSPREVIOUS").await;
         assert_ne!(current, before, "round {round}: the password changed");
         assert_eq!(current.len(), 32, "default PASSWORD_LENGTH");
-        assert_eq!(previous, before, "round {round}: AWSPREVIOUS holds the old one");
+        assert_eq!(
+            previous, before,
+            "round {round}: AWSPREVIOUS holds the old one"
+        );
         assert!(world.can_login("app", &current).await, "round {round}");
         assert!(!world.can_login("app", &previous).await, "round {round}");
         let labels = world.labels(&arn).await;
@@ -133,7 +136,13 @@ async fn no_password_logs_in_fails_naming_each_attempt_and_changes_nothing() {
     lambda.step("createSecret", &arn, &token).unwrap();
     let err = lambda.step("setSecret", &arn, &token).unwrap_err();
     assert_eq!(err.error_type, "LoginFailed");
-    for needle in ["setSecret", arn.as_str(), "AWSPENDING", "AWSCURRENT", "AWSPREVIOUS"] {
+    for needle in [
+        "setSecret",
+        arn.as_str(),
+        "AWSPENDING",
+        "AWSCURRENT",
+        "AWSPREVIOUS",
+    ] {
         assert!(err.error_message.contains(needle), "{needle}: {err}");
     }
     assert!(world.can_login("app", "changed-by-someone-9").await);
@@ -204,7 +213,10 @@ async fn usernames_and_passwords_that_need_quoting_rotate() {
     ] {
         world.create_role(user, initial).await;
         let arn = world
-            .create_secret(&user.replace(['"', ' '], "_"), &world.secret_json(user, initial))
+            .create_secret(
+                &user.replace(['"', ' '], "_"),
+                &world.secret_json(user, initial),
+            )
             .await;
         // Play createSecret's part with a chosen password so the awkward characters are certain.
         let token = world.begin_rotation(&arn).await;

@@ -103,45 +103,14 @@ impl World {
         out.arn().expect("ARN").to_string()
     }
 
-    /// Version id → labels.
+    /// Version id → labels (sorted).
     pub async fn labels(&self, arn: &str) -> BTreeMap<String, Vec<String>> {
-        let out = self
-            .sm
-            .describe_secret()
-            .secret_id(arn)
-            .send()
-            .await
-            .expect("DescribeSecret");
-        let mut map: BTreeMap<String, Vec<String>> = out
-            .version_ids_to_stages()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        for stages in map.values_mut() {
-            stages.sort();
-        }
-        map
+        testkit::secrets::labels(&self.sm, arn).await
     }
 
     /// The version carrying `stage` and its JSON, read by explicit VersionId and stage.
     pub async fn stage(&self, arn: &str, stage: &str) -> Option<(String, Value)> {
-        let labels = self.labels(arn).await;
-        let (version, _) = labels
-            .iter()
-            .find(|(_, stages)| stages.iter().any(|s| s == stage))?;
-        let out = self
-            .sm
-            .get_secret_value()
-            .secret_id(arn)
-            .version_id(version)
-            .version_stage(stage)
-            .send()
-            .await
-            .expect("GetSecretValue");
-        let value = serde_json::from_str(out.secret_string().expect("SecretString"))
-            .expect("secret JSON");
-        Some((version.clone(), value))
+        testkit::secrets::stage_json(&self.sm, arn, stage).await
     }
 
     /// The `password` of the version carrying `stage`.

@@ -10,21 +10,9 @@ use testkit::moto::Moto;
 use testkit::postgres::PgServer;
 
 async fn stage(sm: &aws_sdk_secretsmanager::Client, arn: &str, stage: &str) -> (String, String) {
-    let labels = super::labels(sm, arn).await;
-    let version = labels
-        .iter()
-        .find(|(_, s)| s.iter().any(|l| l == stage))
-        .map(|(id, _)| id.clone())
-        .expect("stage exists");
-    let out = sm
-        .get_secret_value()
-        .secret_id(arn)
-        .version_id(version)
-        .version_stage(stage)
-        .send()
+    let (_, value) = testkit::secrets::stage_json(sm, arn, stage)
         .await
-        .expect("GetSecretValue");
-    let value: Value = serde_json::from_str(out.secret_string().unwrap()).unwrap();
+        .expect("stage exists");
     (
         value["username"].as_str().unwrap().to_string(),
         value["password"].as_str().unwrap().to_string(),

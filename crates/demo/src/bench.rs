@@ -8,6 +8,8 @@
 //!
 //! Figures are printed, never asserted: timings depend on the machine.
 
+mod backup_bench; // backup-lambda: memory as secrets grow, cold init
+
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -185,4 +187,5 @@ async fn main() {
         }
         Err(_) => println!("\narm64 artifact: not built (run `make build` first)"),
     }
+    backup_bench::run().await; // secrets backup (see backup_bench.rs)
 }

@@ -3,10 +3,11 @@
 //! password logs in and the old one does not, and prints a short report. Never prints a value.
 
 mod alternating; // alternating users + preflight (see alternating.rs)
+mod backup; // scheduled encrypted backup, verify, restore (see backup.rs)
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rand::distr::{Alphanumeric, SampleString};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use testkit::lambda::LambdaHost;
@@ -16,39 +17,13 @@ use testkit::postgres::PgServer;
 type Labels = BTreeMap<String, Vec<String>>;
 
 async fn labels(sm: &aws_sdk_secretsmanager::Client, arn: &str) -> Labels {
-    let out = sm
-        .describe_secret()
-        .secret_id(arn)
-        .send()
-        .await
-        .expect("DescribeSecret");
-    out.version_ids_to_stages()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort();
-            (k, v)
-        })
-        .collect()
+    testkit::secrets::labels(sm, arn).await
 }
 
 async fn password_at(sm: &aws_sdk_secretsmanager::Client, arn: &str, stage: &str) -> String {
-    let labels = labels(sm, arn).await;
-    let version = labels
-        .iter()
-        .find(|(_, s)| s.iter().any(|l| l == stage))
-        .map(|(id, _)| id.clone())
-        .expect("stage exists");
-    let out = sm
-        .get_secret_value()
-        .secret_id(arn)
-        .version_id(version)
-        .version_stage(stage)
-        .send()
+    let (_, value) = testkit::secrets::stage_json(sm, arn, stage)
         .await
-        .expect("GetSecretValue");
-    let value: Value = serde_json::from_str(out.secret_string().unwrap()).unwrap();
+        .expect("stage exists");
     value["password"].as_str().unwrap().to_string()
 }
 
@@ -166,6 +141,7 @@ async fn main() {
 
     let ok = new_ok && !old_ok && !leaked && log_lines == 4;
     let ok = alternating::run(&pg, &moto, &sm).await && ok; // alternating users + preflight
+    let ok = backup::run(&moto, &sm).await && ok; // secrets backup (see backup.rs)
     println!(
         "\nRotation {} in {:.1} s (everything started here is stopped and removed on exit).",
         if ok { "succeeded" } else { "FAILED" },

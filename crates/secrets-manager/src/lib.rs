@@ -26,6 +26,39 @@ impl SecretsManagerStore {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    /// `GetSecretValue` for `stage` (and `version_id` when given): the `SecretString`, or `None`
+    /// on `ResourceNotFoundException` when `missing_is_none`.
+    async fn read_string(
+        &self,
+        secret_id: &str,
+        version_id: Option<&str>,
+        stage: &str,
+        missing_is_none: bool,
+    ) -> Result<Option<String>, StoreError> {
+        let result = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .set_version_id(version_id.map(str::to_string))
+            .version_stage(stage)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.secret_string() {
+                Some(s) => Ok(Some(s.to_string())),
+                None => Err(StoreError {
+                    operation: "GetSecretValue",
+                    code: None,
+                    message: format!(
+                        "the {stage} version has no SecretString (binary secrets cannot be rotated)"
+                    ),
+                }),
+            },
+            Err(e) if missing_is_none && e.code() == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(store_error("GetSecretValue", e)),
+        }
+    }
 }
 
 /// Converts an SDK error into a [`StoreError`] with the service's code and message (which never
@@ -35,17 +68,26 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let code = err.code().map(str::to_string);
-    let message = match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => DisplayErrorContext(&err).to_string(),
-    };
+    let (code, message) = describe_sdk_error(&err);
     StoreError {
         operation,
         code,
         message,
     }
+}
+
+/// The service's error code and `"code: message"`, or the transport failure's description.
+pub(crate) fn describe_sdk_error<E, R>(err: &SdkError<E, R>) -> (Option<String>, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    (err.code().map(str::to_string), message)
 }
 
 #[async_trait]
@@ -87,28 +129,9 @@ impl SecretStore for SecretsManagerStore {
         version_id: &str,
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
-        let result = self
-            .client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .version_id(version_id)
-            .version_stage(stage)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.secret_string() {
-                Some(s) => Ok(Some(s.to_string())),
-                None => Err(StoreError {
-                    operation: "GetSecretValue",
-                    code: None,
-                    message: format!(
-                        "version {version_id} ({stage}) has no SecretString (binary secrets cannot be rotated)"
-                    ),
-                }),
-            },
-            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
-            Err(e) => Err(store_error("GetSecretValue", e)),
-        }
+        // A version that does not exist (or has no value yet) is an answer, not a failure.
+        self.read_string(secret_id, Some(version_id), stage, true)
+            .await
     }
 
     async fn get_stage_value(
@@ -116,25 +139,8 @@ impl SecretStore for SecretsManagerStore {
         secret_id: &str,
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
-        let result = self
-            .client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .version_stage(stage)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.secret_string() {
-                Some(s) => Ok(Some(s.to_string())),
-                None => Err(StoreError {
-                    operation: "GetSecretValue",
-                    code: None,
-                    message: format!("the {stage} version has no SecretString (a binary secret)"),
-                }),
-            },
-            // Not found here means the secret is missing (or unreadable): say so, from the service.
-            Err(e) => Err(store_error("GetSecretValue", e)),
-        }
+        // Not found here means the secret is missing (or unreadable): say so, from the service.
+        self.read_string(secret_id, None, stage, false).await
     }
 
     async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError> {

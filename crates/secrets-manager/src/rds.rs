@@ -10,7 +10,7 @@
 //! * Calls go to the region in the ARN or the host name, when it differs from the client's.
 
 use async_trait::async_trait;
-use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::Client;
 use rotation::{DbEndpoint, DbTopology, MasterLocation, RdsResource, Relation, TopologyError};
 
@@ -60,12 +60,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let code = err.code().map(str::to_string);
-    let message = match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => DisplayErrorContext(&err).to_string(),
-    };
+    let (code, message) = crate::describe_sdk_error(&err);
     TopologyError {
         operation,
         code,

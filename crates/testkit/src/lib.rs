@@ -6,6 +6,7 @@
 //!   environment a child process needs to reach it.
 //! - [`lambda::LambdaHost`]: a local Lambda Runtime API that runs a compiled Lambda binary the way
 //!   Lambda does.
+//! - [`secrets`]: a secret's labels and values by explicit version, for inspection.
 //! - [`binary`]: builds a workspace binary once per process and returns its path.
 //!
 //! Everything here panics with a clear message on failure: it is meant for tests, where a panic
@@ -35,6 +36,7 @@ pub mod certs;
 pub mod lambda;
 pub mod moto;
 pub mod postgres;
+pub mod secrets;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};

@@ -1,0 +1,201 @@
+//! The backup part of `make demo`: the real `backup-lambda` takes an encrypted snapshot of the
+//! secrets (triggered by a classic scheduled event), the real `secrets-backup` CLI lists and
+//! verifies it, an "incident" changes one secret and deletes another, and a restore (dry run,
+//! then `--apply`) brings them back. Never prints a value.
+
+use std::process::Command;
+use std::time::Instant;
+
+use aws_sdk_secretsmanager::primitives::Blob;
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::json;
+use testkit::lambda::LambdaHost;
+use testkit::moto::Moto;
+
+const BUCKET: &str = "demo-secrets-backup";
+
+fn secret_value() -> String {
+    format!(
+        "{{\"api_key\":\"{}\"}}",
+        Alphanumeric.sample_string(&mut rand::rng(), 32)
+    )
+}
+
+/// Runs `secrets-backup ARGS` and prints its output, indented; returns (exit code, output).
+fn cli(env: &[(String, String)], args: &[&str]) -> (i32, String) {
+    println!("\n  $ secrets-backup {}", args.join(" "));
+    let out = Command::new(testkit::binary("secrets-backup"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(args)
+        .output()
+        .expect("run secrets-backup");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for line in stdout.lines() {
+        println!("    {line}");
+    }
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 {
+        println!("    (exit status {code})");
+    }
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// Returns whether every check passed.
+pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
+    println!(
+        "\n== Backup: encrypted snapshots through the real backup-lambda and secrets-backup ==\n"
+    );
+    let config = moto.sdk_config().await;
+    let s3 = moto.s3_client().await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("CreateBucket");
+    let key = kms
+        .create_key()
+        .description("demo secrets backup")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata()
+        .and_then(|m| m.arn().map(String::from))
+        .expect("key ARN");
+    println!("Bucket s3://{BUCKET} (versioning + Object Lock) and KMS key {key}");
+
+    // A few more secrets next to the rotated one: string, binary, tags, a resource policy.
+    let mut values = vec![];
+    for (name, binary) in [
+        ("demo/app-config", false),
+        ("demo/api-key", false),
+        ("demo/tls-key", true),
+    ] {
+        let mut req = sm
+            .create_secret()
+            .name(name)
+            .description(format!("demo secret {name}"))
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key("team")
+                    .value("demo")
+                    .build(),
+            );
+        if binary {
+            let bytes = Alphanumeric
+                .sample_string(&mut rand::rng(), 48)
+                .into_bytes();
+            values.push(String::from_utf8(bytes.clone()).unwrap());
+            req = req.secret_binary(Blob::new(bytes));
+        } else {
+            let v = secret_value();
+            values.push(v.clone());
+            req = req.secret_string(v);
+        }
+        req.send().await.expect("CreateSecret");
+    }
+    sm.put_resource_policy()
+        .secret_id("demo/api-key")
+        .resource_policy(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
+                   "Action": "secretsmanager:DeleteSecret", "Resource": "*"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("PutResourcePolicy");
+
+    let mut env = moto.env();
+    env.extend(
+        [
+            ("BACKUP_BUCKET", BUCKET.to_string()),
+            ("BACKUP_KMS_KEY_ID", key.clone()),
+            ("BACKUP_PREFIX", "snapshots".to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let lambda_env = env.clone();
+    let host = tokio::task::spawn_blocking(move || {
+        LambdaHost::start(&testkit::binary("backup-lambda"), &lambda_env)
+    })
+    .await
+    .unwrap();
+    let event = json!({
+        "version": "0", "id": "demo", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": moto.account_id(), "time": "2025-01-01T03:00:00Z", "region": moto.region(),
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/secrets-backup"], "detail": {}
+    });
+    let t = Instant::now();
+    let result = tokio::task::block_in_place(|| host.invoke(&event));
+    let mut ok = match &result {
+        Ok(summary) => {
+            println!(
+                "Scheduled backup: snapshot {} with {} secrets, {} versions in {} part(s), {:.0} ms",
+                summary["snapshotId"].as_str().unwrap_or("?"),
+                summary["secrets"],
+                summary["versions"],
+                summary["parts"],
+                t.elapsed().as_secs_f64() * 1000.0
+            );
+            true
+        }
+        Err(e) => {
+            println!("Scheduled backup FAILED: {e}");
+            false
+        }
+    };
+
+    let mut outputs = vec![];
+    let (code, out) = cli(&env, &["list"]);
+    ok &= code == 0;
+    outputs.push(out);
+    let (code, out) = cli(&env, &["verify"]);
+    ok &= code == 0;
+    outputs.push(out);
+
+    println!("\nIncident: demo/app-config gets a wrong value, demo/api-key is deleted.");
+    let wrong = secret_value();
+    values.push(wrong.clone());
+    sm.put_secret_value()
+        .secret_id("demo/app-config")
+        .secret_string(wrong)
+        .send()
+        .await
+        .expect("PutSecretValue");
+    sm.delete_secret()
+        .secret_id("demo/api-key")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("DeleteSecret");
+    for args in [
+        &["verify"][..],
+        &["restore", "--snapshot", "latest"][..],
+        &["restore", "--snapshot", "latest", "--apply"][..],
+    ] {
+        let (code, out) = cli(&env, args);
+        ok &= code == 0;
+        outputs.push(out);
+    }
+    let (code, out) = cli(&env, &["verify", "--fail-on-drift"]);
+    ok &= code == 0 && out.contains("no differences");
+    outputs.push(out);
+
+    outputs.push(host.stop());
+    let leaked = values
+        .iter()
+        .any(|v| outputs.iter().any(|o| o.contains(v.as_str())));
+    println!(
+        "\n  function or CLI output contains a secret value: {}",
+        super::yes_no(leaked)
+    );
+    println!(
+        "Backup and restore {}.",
+        if ok && !leaked { "succeeded" } else { "FAILED" }
+    );
+    ok && !leaked
+}
