@@ -7,10 +7,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread")]
 async fn rotates_three_times_and_reruns_change_nothing() {
     let world = World::start().await;
-    world.create_role("app", "initial-Password-1").await;
-    let arn = world
-        .create_secret("prod/app", &world.secret_json("app", "initial-Password-1"))
-        .await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world.rotation_lambda(&[]).await;
     let mut seen = vec!["initial-Password-1".to_string()];
 
@@ -50,10 +47,7 @@ async fn rotates_three_times_and_reruns_change_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_step_twice_within_a_rotation_is_a_no_op() {
     let world = World::start().await;
-    world.create_role("app", "initial-Password-1").await;
-    let arn = world
-        .create_secret("app", &world.secret_json("app", "initial-Password-1"))
-        .await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world.rotation_lambda(&[]).await;
     let token = world.begin_rotation(&arn).await;
 
@@ -102,10 +96,7 @@ async fn each_step_twice_within_a_rotation_is_a_no_op() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drifted_current_password_still_rotates_via_previous() {
     let world = World::start().await;
-    world.create_role("app", "initial-Password-1").await;
-    let arn = world
-        .create_secret("app", &world.secret_json("app", "initial-Password-1"))
-        .await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world.rotation_lambda(&[]).await;
     lambda.rotate(&world, &arn).await;
     let current = world.password_at(&arn, "AWSCURRENT").await;
@@ -126,10 +117,7 @@ async fn drifted_current_password_still_rotates_via_previous() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_password_logs_in_fails_naming_each_attempt_and_changes_nothing() {
     let world = World::start().await;
-    world.create_role("app", "initial-Password-1").await;
-    let arn = world
-        .create_secret("app", &world.secret_json("app", "initial-Password-1"))
-        .await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
     world.set_password("app", "changed-by-someone-9").await;
     let lambda = world.rotation_lambda(&[]).await;
     let token = world.begin_rotation(&arn).await;
@@ -160,10 +148,7 @@ async fn no_password_logs_in_fails_naming_each_attempt_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_ca_fails_without_plaintext_fallback() {
     let world = World::start().await;
-    world.create_role("app", "initial-Password-1").await;
-    let arn = world
-        .create_secret("app", &world.secret_json("app", "initial-Password-1"))
-        .await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
     let wrong_ca = world.pg.wrong_ca_pem_path().display().to_string();
     let lambda = world
         .rotation_lambda(&[("DB_CA_BUNDLE", wrong_ca.as_str())])
@@ -249,10 +234,7 @@ async fn usernames_and_passwords_that_need_quoting_rotate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gate_errors_come_back_as_function_errors() {
     let world = World::start().await;
-    world.create_role("app", "initial-Password-1").await;
-    let arn = world
-        .create_secret("app", &world.secret_json("app", "initial-Password-1"))
-        .await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world.rotation_lambda(&[]).await;
 
     let err = lambda
@@ -287,10 +269,7 @@ async fn gate_errors_come_back_as_function_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn password_policy_from_the_environment_reaches_the_new_password() {
     let world = World::start().await;
-    world.create_role("app", "initial-Password-1").await;
-    let arn = world
-        .create_secret("app", &world.secret_json("app", "initial-Password-1"))
-        .await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world
         .rotation_lambda(&[
             ("PASSWORD_LENGTH", "48"),

@@ -67,6 +67,13 @@ impl World {
             .await;
     }
 
+    /// A role with `password` and its secret named after the user; returns the secret's ARN.
+    pub async fn role_with_secret(&self, user: &str, password: &str) -> String {
+        self.create_role(user, password).await;
+        self.create_secret(user, &self.secret_json(user, password))
+            .await
+    }
+
     /// Sets a password behind the rotation function's back.
     pub async fn set_password(&self, user: &str, password: &str) {
         self.pg
