@@ -9,6 +9,7 @@ use testkit::moto::Moto;
 use testkit::postgres::PgServer;
 
 pub mod alternating;
+pub mod backup;
 
 pub use postgres_protocol::escape::{escape_identifier, escape_literal};
 

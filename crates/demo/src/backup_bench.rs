@@ -102,7 +102,11 @@ pub async fn run() {
         let rss = host.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
         println!(
             "  {:>7}  {:>8}  {:>6}  {:>10.2}  {:>12.1}",
-            out["secrets"], out["versions"], out["parts"], secs, rss
+            out["secrets"].as_u64().unwrap_or(0),
+            out["versions"].as_u64().unwrap_or(0),
+            out["parts"].as_u64().unwrap_or(0),
+            secs,
+            rss
         );
         host.stop();
     }

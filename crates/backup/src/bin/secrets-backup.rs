@@ -1,0 +1,435 @@
+//! `secrets-backup`: list, show, verify and restore snapshots of Secrets Manager secrets (and
+//! run a backup by hand). Secret values are never printed.
+//!
+//! Exit status: 0 success; 1 error; 2 usage; 3 integrity failure (verify found a damaged or
+//! tampered part, or restore refused the snapshot); 4 with `verify --fail-on-drift`, live differs.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use backup::aws::{base_config, AwsPorts};
+use backup::config::{self, Filters, NamePattern, TagFilter};
+use backup::format::{account_region_prefix, Destination, Source};
+use backup::reader::{list_snapshots, load_manifest, parse_time, select, Selector};
+use backup::restore::{restore, RestoreError};
+use backup::verify::{verify, ReadPorts};
+use backup::writer::{run_backup, BackupParams, BackupPorts};
+use backup::{render, telemetry};
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_INTEGRITY: u8 = 3;
+const EXIT_DRIFT: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "secrets-backup",
+    version,
+    about = "List, verify and restore encrypted snapshots of AWS Secrets Manager secrets.",
+    after_help = "Exit status: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 drift (verify --fail-on-drift).\n\
+                  Snapshots live at s3://BUCKET/PREFIX/ACCOUNT/REGION/<time>-<id>/."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// Snapshot bucket.
+    #[arg(long, env = "BACKUP_BUCKET", global = true)]
+    bucket: Option<String>,
+    /// Key prefix of the snapshots.
+    #[arg(long, env = "BACKUP_PREFIX", default_value = config::DEFAULT_PREFIX, global = true)]
+    prefix: String,
+    /// Source account whose snapshots to use [default: the caller's, from STS].
+    #[arg(long, global = true)]
+    account: Option<String>,
+    /// Source region (of the secrets) [default: the SDK's region].
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Region of the bucket and KMS key [default: the source region].
+    #[arg(long, env = "BACKUP_REGION", global = true)]
+    destination_region: Option<String>,
+    /// Role to assume (STS) for S3 and KMS when the bucket is in another account.
+    #[arg(long, env = "BACKUP_ROLE_ARN", global = true)]
+    role_arn: Option<String>,
+    #[arg(long, env = "BACKUP_ROLE_EXTERNAL_ID", global = true)]
+    external_id: Option<String>,
+    /// Secrets read or written at the same time.
+    #[arg(long, env = "BACKUP_CONCURRENCY", default_value_t = config::DEFAULT_CONCURRENCY,
+          value_parser = |s: &str| config::parse_concurrency(s), global = true)]
+    concurrency: usize,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Debug logging on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List snapshots: time, id, secret count, failures.
+    List,
+    /// Show a snapshot's manifest (no values).
+    Show {
+        /// Snapshot id (or unique prefix, or folder name), or `latest`.
+        #[arg(default_value = "latest")]
+        snapshot: String,
+    },
+    /// Decrypt every part, check every hash and GCM tag, and compare with the live secrets.
+    Verify {
+        #[command(flatten)]
+        which: Which,
+        /// Only check integrity; do not read live secrets.
+        #[arg(long)]
+        no_live: bool,
+        /// Only secrets whose name matches (prefix, or pattern with `*`); repeatable.
+        #[arg(long = "filter", value_name = "PATTERN")]
+        filters: Vec<String>,
+        /// Exit 4 when live secrets differ from the snapshot.
+        #[arg(long)]
+        fail_on_drift: bool,
+    },
+    /// Show what a restore would change (dry run), or with --apply, restore.
+    Restore {
+        #[command(flatten)]
+        which: Which,
+        /// Only secrets whose name matches (prefix, or pattern with `*`); repeatable.
+        #[arg(long = "filter", value_name = "PATTERN")]
+        filters: Vec<String>,
+        /// Write to Secrets Manager. Without it nothing is written.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Take a snapshot now (what the scheduled function does).
+    Backup {
+        /// KMS key for the parts' data keys.
+        #[arg(long, env = "BACKUP_KMS_KEY_ID")]
+        kms_key_id: String,
+        /// SSE-KMS key of the objects [default: --kms-key-id].
+        #[arg(long, env = "BACKUP_S3_KMS_KEY_ID")]
+        s3_kms_key_id: Option<String>,
+        /// Only secrets whose name starts with this; repeatable.
+        #[arg(long = "name-prefix")]
+        name_prefixes: Vec<String>,
+        /// Only secrets with this tag (`key=value` or `key`); repeatable, all must match.
+        #[arg(long = "tag", value_parser = |s: &str| TagFilter::parse(s))]
+        tags: Vec<TagFilter>,
+        /// Part size (bytes, KiB or MiB).
+        #[arg(long, env = "BACKUP_PART_SIZE", default_value = "4MiB",
+              value_parser = |s: &str| config::parse_part_size(s))]
+        part_size: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(multiple = false)]
+struct Which {
+    /// Snapshot id (or unique prefix, or folder name), or `latest` [default: latest].
+    #[arg(long)]
+    snapshot: Option<String>,
+    /// The last snapshot taken at or before this time (RFC 3339, or `2025-01-02 03:04` UTC).
+    #[arg(long, value_parser = |s: &str| parse_time(s))]
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Which {
+    fn selector(&self) -> Selector {
+        match (&self.snapshot, &self.as_of) {
+            (_, Some(t)) => Selector::AsOf(*t),
+            (Some(s), None) => Selector::parse(s),
+            (None, None) => Selector::Latest,
+        }
+    }
+}
+
+fn patterns(filters: &[String]) -> Vec<NamePattern> {
+    filters.iter().map(NamePattern::new).collect()
+}
+
+fn progress(what: &'static str) -> impl Fn(usize, usize) + Sync {
+    move |done, total| {
+        if total > 1 {
+            eprintln!("{what}: part {done}/{total}");
+        }
+    }
+}
+
+struct Ctx {
+    ports: AwsPorts,
+    account: String,
+    global: Global,
+}
+
+impl Ctx {
+    fn prefix(&self) -> String {
+        config::normalize_prefix(&self.global.prefix)
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "s3://{}/{}",
+            self.bucket(),
+            account_region_prefix(&self.prefix(), &self.account, &self.ports.source_region)
+        )
+    }
+
+    fn bucket(&self) -> &str {
+        self.global.bucket.as_deref().unwrap_or_default()
+    }
+
+    fn read_ports(&self) -> ReadPorts<'_> {
+        ReadPorts {
+            secrets: &self.ports.secrets,
+            store: &self.ports.store,
+            keys: &self.ports.keys,
+        }
+    }
+
+    async fn manifest(&self, selector: &Selector) -> anyhow::Result<backup::format::Manifest> {
+        let list = list_snapshots(
+            &self.ports.store,
+            &self.prefix(),
+            &self.account,
+            &self.ports.source_region,
+        )
+        .await
+        .with_context(|| format!("listing snapshots under {}", self.location()))?;
+        let info = select(&list, selector, &self.location())?;
+        Ok(load_manifest(&self.ports.store, info).await?)
+    }
+
+    fn print_json<T: serde::Serialize>(&self, v: &T) {
+        println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let Cli { global, command } = cli;
+    let Some(bucket) = global.bucket.clone() else {
+        bail!("the snapshot bucket is required: --bucket or BACKUP_BUCKET");
+    };
+    let mut base = base_config().await;
+    if let Some(r) = &global.region {
+        base = base
+            .to_builder()
+            .region(aws_config::Region::new(r.clone()))
+            .build();
+    }
+    let (kms_key_id, s3_kms_key_id) = match &command {
+        Command::Backup {
+            kms_key_id,
+            s3_kms_key_id,
+            ..
+        } => (Some(kms_key_id.as_str()), s3_kms_key_id.as_deref()),
+        _ => (None, None),
+    };
+    let ports = AwsPorts::new(
+        &base,
+        &bucket,
+        global.destination_region.as_deref(),
+        global.role_arn.as_deref(),
+        global.external_id.as_deref(),
+        kms_key_id,
+        s3_kms_key_id,
+    )
+    .await;
+    let account = match &global.account {
+        Some(a) => a.clone(),
+        None => {
+            use backup::ports::Identity;
+            ports
+                .identity
+                .account_id()
+                .await
+                .context("finding the source account (pass --account to skip STS)")?
+        }
+    };
+    let ctx = Ctx {
+        ports,
+        account,
+        global,
+    };
+    let json = ctx.global.json;
+    let concurrency = ctx.global.concurrency;
+
+    match command {
+        Command::List => {
+            let list = list_snapshots(
+                &ctx.ports.store,
+                &ctx.prefix(),
+                &ctx.account,
+                &ctx.ports.source_region,
+            )
+            .await
+            .with_context(|| format!("listing snapshots under {}", ctx.location()))?;
+            if json {
+                ctx.print_json(&list);
+            } else {
+                print!("{}", render::snapshots(&list, &ctx.location()));
+            }
+            Ok(0)
+        }
+        Command::Show { snapshot } => {
+            let m = ctx.manifest(&Selector::parse(&snapshot)).await?;
+            if json {
+                ctx.print_json(&m);
+            } else {
+                print!("{}", render::manifest(&m));
+            }
+            Ok(0)
+        }
+        Command::Verify {
+            which,
+            no_live,
+            filters,
+            fail_on_drift,
+        } => {
+            let m = ctx.manifest(&which.selector()).await?;
+            eprintln!(
+                "verifying snapshot {} ({} parts, {} secrets)",
+                m.head.snapshot_id,
+                m.head.parts.len(),
+                m.secrets.len()
+            );
+            let report = verify(
+                ctx.read_ports(),
+                &m,
+                !no_live,
+                &patterns(&filters),
+                concurrency,
+                &progress("verify"),
+            )
+            .await
+            .with_context(|| format!("verifying snapshot {}", m.head.snapshot_id))?;
+            if json {
+                ctx.print_json(&report);
+            } else {
+                let location = format!("s3://{}/{}", ctx.bucket(), m.head.folder);
+                print!("{}", render::verify(&report, &location));
+            }
+            Ok(if !report.integrity_ok() {
+                EXIT_INTEGRITY
+            } else if fail_on_drift && report.drift() {
+                EXIT_DRIFT
+            } else {
+                0
+            })
+        }
+        Command::Restore {
+            which,
+            filters,
+            apply,
+        } => {
+            let m = ctx.manifest(&which.selector()).await?;
+            eprintln!(
+                "{} snapshot {} ({}, {} secrets)",
+                if apply {
+                    "restoring from"
+                } else {
+                    "planning a restore from"
+                },
+                m.head.snapshot_id,
+                m.head.started_at.to_rfc3339(),
+                m.secrets.len()
+            );
+            match restore(
+                ctx.read_ports(),
+                &m,
+                &patterns(&filters),
+                apply,
+                concurrency,
+                &progress("restore"),
+            )
+            .await
+            {
+                Ok(report) => {
+                    if json {
+                        ctx.print_json(&report);
+                    } else {
+                        print!("{}", render::restore(&report));
+                    }
+                    Ok(if report.errors() > 0 { 1 } else { 0 })
+                }
+                Err(e @ RestoreError::Integrity { .. }) => {
+                    eprintln!("error: {e}");
+                    Ok(EXIT_INTEGRITY)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Backup {
+            kms_key_id,
+            name_prefixes,
+            tags,
+            part_size,
+            ..
+        } => {
+            let params = BackupParams {
+                snapshot_id: uuid::Uuid::new_v4().to_string(),
+                started_at: chrono::Utc::now(),
+                prefix: ctx.prefix(),
+                source: Source {
+                    account_id: ctx.account.clone(),
+                    region: ctx.ports.source_region.clone(),
+                },
+                destination: Destination {
+                    bucket: bucket.clone(),
+                    region: ctx.ports.destination_region.clone(),
+                    role_arn: ctx.global.role_arn.clone(),
+                },
+                kms_key_id,
+                filters: Filters {
+                    name_prefixes,
+                    tags,
+                },
+                concurrency,
+                part_size,
+            };
+            let ports = BackupPorts {
+                secrets: &ctx.ports.secrets,
+                store: &ctx.ports.store,
+                keys: &ctx.ports.keys,
+            };
+            let report = run_backup(ports, &params).await?;
+            if json {
+                ctx.print_json(&report.head);
+            } else {
+                let s = &report.head.summary;
+                println!(
+                    "snapshot {} written to {}: {} secrets, {} versions, {} parts, {} failures",
+                    params.snapshot_id,
+                    report.location(),
+                    s.secrets,
+                    s.versions,
+                    s.parts,
+                    s.failures
+                );
+                for f in &report.head.failures {
+                    println!("  not backed up: {} ({})", f.name, f.reason);
+                }
+            }
+            Ok(if report.head.failures.is_empty() {
+                0
+            } else {
+                1
+            })
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_cli(cli.global.verbose);
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The function's input: a classic EventBridge rule event (input in `detail`), or the plain JSON
+//! that EventBridge Scheduler (or a rule with a constant `Input`) delivers.
+//!
+//! Only the mode, the filters and the snapshot to verify can be chosen per event; where snapshots
+//! are written (bucket, prefix, keys, role) comes from the environment only, so whoever can put
+//! an event cannot redirect the backups.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{Filters, Mode, TagFilter};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid backup event: {0}")]
+pub struct EventError(pub String);
+
+/// Tags as `{"env": "prod"}` or `["env=prod", "team"]`.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+enum TagsInput {
+    Map(serde_json::Map<String, Value>),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawInput {
+    mode: Option<Mode>,
+    name_prefixes: Option<Vec<String>>,
+    tags: Option<TagsInput>,
+    snapshot: Option<String>,
+}
+
+/// Where the event came from (for the summary log line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A classic EventBridge rule: `detail-type` and the rule ARN(s).
+    EventBridge {
+        detail_type: String,
+        resources: Vec<String>,
+    },
+    /// EventBridge Scheduler, a rule with constant input, or a manual invoke.
+    Direct,
+}
+
+/// What one invocation asks for, after the event's overrides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub mode: Mode,
+    /// `None`: use the configured filters.
+    pub filters: Option<Filters>,
+    /// Verify mode: snapshot id or `latest` (the default).
+    pub snapshot: Option<String>,
+    pub trigger: Trigger,
+}
+
+impl Request {
+    pub fn effective_filters<'a>(&'a self, configured: &'a Filters) -> &'a Filters {
+        self.filters.as_ref().unwrap_or(configured)
+    }
+}
+
+pub fn parse(event: &Value) -> Result<Request, EventError> {
+    let (input, trigger) = match event {
+        Value::Null => (Value::Object(Default::default()), Trigger::Direct),
+        Value::Object(map) if map.contains_key("detail-type") => {
+            let detail_type = map
+                .get("detail-type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let resources = map
+                .get("resources")
+                .and_then(Value::as_array)
+                .map(|r| {
+                    r.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let detail = match map.get("detail") {
+                None | Some(Value::Null) => Value::Object(Default::default()),
+                Some(d) => d.clone(),
+            };
+            (
+                detail,
+                Trigger::EventBridge {
+                    detail_type,
+                    resources,
+                },
+            )
+        }
+        Value::Object(_) => (event.clone(), Trigger::Direct),
+        other => {
+            return Err(EventError(format!(
+                "expected a JSON object, got {}",
+                kind_of(other)
+            )))
+        }
+    };
+    let raw: RawInput = serde_json::from_value(input).map_err(|e| EventError(e.to_string()))?;
+    let tags = match raw.tags {
+        None => None,
+        Some(TagsInput::List(list)) => Some(
+            list.iter()
+                .map(|t| TagFilter::parse(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(EventError)?,
+        ),
+        Some(TagsInput::Map(map)) => Some(
+            map.into_iter()
+                .map(|(key, v)| match v {
+                    Value::String(s) => Ok(TagFilter {
+                        key,
+                        value: Some(s),
+                    }),
+                    Value::Null => Ok(TagFilter { key, value: None }),
+                    other => Err(EventError(format!(
+                        "tag {key:?} must map to a string or null, not {}",
+                        kind_of(&other)
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let filters = match (raw.name_prefixes, tags) {
+        (None, None) => None,
+        (p, t) => Some(Filters {
+            name_prefixes: p.unwrap_or_default(),
+            tags: t.unwrap_or_default(),
+        }),
+    };
+    let mode = raw.mode.unwrap_or_default();
+    if mode == Mode::Backup && raw.snapshot.is_some() {
+        return Err(EventError(
+            "`snapshot` applies to mode \"verify\" only".into(),
+        ));
+    }
+    Ok(Request {
+        mode,
+        filters,
+        snapshot: raw.snapshot,
+        trigger,
+    })
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classic_scheduled_event_uses_defaults() {
+        let ev = json!({
+            "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2025-01-01T03:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/backup"],
+            "detail": {}
+        });
+        let r = parse(&ev).unwrap();
+        assert_eq!(r.mode, Mode::Backup);
+        assert_eq!(r.filters, None);
+        assert_eq!(
+            r.trigger,
+            Trigger::EventBridge {
+                detail_type: "Scheduled Event".into(),
+                resources: vec!["arn:aws:events:us-east-1:123456789012:rule/backup".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn envelope_detail_carries_input() {
+        let ev = json!({"detail-type": "Scheduled Event", "source": "aws.events",
+                        "detail": {"mode": "verify", "snapshot": "latest"}});
+        let r = parse(&ev).unwrap();
+        assert_eq!(r.mode, Mode::Verify);
+        assert_eq!(r.snapshot.as_deref(), Some("latest"));
+    }
+
+    #[test]
+    fn scheduler_plain_input_with_filters() {
+        let r = parse(&json!({"mode": "backup", "namePrefixes": ["app/"], "tags": {"env": "prod", "backup": null}})).unwrap();
+        let f = r.filters.unwrap();
+        assert_eq!(f.name_prefixes, vec!["app/"]);
+        assert_eq!(f.tags.len(), 2);
+        assert_eq!(r.trigger, Trigger::Direct);
+        let r = parse(&json!({"tags": ["env=prod"]})).unwrap();
+        assert_eq!(r.filters.unwrap().tags[0].value.as_deref(), Some("prod"));
+        assert_eq!(parse(&json!({})).unwrap().mode, Mode::Backup);
+        assert_eq!(parse(&Value::Null).unwrap().mode, Mode::Backup);
+    }
+
+    #[test]
+    fn sample_events_in_the_repository_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+        let load = |name: &str| -> Value {
+            serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+        };
+        let r = parse(&load("backup-scheduled-event.json")).unwrap();
+        assert_eq!(r.mode, Mode::Backup);
+        assert!(matches!(r.trigger, Trigger::EventBridge { .. }));
+        let r = parse(&load("backup-scheduler-input.json")).unwrap();
+        assert_eq!(r.filters.unwrap().name_prefixes, vec!["prod/", "shared/"]);
+        let r = parse(&load("backup-verify.json")).unwrap();
+        assert_eq!(r.mode, Mode::Verify);
+    }
+
+    #[test]
+    fn typos_and_bad_input_are_rejected() {
+        assert!(parse(&json!({"namePrefix": ["app/"]}))
+            .unwrap_err()
+            .0
+            .contains("namePrefix"));
+        assert!(parse(&json!({"mode": "restore"})).is_err());
+        assert!(parse(&json!({"bucket": "elsewhere"})).is_err());
+        assert!(parse(&json!("backup")).is_err());
+        assert!(parse(&json!({"snapshot": "latest"})).is_err());
+        assert!(parse(&json!({"tags": {"env": 3}})).is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! Domain types: a secret's metadata, its labelled versions and their values.
+//!
+//! Values are wrapped in [`Zeroizing`] and their `Debug` output is redacted, so a stray `{:?}`
+//! in a log line can never print one.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+pub const AWSCURRENT: &str = "AWSCURRENT";
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+pub const AWSPENDING: &str = "AWSPENDING";
+
+/// Labels that restore puts back on an existing secret and that the live comparison checks.
+/// `AWSPREVIOUS` is history that Secrets Manager moves by itself whenever `AWSCURRENT` moves, and
+/// `AWSPENDING` marks a rotation in flight; both are recorded but only reported, never forced.
+pub fn is_compared_label(label: &str) -> bool {
+    label != AWSPREVIOUS && label != AWSPENDING
+}
+
+/// Tags whose key starts with `aws:` are reserved for AWS and cannot be set or removed.
+pub fn is_reserved_tag(key: &str) -> bool {
+    key.starts_with("aws:")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotation {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// What DescribeSecret and GetResourcePolicy say about a secret (no values).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretMeta {
+    pub name: String,
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<String>,
+    #[serde(default)]
+    pub rotation: Rotation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owning_service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+}
+
+impl SecretMeta {
+    /// Tags a caller can set, sorted by key.
+    pub fn user_tags(&self) -> Vec<&Tag> {
+        let mut tags: Vec<&Tag> = self
+            .tags
+            .iter()
+            .filter(|t| !is_reserved_tag(&t.key))
+            .collect();
+        tags.sort();
+        tags
+    }
+}
+
+/// A version id and the staging labels attached to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionLabels {
+    pub version_id: String,
+    pub labels: Vec<String>,
+}
+
+/// DescribeSecret: metadata plus the versions that carry a staging label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Described {
+    pub meta: SecretMeta,
+    pub versions: Vec<VersionLabels>,
+    /// Set when the secret is scheduled for deletion.
+    pub deleted: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueKind {
+    String,
+    Binary,
+}
+
+/// A secret value. Zeroed on drop; `Debug` shows only its kind and size.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretValue {
+    String(Zeroizing<String>),
+    Binary(Zeroizing<Vec<u8>>),
+}
+
+impl SecretValue {
+    pub fn string(s: impl Into<String>) -> Self {
+        SecretValue::String(Zeroizing::new(s.into()))
+    }
+
+    pub fn binary(b: impl Into<Vec<u8>>) -> Self {
+        SecretValue::Binary(Zeroizing::new(b.into()))
+    }
+
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            SecretValue::String(_) => ValueKind::String,
+            SecretValue::Binary(_) => ValueKind::Binary,
+        }
+    }
+
+    /// Size in bytes of the value as Secrets Manager stores it.
+    pub fn len(&self) -> usize {
+        match self {
+            SecretValue::String(s) => s.len(),
+            SecretValue::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SecretValue::{:?}(<redacted {} bytes>)",
+            self.kind(),
+            self.len()
+        )
+    }
+}
+
+impl Serialize for SecretValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            SecretValue::String(s) => map.serialize_entry("string", s.as_str())?,
+            SecretValue::Binary(b) => {
+                let encoded = Zeroizing::new(B64.encode(b.as_slice()));
+                map.serialize_entry("binary", encoded.as_str())?
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            string: Option<String>,
+            binary: Option<String>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        match (raw.string, raw.binary) {
+            (Some(s), None) => Ok(SecretValue::String(Zeroizing::new(s))),
+            (None, Some(b)) => {
+                let b = Zeroizing::new(b);
+                let bytes = B64
+                    .decode(b.as_bytes())
+                    .map_err(|_| serde::de::Error::custom("binary value is not valid base64"))?;
+                Ok(SecretValue::Binary(Zeroizing::new(bytes)))
+            }
+            _ => Err(serde::de::Error::custom(
+                "a value holds exactly one of `string` or `binary`",
+            )),
+        }
+    }
+}
+
+/// One labelled version with its value, as stored inside an encrypted part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRecord {
+    pub version_id: String,
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+    pub value: SecretValue,
+}
+
+impl VersionRecord {
+    pub fn has_label(&self, label: &str) -> bool {
+        self.labels.iter().any(|l| l == label)
+    }
+}
+
+/// A whole secret as stored inside an encrypted part: metadata and every labelled version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRecord {
+    #[serde(flatten)]
+    pub meta: SecretMeta,
+    pub versions: Vec<VersionRecord>,
+}
+
+impl SecretRecord {
+    pub fn version_with_label(&self, label: &str) -> Option<&VersionRecord> {
+        self.versions.iter().find(|v| v.has_label(label))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_value() {
+        let v = SecretValue::string("hunter2-very-secret");
+        let shown = format!("{v:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("19 bytes"), "{shown}");
+        let rec = VersionRecord {
+            version_id: "v1".into(),
+            labels: vec![AWSCURRENT.into()],
+            created: None,
+            value: SecretValue::binary(b"\x00\x01topsecret".to_vec()),
+        };
+        assert!(!format!("{rec:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn values_round_trip_through_json() {
+        for v in [
+            SecretValue::string("{\"password\":\"p\\u00e9\"}\n"),
+            SecretValue::binary(vec![0u8, 255, 10, 13, 34]),
+            SecretValue::string(""),
+        ] {
+            let json = serde_json::to_string(&v).unwrap();
+            let back: SecretValue = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, v);
+            assert_eq!(back.kind(), v.kind());
+        }
+        assert!(serde_json::from_str::<SecretValue>(r#"{"string":"a","binary":"AA=="}"#).is_err());
+        assert!(serde_json::from_str::<SecretValue>(r#"{"binary":"***"}"#).is_err());
+    }
+}

@@ -1,0 +1,536 @@
+//! Finding snapshots, loading manifests, and opening parts with every integrity check.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::crypto;
+use crate::format::*;
+use crate::model::SecretRecord;
+use crate::ports::{ApiError, KeyService, ObjectStore};
+
+const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A snapshot folder, with what the manifest's object metadata says (no manifest: incomplete).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub folder: String,
+    pub started_at: DateTime<Utc>,
+    pub complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u64>,
+}
+
+/// Snapshots of one source account and region, oldest first.
+pub async fn list_snapshots(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    account: &str,
+    region: &str,
+) -> Result<Vec<SnapshotInfo>, ApiError> {
+    let base = account_region_prefix(prefix, account, region);
+    let folders = store.list_folders(&base).await?;
+    let mut out: Vec<SnapshotInfo> = futures::stream::iter(folders)
+        .filter_map(|folder| async move {
+            let (started_at, id) = parse_folder_name(&folder)?;
+            Some((folder, started_at, id))
+        })
+        .map(|(folder, started_at, id)| async move {
+            let meta = store.head(&manifest_key(&folder)).await?;
+            let num = |k: &str| meta.as_ref().and_then(|m| m.get(k)?.parse().ok());
+            Ok::<_, ApiError>(SnapshotInfo {
+                complete: meta.is_some(),
+                completed_at: meta.as_ref().and_then(|m| m.get("completed-at").cloned()),
+                secrets: num("secrets"),
+                versions: num("versions"),
+                failures: num("failures"),
+                id,
+                folder,
+                started_at,
+            })
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+    Ok(out)
+}
+
+/// Which snapshot: `latest`, an id (or a unique prefix of one, or the folder name), or the last
+/// one that started at or before a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Latest,
+    Id(String),
+    AsOf(DateTime<Utc>),
+}
+
+impl Selector {
+    pub fn parse(s: &str) -> Self {
+        if s.eq_ignore_ascii_case("latest") {
+            Selector::Latest
+        } else {
+            Selector::Id(s.trim().trim_end_matches('/').to_string())
+        }
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::Latest => f.write_str("latest"),
+            Selector::Id(id) => f.write_str(id),
+            Selector::AsOf(t) => write!(f, "as of {}", t.to_rfc3339()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SelectError {
+    #[error("no complete snapshot found under {0}")]
+    None(String),
+    #[error("no complete snapshot started at or before {0}")]
+    NoneBefore(String),
+    #[error("no snapshot {0}")]
+    NotFound(String),
+    #[error("snapshot id {0} is ambiguous: {1}")]
+    Ambiguous(String, String),
+    #[error("snapshot {0} is incomplete (no manifest: the run did not finish)")]
+    Incomplete(String),
+}
+
+pub fn select<'a>(
+    snapshots: &'a [SnapshotInfo],
+    selector: &Selector,
+    location: &str,
+) -> Result<&'a SnapshotInfo, SelectError> {
+    match selector {
+        Selector::Latest => snapshots
+            .iter()
+            .rev()
+            .find(|s| s.complete)
+            .ok_or_else(|| SelectError::None(location.into())),
+        Selector::AsOf(t) => snapshots
+            .iter()
+            .rev()
+            .find(|s| s.complete && s.started_at <= *t)
+            .ok_or_else(|| SelectError::NoneBefore(t.to_rfc3339())),
+        Selector::Id(id) => {
+            let name = |s: &SnapshotInfo| {
+                s.folder
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let exact: Vec<_> = snapshots
+                .iter()
+                .filter(|s| s.id == *id || name(s) == *id)
+                .collect();
+            let found = if exact.len() == 1 {
+                exact
+            } else {
+                snapshots
+                    .iter()
+                    .filter(|s| s.id.starts_with(id.as_str()))
+                    .collect()
+            };
+            match found.as_slice() {
+                [] => Err(SelectError::NotFound(id.clone())),
+                [one] if !one.complete => Err(SelectError::Incomplete(one.id.clone())),
+                [one] => Ok(one),
+                many => Err(SelectError::Ambiguous(
+                    id.clone(),
+                    many.iter()
+                        .map(|s| s.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )),
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("snapshot {snapshot}: manifest {key} is missing")]
+    Missing { snapshot: String, key: String },
+    #[error("snapshot {snapshot}: reading manifest {key}: {source}")]
+    Read {
+        snapshot: String,
+        key: String,
+        source: ApiError,
+    },
+    #[error("snapshot {snapshot}: manifest {key} is invalid: {reason}")]
+    Invalid {
+        snapshot: String,
+        key: String,
+        reason: String,
+    },
+}
+
+pub async fn load_manifest(
+    store: &dyn ObjectStore,
+    info: &SnapshotInfo,
+) -> Result<Manifest, ManifestError> {
+    let key = manifest_key(&info.folder);
+    let bytes = store
+        .get(&key, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|source| ManifestError::Read {
+            snapshot: info.id.clone(),
+            key: key.clone(),
+            source,
+        })?
+        .ok_or_else(|| ManifestError::Missing {
+            snapshot: info.id.clone(),
+            key: key.clone(),
+        })?;
+    let invalid = |reason: String| ManifestError::Invalid {
+        snapshot: info.id.clone(),
+        key: key.clone(),
+        reason,
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    if manifest.head.format_version != MANIFEST_FORMAT_VERSION {
+        return Err(invalid(format!(
+            "format version {} is not supported",
+            manifest.head.format_version
+        )));
+    }
+    if manifest.head.snapshot_id != info.id || manifest.head.folder != info.folder {
+        return Err(invalid(format!(
+            "it describes snapshot {} at {}",
+            manifest.head.snapshot_id, manifest.head.folder
+        )));
+    }
+    Ok(manifest)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Check {
+    Ok,
+    Failed,
+    NotChecked,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Check::Ok => "ok",
+            Check::Failed => "FAILED",
+            Check::NotChecked => "-",
+        })
+    }
+}
+
+/// The integrity checks of one part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartCheck {
+    pub part: u32,
+    pub key: String,
+    pub secrets: u64,
+    pub size: u64,
+    /// Size and SHA-256 against the manifest.
+    pub sha256: Check,
+    /// Header, KMS unwrap under the expected encryption context, and the GCM tag.
+    pub decrypt: Check,
+    /// Decrypted content agrees with the manifest (secrets, version ids, labels, sizes).
+    pub content: Check,
+    pub problems: Vec<String>,
+}
+
+impl PartCheck {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Download, hash, decrypt and parse one part, checking it against the manifest. Records are
+/// returned only when every check passed.
+pub async fn read_part(
+    store: &dyn ObjectStore,
+    keys: &dyn KeyService,
+    manifest: &Manifest,
+    part: &PartEntry,
+) -> (PartCheck, Option<Vec<SecretRecord>>) {
+    let snapshot = &manifest.head.snapshot_id;
+    let mut check = PartCheck {
+        part: part.number,
+        key: part.key.clone(),
+        secrets: part.secrets,
+        size: part.size,
+        sha256: Check::NotChecked,
+        decrypt: Check::NotChecked,
+        content: Check::NotChecked,
+        problems: vec![],
+    };
+    let expected_key = part_key(&manifest.head.folder, part.number);
+    if part.key != expected_key {
+        check.problems.push(format!(
+            "manifest points part {} at {} instead of {expected_key}",
+            part.number, part.key
+        ));
+    }
+    let max_len = manifest.head.part_size.max(part.size) + 16 * 1024 * 1024;
+    let object = match store.get(&expected_key, max_len).await {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            check
+                .problems
+                .push(format!("object {expected_key} is missing"));
+            return (check, None);
+        }
+        Err(e) => {
+            check.problems.push(format!("reading {expected_key}: {e}"));
+            return (check, None);
+        }
+    };
+    let digest = hex::encode(Sha256::digest(&object));
+    if object.len() as u64 != part.size || digest != part.sha256 {
+        check.sha256 = Check::Failed;
+        check.problems.push(format!(
+            "SHA-256 mismatch: manifest says {} bytes {}, object is {} bytes {}",
+            part.size,
+            short(&part.sha256),
+            object.len(),
+            short(&digest)
+        ));
+    } else {
+        check.sha256 = Check::Ok;
+    }
+    let plaintext = match crypto::open(keys, snapshot, part.number, &object).await {
+        Ok(p) => {
+            check.decrypt = Check::Ok;
+            p
+        }
+        Err(e) => {
+            check.decrypt = Check::Failed;
+            check.problems.push(e.to_string());
+            return (check, None);
+        }
+    };
+    drop(object);
+    let mut records = Vec::with_capacity(part.secrets as usize);
+    for (i, line) in plaintext
+        .as_slice()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        match serde_json::from_slice::<SecretRecord>(line) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                check.content = Check::Failed;
+                check.problems.push(format!(
+                    "record {} does not parse (line {}, column {})",
+                    i + 1,
+                    e.line(),
+                    e.column()
+                ));
+                return (check, None);
+            }
+        }
+    }
+    drop(plaintext);
+    let content_problems = compare_with_manifest(manifest, part.number, &records);
+    if content_problems.is_empty() {
+        check.content = Check::Ok;
+    } else {
+        check.content = Check::Failed;
+        check.problems.extend(content_problems);
+    }
+    if check.ok() {
+        (check, Some(records))
+    } else {
+        (check, None)
+    }
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+fn compare_with_manifest(manifest: &Manifest, part: u32, records: &[SecretRecord]) -> Vec<String> {
+    let mut problems = vec![];
+    let mut expected: HashMap<&str, &ManifestSecret> = manifest
+        .secrets
+        .iter()
+        .filter(|s| s.part == part)
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    for r in records {
+        let Some(entry) = expected.remove(r.meta.name.as_str()) else {
+            problems.push(format!(
+                "holds secret {} that the manifest does not list here",
+                r.meta.name
+            ));
+            continue;
+        };
+        let got = ManifestSecret::of(r, part);
+        if got != *entry {
+            problems.push(format!(
+                "secret {}: versions, labels or sizes differ from the manifest",
+                r.meta.name
+            ));
+        }
+    }
+    let mut missing: Vec<_> = expected.keys().copied().collect();
+    missing.sort();
+    for name in missing {
+        problems.push(format!(
+            "secret {name} listed in the manifest is not in the part"
+        ));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn info(id: &str, minute: u32, complete: bool) -> SnapshotInfo {
+        let t = Utc.with_ymd_and_hms(2025, 1, 1, 0, minute, 0).unwrap();
+        SnapshotInfo {
+            id: id.into(),
+            folder: format!("p/1/r/{}/", folder_name(t, id)),
+            started_at: t,
+            complete,
+            completed_at: None,
+            secrets: None,
+            versions: None,
+            failures: None,
+        }
+    }
+
+    #[test]
+    fn selection() {
+        let snaps = vec![
+            info("aaaa1", 0, true),
+            info("bbbb2", 10, true),
+            info("aaaa3", 20, false),
+        ];
+        let at = |m| Utc.with_ymd_and_hms(2025, 1, 1, 0, m, 0).unwrap();
+        assert_eq!(select(&snaps, &Selector::Latest, "x").unwrap().id, "bbbb2");
+        assert_eq!(
+            select(&snaps, &Selector::AsOf(at(5)), "x").unwrap().id,
+            "aaaa1"
+        );
+        assert_eq!(
+            select(&snaps, &Selector::AsOf(at(10)), "x").unwrap().id,
+            "bbbb2"
+        );
+        assert_eq!(
+            select(&snaps, &Selector::AsOf(at(59)), "x").unwrap().id,
+            "bbbb2"
+        );
+        assert!(matches!(
+            select(
+                &snaps,
+                &Selector::AsOf(at(0) - chrono::Duration::seconds(1)),
+                "x"
+            ),
+            Err(SelectError::NoneBefore(_))
+        ));
+        assert_eq!(
+            select(&snaps, &Selector::parse("bbbb"), "x").unwrap().id,
+            "bbbb2"
+        );
+        assert_eq!(
+            select(&snaps, &Selector::parse("aaaa1"), "x").unwrap().id,
+            "aaaa1"
+        );
+        let folder = snaps[1]
+            .folder
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            select(&snaps, &Selector::parse(&folder), "x").unwrap().id,
+            "bbbb2"
+        );
+        assert!(matches!(
+            select(&snaps, &Selector::parse("aaaa"), "x"),
+            Err(SelectError::Ambiguous(..))
+        ));
+        assert!(matches!(
+            select(&snaps, &Selector::parse("aaaa3"), "x"),
+            Err(SelectError::Incomplete(_))
+        ));
+        assert!(matches!(
+            select(&snaps, &Selector::parse("zz"), "x"),
+            Err(SelectError::NotFound(_))
+        ));
+        assert!(matches!(
+            select(&[], &Selector::Latest, "x"),
+            Err(SelectError::None(_))
+        ));
+    }
+}
+
+/// Parse a time for `--as-of`: RFC 3339 (`2025-01-02T03:04:05Z`, with any offset), or UTC as
+/// `2025-01-02T03:04[:05]`, `2025-01-02 03:04[:05]`, or a date `2025-01-02` (its start).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let s_no_z = s.trim_end_matches('Z');
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s_no_z, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339 (2025-01-02T03:04:05Z) or 2025-01-02 03:04 (UTC)"
+    ))
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn times() {
+        let t = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(parse_time("2025-01-02T03:04:05Z"), Ok(t));
+        assert_eq!(parse_time("2025-01-02T05:04:05+02:00"), Ok(t));
+        assert_eq!(parse_time("2025-01-02 03:04:05"), Ok(t));
+        assert_eq!(
+            parse_time("2025-01-02T03:04"),
+            Ok(t - chrono::Duration::seconds(5))
+        );
+        assert_eq!(
+            parse_time("2025-01-02"),
+            Ok(Utc.with_ymd_and_hms(2025, 1, 2, 0, 0, 0).unwrap())
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+}

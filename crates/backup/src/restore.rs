@@ -1,0 +1,514 @@
+//! Restore: plan per secret from the diff, and (with `apply`) carry the plan out.
+//!
+//! - A changed value goes back as a new version (history is kept) carrying the snapshot's labels
+//!   (`AWSCURRENT` and custom ones); Secrets Manager moves `AWSPREVIOUS` itself.
+//! - Description, KMS key, tags and resource policy are set back to the snapshot's.
+//! - A deleted secret is created again with its metadata, its `AWSCURRENT` and `AWSPREVIOUS`
+//!   versions and custom labels, under the snapshot's version ids. A secret scheduled for
+//!   deletion has the deletion cancelled first, then is reconciled like any other.
+//! - Live secrets that are not in the snapshot are left alone. Nothing is ever deleted.
+//! - Before anything is written every part is checked; one bad part refuses the whole restore.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::config::NamePattern;
+use crate::diff::{self, Change, Live, SecretDiff, Status};
+use crate::format::Manifest;
+use crate::model::*;
+use crate::ports::{ApiError, NewSecret};
+use crate::reader::{read_part, PartCheck};
+use crate::verify::{matches, new_secrets, ReadPorts};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub enum Action {
+    /// CreateSecret and its versions, labels and resource policy.
+    #[serde(rename_all = "camelCase")]
+    Recreate {
+        versions: usize,
+    },
+    CancelDeletion,
+    /// PutSecretValue: the value of the snapshot's `from_version` as a new version.
+    #[serde(rename_all = "camelCase")]
+    PutValue {
+        labels: Vec<String>,
+        from_version: String,
+    },
+    SetDescription,
+    SetKmsKey,
+    #[serde(rename_all = "camelCase")]
+    SetTags {
+        keys: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    RemoveTags {
+        keys: Vec<String>,
+    },
+    PutResourcePolicy,
+    DeleteResourcePolicy,
+    Skip {
+        reason: String,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Recreate { versions } => {
+                write!(f, "recreate with {versions} version(s) and its metadata")
+            }
+            Action::CancelDeletion => f.write_str("cancel the scheduled deletion, then reconcile"),
+            Action::PutValue {
+                labels,
+                from_version,
+            } => write!(
+                f,
+                "put snapshot version {from_version} as a new version labelled {}",
+                labels.join(",")
+            ),
+            Action::SetDescription => f.write_str("set description"),
+            Action::SetKmsKey => f.write_str("set KMS key"),
+            Action::SetTags { keys } => write!(f, "set tags {}", keys.join(",")),
+            Action::RemoveTags { keys } => write!(f, "remove tags {}", keys.join(",")),
+            Action::PutResourcePolicy => f.write_str("put resource policy"),
+            Action::DeleteResourcePolicy => f.write_str("delete resource policy"),
+            Action::Skip { reason } => write!(f, "skip: {reason}"),
+        }
+    }
+}
+
+/// Versions restored when a secret is recreated: everything but a rotation in flight.
+fn recreatable_labels(v: &VersionRecord) -> Vec<String> {
+    v.labels
+        .iter()
+        .filter(|l| l.as_str() != AWSPENDING)
+        .cloned()
+        .collect()
+}
+
+/// The actions that make the live secret match the snapshot again.
+pub fn plan(snapshot: &SecretRecord, diff: &SecretDiff) -> Vec<Action> {
+    if diff.status == Status::Unchanged || diff.status == Status::New {
+        return vec![];
+    }
+    if let Some(service) = &snapshot.meta.owning_service {
+        return vec![Action::Skip {
+            reason: format!("managed by {service}; restore it through that service"),
+        }];
+    }
+    let mut actions = vec![];
+    let mut values: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for change in &diff.changes {
+        match change {
+            Change::NotFound => {
+                let versions = snapshot
+                    .versions
+                    .iter()
+                    .filter(|v| !recreatable_labels(v).is_empty())
+                    .count();
+                return vec![Action::Recreate { versions }];
+            }
+            Change::ScheduledForDeletion { .. } => return vec![Action::CancelDeletion],
+            Change::Value {
+                label,
+                snapshot_version,
+                ..
+            } => values
+                .entry(snapshot_version.as_str())
+                .or_default()
+                .push(label.clone()),
+            Change::Description => actions.push(Action::SetDescription),
+            Change::KmsKey => actions.push(Action::SetKmsKey),
+            Change::Tags {
+                added,
+                removed,
+                changed,
+            } => {
+                let mut set: Vec<String> = removed.iter().chain(changed).cloned().collect();
+                set.sort();
+                if !set.is_empty() {
+                    actions.push(Action::SetTags { keys: set });
+                }
+                if !added.is_empty() {
+                    actions.push(Action::RemoveTags {
+                        keys: added.clone(),
+                    });
+                }
+            }
+            Change::ResourcePolicy => actions.push(if snapshot.meta.resource_policy.is_some() {
+                Action::PutResourcePolicy
+            } else {
+                Action::DeleteResourcePolicy
+            }),
+        }
+    }
+    // Values first, AWSCURRENT last (moving it also moves AWSPREVIOUS).
+    let mut puts: Vec<Action> = values
+        .into_iter()
+        .map(|(v, labels)| Action::PutValue {
+            labels,
+            from_version: v.to_string(),
+        })
+        .collect();
+    puts.sort_by_key(
+        |a| matches!(a, Action::PutValue { labels, .. } if labels.iter().any(|l| l == AWSCURRENT)),
+    );
+    puts.extend(actions);
+    puts
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("secret {secret}: {action}: {error}")]
+pub struct ApplyError {
+    pub secret: String,
+    pub action: String,
+    pub error: ApiError,
+}
+
+fn version<'a>(s: &'a SecretRecord, id: &str) -> &'a VersionRecord {
+    s.versions
+        .iter()
+        .find(|v| v.version_id == id)
+        .expect("plan names versions of the snapshot")
+}
+
+async fn recreate(api: &dyn crate::ports::SecretsApi, s: &SecretRecord) -> Result<(), ApplyError> {
+    let err = |action: &str| {
+        let action = action.to_string();
+        let secret = s.meta.name.clone();
+        move |error| ApplyError {
+            secret,
+            action,
+            error,
+        }
+    };
+    let current = s.version_with_label(AWSCURRENT);
+    let tags: Vec<Tag> = s.meta.user_tags().into_iter().cloned().collect();
+    let Some(current) = current else {
+        return Err(ApplyError {
+            secret: s.meta.name.clone(),
+            action: "recreate".into(),
+            error: ApiError::other("the snapshot has no AWSCURRENT version to create it with"),
+        });
+    };
+    let arn = api
+        .create(NewSecret {
+            name: &s.meta.name,
+            description: s.meta.description.as_deref(),
+            kms_key_id: s.meta.kms_key_id.as_deref(),
+            tags,
+            client_request_token: &current.version_id,
+            value: &current.value,
+        })
+        .await
+        .map_err(err("CreateSecret"))?;
+    for label in recreatable_labels(current)
+        .iter()
+        .filter(|l| *l != AWSCURRENT)
+    {
+        api.move_label(&arn, label, &current.version_id, None)
+            .await
+            .map_err(err(&format!("UpdateSecretVersionStage {label}")))?;
+    }
+    for v in s
+        .versions
+        .iter()
+        .filter(|v| v.version_id != current.version_id)
+    {
+        let labels = recreatable_labels(v);
+        if labels.is_empty() {
+            continue;
+        }
+        api.put_value(&arn, &v.value, &labels, Some(&v.version_id))
+            .await
+            .map_err(err(&format!("PutSecretValue {}", labels.join(","))))?;
+    }
+    if let Some(policy) = &s.meta.resource_policy {
+        api.put_resource_policy(&arn, policy)
+            .await
+            .map_err(err("PutResourcePolicy"))?;
+    }
+    Ok(())
+}
+
+async fn apply_actions(
+    api: &dyn crate::ports::SecretsApi,
+    s: &SecretRecord,
+    live_arn: &str,
+    actions: &[Action],
+) -> Result<(), ApplyError> {
+    for action in actions {
+        let err = |error| ApplyError {
+            secret: s.meta.name.clone(),
+            action: action.to_string(),
+            error,
+        };
+        match action {
+            Action::Recreate { .. } => recreate(api, s).await?,
+            Action::CancelDeletion => api.cancel_deletion(live_arn).await.map_err(err)?,
+            Action::PutValue {
+                labels,
+                from_version,
+            } => {
+                let v = version(s, from_version);
+                api.put_value(live_arn, &v.value, labels, None)
+                    .await
+                    .map_err(err)?;
+            }
+            Action::SetDescription => api
+                .update_metadata(
+                    live_arn,
+                    Some(s.meta.description.as_deref().unwrap_or("")),
+                    None,
+                )
+                .await
+                .map_err(err)?,
+            Action::SetKmsKey => api
+                .update_metadata(
+                    live_arn,
+                    None,
+                    Some(
+                        s.meta
+                            .kms_key_id
+                            .as_deref()
+                            .unwrap_or("alias/aws/secretsmanager"),
+                    ),
+                )
+                .await
+                .map_err(err)?,
+            Action::SetTags { keys } => {
+                let tags: Vec<Tag> = s
+                    .meta
+                    .tags
+                    .iter()
+                    .filter(|t| keys.contains(&t.key))
+                    .cloned()
+                    .collect();
+                api.tag(live_arn, &tags).await.map_err(err)?
+            }
+            Action::RemoveTags { keys } => api.untag(live_arn, keys).await.map_err(err)?,
+            Action::PutResourcePolicy => api
+                .put_resource_policy(live_arn, s.meta.resource_policy.as_deref().unwrap_or("{}"))
+                .await
+                .map_err(err)?,
+            Action::DeleteResourcePolicy => {
+                api.delete_resource_policy(live_arn).await.map_err(err)?
+            }
+            Action::Skip { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretOutcome {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    pub actions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreReport {
+    pub snapshot_id: String,
+    pub folder: String,
+    pub applied: bool,
+    /// Secrets of the snapshot (after the filter) that differ from live, sorted by name.
+    pub secrets: Vec<SecretOutcome>,
+    pub unchanged: u64,
+    /// Live secrets not in the snapshot (left alone).
+    pub new: Vec<String>,
+}
+
+impl RestoreReport {
+    pub fn errors(&self) -> usize {
+        self.secrets.iter().filter(|s| s.error.is_some()).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("snapshot {snapshot}: refusing to restore: {}", describe_parts(.parts))]
+    Integrity {
+        snapshot: String,
+        parts: Vec<PartCheck>,
+    },
+    #[error("snapshot {snapshot}: {error}")]
+    Api { snapshot: String, error: ApiError },
+}
+
+fn describe_parts(parts: &[PartCheck]) -> String {
+    parts
+        .iter()
+        .map(|p| format!("part {} ({}): {}", p.part, p.key, p.problems.join("; ")))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Restore (or, without `apply`, plan) the secrets of `manifest` that match `patterns`.
+pub async fn restore(
+    ports: ReadPorts<'_>,
+    manifest: &Manifest,
+    patterns: &[NamePattern],
+    apply: bool,
+    concurrency: usize,
+    progress: crate::verify::Progress<'_>,
+) -> Result<RestoreReport, RestoreError> {
+    let snapshot = manifest.head.snapshot_id.clone();
+    // Pass 1: every part must pass every check before anything is written.
+    let wanted: HashSet<u32> = manifest
+        .secrets
+        .iter()
+        .filter(|s| matches(patterns, &s.name))
+        .map(|s| s.part)
+        .collect();
+    let mut bad = vec![];
+    for part in &manifest.head.parts {
+        let (check, _) = read_part(ports.store, ports.keys, manifest, part).await;
+        if !check.ok() {
+            bad.push(check);
+        }
+    }
+    let listed: HashSet<u32> = manifest.head.parts.iter().map(|p| p.number).collect();
+    for missing in wanted.iter().filter(|n| !listed.contains(n)) {
+        bad.push(PartCheck {
+            part: *missing,
+            key: String::new(),
+            secrets: 0,
+            size: 0,
+            sha256: crate::reader::Check::NotChecked,
+            decrypt: crate::reader::Check::NotChecked,
+            content: crate::reader::Check::NotChecked,
+            problems: vec!["the manifest places secrets in this part but does not list it".into()],
+        });
+    }
+    if !bad.is_empty() {
+        return Err(RestoreError::Integrity {
+            snapshot,
+            parts: bad,
+        });
+    }
+
+    let mut report = RestoreReport {
+        snapshot_id: snapshot.clone(),
+        folder: manifest.head.folder.clone(),
+        applied: apply,
+        secrets: vec![],
+        unchanged: 0,
+        new: vec![],
+    };
+    let parts: Vec<_> = manifest
+        .head
+        .parts
+        .iter()
+        .filter(|p| wanted.contains(&p.number))
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (check, records) = read_part(ports.store, ports.keys, manifest, part).await;
+        let Some(records) = records else {
+            return Err(RestoreError::Integrity {
+                snapshot,
+                parts: vec![check],
+            });
+        };
+        let outcomes: Vec<Option<SecretOutcome>> =
+            futures::stream::iter(records.iter().filter(|r| matches(patterns, &r.meta.name)))
+                .map(|r| restore_one(ports, r, apply))
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        for o in outcomes {
+            match o {
+                Some(o) => report.secrets.push(o),
+                None => report.unchanged += 1,
+            }
+        }
+        progress(i + 1, parts.len());
+    }
+    report.secrets.sort_by(|a, b| a.name.cmp(&b.name));
+    report.new = new_secrets(ports.secrets, manifest, patterns)
+        .await
+        .map_err(|error| RestoreError::Api {
+            snapshot: snapshot.clone(),
+            error,
+        })?;
+    Ok(report)
+}
+
+/// `None` when the secret is unchanged.
+async fn restore_one(ports: ReadPorts<'_>, s: &SecretRecord, apply: bool) -> Option<SecretOutcome> {
+    let api = ports.secrets;
+    let fail = |diff: Option<&SecretDiff>, actions: Vec<String>, e: String| {
+        Some(SecretOutcome {
+            name: s.meta.name.clone(),
+            status: diff.map(|d| d.status).unwrap_or(Status::Changed),
+            detail: diff.map(|d| d.detail()).unwrap_or_default(),
+            actions,
+            error: Some(e),
+        })
+    };
+    let live = match diff::fetch_live(api, &s.meta.name).await {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                None,
+                vec![],
+                format!("secret {}: reading live state: {e}", s.meta.name),
+            )
+        }
+    };
+    let d = diff::compare(s, &live);
+    if d.status == Status::Unchanged {
+        return None;
+    }
+    let mut actions = plan(s, &d);
+    let mut shown: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+    if apply {
+        let live_arn = match &live {
+            Live::Present { described, .. } => described.meta.arn.clone(),
+            _ => s.meta.name.clone(),
+        };
+        if let Err(e) = apply_actions(api, s, &live_arn, &actions).await {
+            return fail(Some(&d), shown, e.to_string());
+        }
+        // A cancelled deletion: now reconcile values and metadata.
+        if actions == [Action::CancelDeletion] {
+            let live = match diff::fetch_live(api, &s.meta.name).await {
+                Ok(l) => l,
+                Err(e) => {
+                    return fail(
+                        Some(&d),
+                        shown,
+                        format!("secret {}: after cancelling deletion: {e}", s.meta.name),
+                    )
+                }
+            };
+            let again = diff::compare(s, &live);
+            actions = plan(s, &again);
+            shown.extend(actions.iter().map(|a| a.to_string()));
+            let live_arn = match &live {
+                Live::Present { described, .. } => described.meta.arn.clone(),
+                _ => s.meta.name.clone(),
+            };
+            if let Err(e) = apply_actions(api, s, &live_arn, &actions).await {
+                return fail(Some(&d), shown, e.to_string());
+            }
+        }
+        tracing::info!(secret = %s.meta.name, actions = ?shown, "restored");
+    }
+    Some(SecretOutcome {
+        name: s.meta.name.clone(),
+        status: d.status,
+        detail: d.detail(),
+        actions: shown,
+        error: None,
+    })
+}

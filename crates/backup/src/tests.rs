@@ -1,0 +1,761 @@
+//! Whole-library tests over the in-memory fakes: backup, verify, diff, restore, tampering.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::config::{BackupConfig, Filters, NamePattern};
+use crate::crypto;
+use crate::diff::Status;
+use crate::fakes::*;
+use crate::format::*;
+use crate::function::Function;
+use crate::model::*;
+use crate::ports::ObjectStore;
+use crate::reader::*;
+use crate::restore::{restore, RestoreError};
+use crate::verify::{verify, ReadPorts};
+use crate::writer::*;
+
+struct World {
+    secrets: FakeSecrets,
+    store: FakeStore,
+    kms: FakeKms,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            secrets: FakeSecrets::default(),
+            store: FakeStore::default(),
+            kms: FakeKms::default(),
+        }
+    }
+
+    fn backup_ports(&self) -> BackupPorts<'_> {
+        BackupPorts {
+            secrets: &self.secrets,
+            store: &self.store,
+            keys: &self.kms,
+        }
+    }
+
+    fn read_ports(&self) -> ReadPorts<'_> {
+        ReadPorts {
+            secrets: &self.secrets,
+            store: &self.store,
+            keys: &self.kms,
+        }
+    }
+
+    /// 30 secrets: strings, binaries, several labelled versions, tags, policies, custom labels.
+    fn populate(&self) {
+        for i in 0..30 {
+            let name = format!("app/s{i:02}");
+            if i % 5 == 0 {
+                self.secrets
+                    .add(&name, SecretValue::binary(vec![i as u8, 0, 255, 10]));
+            } else {
+                self.secrets.add(
+                    &name,
+                    SecretValue::string(format!("{{\"password\":\"pw-{i}-old\"}}")),
+                );
+                self.secrets.put(
+                    &name,
+                    SecretValue::string(format!("{{\"password\":\"pw-{i}-cur\"}}")),
+                    &[AWSCURRENT],
+                );
+            }
+            if i % 3 == 0 {
+                self.secrets
+                    .put(&name, SecretValue::string(format!("blue-{i}")), &["BLUE"]);
+            }
+            self.secrets.with_secret(&name, |s| {
+                s.meta.description = Some(format!("secret {i}"));
+                s.meta.tags = vec![Tag { key: "team".into(), value: format!("t{}", i % 4) }];
+                if i % 4 == 0 {
+                    s.meta.resource_policy = Some(
+                        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+                        "Principal": "*", "Action": "secretsmanager:DeleteSecret", "Resource": "*"}]})
+                        .to_string(),
+                    );
+                }
+            });
+        }
+        self.secrets.add("other/x", SecretValue::string("not-app"));
+    }
+
+    fn params(&self, filters: Filters, part_size: usize) -> BackupParams {
+        BackupParams {
+            snapshot_id: uuid::Uuid::new_v4().to_string(),
+            started_at: Utc::now(),
+            prefix: "bk".into(),
+            source: Source {
+                account_id: "123456789012".into(),
+                region: "us-east-1".into(),
+            },
+            destination: Destination {
+                bucket: "b".into(),
+                region: "us-east-1".into(),
+                role_arn: None,
+            },
+            kms_key_id: FAKE_KEY_ARN.into(),
+            filters,
+            concurrency: 4,
+            part_size,
+        }
+    }
+
+    async fn backup(&self, part_size: usize) -> BackupReport {
+        let filters = Filters {
+            name_prefixes: vec!["app/".into()],
+            tags: vec![],
+        };
+        run_backup(self.backup_ports(), &self.params(filters, part_size))
+            .await
+            .unwrap()
+    }
+
+    async fn manifest(&self, sel: Selector) -> Manifest {
+        let list = list_snapshots(&self.store, "bk", "123456789012", "us-east-1")
+            .await
+            .unwrap();
+        let info = select(&list, &sel, "x").unwrap();
+        load_manifest(&self.store, info).await.unwrap()
+    }
+
+    /// Everything that restore promises to bring back, per secret.
+    fn state(&self) -> Vec<String> {
+        let all = self.secrets.secrets.lock().unwrap();
+        all.values()
+            .map(|s| {
+                let mut labelled: Vec<String> = s
+                    .versions
+                    .iter()
+                    .flat_map(|v| {
+                        v.labels
+                            .iter()
+                            .filter(|l| is_compared_label(l))
+                            .map(|l| format!("{l}={:?}", value_bytes(&v.value)))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                labelled.sort();
+                let mut tags = s.meta.tags.clone();
+                tags.sort();
+                format!(
+                    "{} {:?} {:?} {:?} {:?} {:?}",
+                    s.meta.name,
+                    s.meta.description,
+                    s.meta.kms_key_id,
+                    tags,
+                    s.meta.resource_policy,
+                    labelled
+                )
+            })
+            .collect()
+    }
+}
+
+fn value_bytes(v: &SecretValue) -> Vec<u8> {
+    match v {
+        SecretValue::String(s) => s.as_bytes().to_vec(),
+        SecretValue::Binary(b) => b.to_vec(),
+    }
+}
+
+fn no_progress(_: usize, _: usize) {}
+
+#[tokio::test]
+async fn backup_then_verify_is_clean() {
+    let w = World::new();
+    w.populate();
+    let report = w.backup(2048).await;
+    let s = &report.head.summary;
+    assert_eq!(s.secrets, 30, "only app/ secrets");
+    assert_eq!(s.failures, 0);
+    // 24 string secrets have AWSCURRENT + AWSPREVIOUS, 6 binary only AWSCURRENT, 10 have BLUE.
+    assert_eq!(s.versions, 24 * 2 + 6 + 10);
+    assert!(s.parts >= 3, "small parts: {}", s.parts);
+    assert_eq!(w.kms.generated() as u64, s.parts, "one data key per part");
+    // Parts are bounded (one record may exceed; these are all small).
+    let m = w.manifest(Selector::Latest).await;
+    for p in &m.head.parts {
+        assert!(
+            p.size < 2048 + 1024,
+            "part {} is {} bytes",
+            p.number,
+            p.size
+        );
+    }
+    // No value anywhere in plaintext objects, and the manifest has no values.
+    for key in w.store.keys() {
+        let data = w.store.read(&key);
+        for needle in ["pw-1-cur", "pw-1-old", "blue-3"] {
+            assert!(
+                !data.windows(needle.len()).any(|x| x == needle.as_bytes()),
+                "{needle} in {key}"
+            );
+        }
+    }
+    assert_eq!(m.secrets.len(), 30);
+    let s03 = m.secrets.iter().find(|s| s.name == "app/s03").unwrap();
+    assert_eq!(s03.versions.len(), 3);
+    assert_eq!(s03.versions[0].labels, vec![AWSCURRENT]);
+    assert_eq!(
+        s03.versions[0].size,
+        "{\"password\":\"pw-3-cur\"}".len() as u64
+    );
+
+    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    assert!(v.integrity_ok(), "{v:?}");
+    assert!(v.differences.is_empty(), "{:?}", v.differences);
+    assert_eq!(v.counts.unchanged, 30);
+    assert!(!v.drift());
+}
+
+#[tokio::test]
+async fn change_delete_add_then_restore() {
+    let w = World::new();
+    w.populate();
+    w.backup(4096).await;
+    let before = w.state();
+    let m = w.manifest(Selector::Latest).await;
+
+    w.secrets.put(
+        "app/s01",
+        SecretValue::string("{\"password\":\"leaked\"}"),
+        &[AWSCURRENT],
+    );
+    w.secrets
+        .put("app/s03", SecretValue::string("blue-changed"), &["BLUE"]);
+    w.secrets.with_secret("app/s02", |s| {
+        s.meta.description = Some("edited".into());
+        s.meta.tags.push(Tag {
+            key: "extra".into(),
+            value: "1".into(),
+        });
+        s.meta.resource_policy = Some("{}".into());
+    });
+    w.secrets.remove("app/s04");
+    w.secrets.remove("app/s05"); // binary
+    w.secrets
+        .with_secret("app/s06", |s| s.deleted = Some(Utc::now()));
+    w.secrets.add("app/new", SecretValue::string("n"));
+    w.secrets.add("other/new", SecretValue::string("n"));
+
+    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    assert!(v.integrity_ok());
+    let got: Vec<(String, Status)> = v
+        .differences
+        .iter()
+        .map(|d| (d.name.clone(), d.status))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("app/new".into(), Status::New),
+            ("app/s01".into(), Status::Changed),
+            ("app/s02".into(), Status::Changed),
+            ("app/s03".into(), Status::Changed),
+            ("app/s04".into(), Status::Missing),
+            ("app/s05".into(), Status::Missing),
+            ("app/s06".into(), Status::Missing),
+        ]
+    );
+    assert_eq!(v.counts.unchanged, 30 - 6);
+    let s02 = &v.differences[2];
+    assert_eq!(
+        s02.detail(),
+        "description differs; tags added: extra; resource policy differs"
+    );
+
+    // Dry run: the same list, nothing written.
+    let writes = w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst);
+    let plan = restore(w.read_ports(), &m, &[], false, 4, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst),
+        writes
+    );
+    let names: Vec<&str> = plan.secrets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["app/s01", "app/s02", "app/s03", "app/s04", "app/s05", "app/s06"]
+    );
+    assert_eq!(plan.new, vec!["app/new"]);
+    assert!(plan.secrets.iter().all(|s| !s.actions.is_empty()));
+    let text = crate::render::restore(&plan);
+    assert!(!text.contains("leaked") && !text.contains("pw-"), "{text}");
+
+    // Apply: everything restore promises is back; app/new is left alone.
+    let applied = restore(w.read_ports(), &m, &[], true, 4, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(applied.errors(), 0, "{applied:?}");
+    let mut after = w.state();
+    after.retain(|s| !s.starts_with("app/new ") && !s.starts_with("other/new "));
+    assert_eq!(after, before);
+    // History kept: the leaked version still exists, now AWSPREVIOUS.
+    w.secrets.with_secret("app/s01", |s| {
+        let prev = s
+            .versions
+            .iter()
+            .find(|v| v.labels.contains(&AWSPREVIOUS.to_string()))
+            .unwrap();
+        assert_eq!(value_bytes(&prev.value), b"{\"password\":\"leaked\"}");
+    });
+    // Recreated with the snapshot's version ids and AWSPREVIOUS.
+    let snap_ids: Vec<String> = m
+        .secrets
+        .iter()
+        .find(|s| s.name == "app/s04")
+        .unwrap()
+        .versions
+        .iter()
+        .map(|v| v.version_id.clone())
+        .collect();
+    w.secrets.with_secret("app/s04", |s| {
+        let ids: Vec<String> = s.versions.iter().map(|v| v.id.clone()).collect();
+        assert_eq!(ids, snap_ids);
+        assert!(s
+            .versions
+            .iter()
+            .any(|v| v.labels == vec![AWSPREVIOUS.to_string()]));
+    });
+
+    // Second apply: nothing to do, nothing written.
+    let writes = w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst);
+    let again = restore(w.read_ports(), &m, &[], true, 4, &no_progress)
+        .await
+        .unwrap();
+    assert!(again.secrets.is_empty(), "{:?}", again.secrets);
+    assert_eq!(
+        w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst),
+        writes
+    );
+    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(v.differences.len(), 1, "only app/new: {:?}", v.differences);
+}
+
+#[tokio::test]
+async fn filtered_restore_touches_only_matches() {
+    let w = World::new();
+    w.populate();
+    w.backup(4096).await;
+    let m = w.manifest(Selector::Latest).await;
+    w.secrets.remove("app/s10");
+    w.secrets.remove("app/s20");
+    let r = restore(
+        w.read_ports(),
+        &m,
+        &[NamePattern::new("app/s1*")],
+        true,
+        4,
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.secrets
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["app/s10"]
+    );
+    assert!(w.secrets.secrets.lock().unwrap().get("app/s20").is_none());
+}
+
+#[tokio::test]
+async fn as_of_picks_the_right_snapshot() {
+    let w = World::new();
+    w.populate();
+    let first = w.backup(1 << 20).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    w.secrets
+        .put("app/s01", SecretValue::string("second"), &[AWSCURRENT]);
+    let second = w.backup(1 << 20).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let third = w.backup(1 << 20).await;
+    let between = first.head.started_at + (second.head.started_at - first.head.started_at) / 2;
+    assert_eq!(
+        w.manifest(Selector::AsOf(between)).await.head.snapshot_id,
+        first.head.snapshot_id
+    );
+    assert_eq!(
+        w.manifest(Selector::AsOf(second.head.started_at))
+            .await
+            .head
+            .snapshot_id,
+        second.head.snapshot_id
+    );
+    assert_eq!(
+        w.manifest(Selector::AsOf(Utc::now()))
+            .await
+            .head
+            .snapshot_id,
+        third.head.snapshot_id
+    );
+    assert_eq!(
+        w.manifest(Selector::Latest).await.head.snapshot_id,
+        third.head.snapshot_id
+    );
+    let list = list_snapshots(&w.store, "bk", "123456789012", "us-east-1")
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 3);
+    assert!(list
+        .iter()
+        .all(|s| s.complete && s.secrets == Some(30) && s.failures == Some(0)));
+}
+
+async fn tampered(w: &World, m: &Manifest) -> (Vec<u32>, String) {
+    let v = verify(w.read_ports(), m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    assert!(!v.integrity_ok());
+    let bad: Vec<u32> = v.failed_parts().iter().map(|p| p.part).collect();
+    let err = restore(w.read_ports(), m, &[], true, 4, &no_progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestoreError::Integrity { .. }));
+    (bad, err.to_string())
+}
+
+#[tokio::test]
+async fn tampering_is_detected_and_restore_refuses() {
+    let w = World::new();
+    w.populate();
+    w.backup(2048).await;
+    let m = w.manifest(Selector::Latest).await;
+    let p1 = m.head.parts[0].key.clone();
+    let p2 = m.head.parts[1].key.clone();
+    let original1 = w.store.read(&p1);
+
+    // A flipped byte.
+    let mut flipped = original1.clone();
+    let last = flipped.len() - 20;
+    flipped[last] ^= 0x40;
+    w.store.overwrite(&p1, flipped);
+    let (bad, msg) = tampered(&w, &m).await;
+    assert_eq!(bad, vec![1]);
+    assert!(
+        msg.contains("part 1") && msg.contains(&p1) && msg.contains("SHA-256"),
+        "{msg}"
+    );
+    let v = verify(w.read_ports(), &m, false, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(v.parts[0].decrypt, Check::Failed);
+    assert!(
+        v.parts[0].problems.iter().any(|p| p.contains("AES-GCM")),
+        "{:?}",
+        v.parts[0]
+    );
+
+    // Swapped parts.
+    w.store.overwrite(&p1, w.store.read(&p2));
+    let (bad, msg) = tampered(&w, &m).await;
+    assert_eq!(bad, vec![1]);
+    assert!(msg.contains("does not belong here"), "{msg}");
+
+    // A part sealed under another encryption context, with a manifest that agrees on its hash.
+    let (header, _) = crypto::parse_header(&original1).unwrap();
+    let plaintext = crypto::open(&w.kms, &m.head.snapshot_id, 1, &original1)
+        .await
+        .unwrap();
+    let forged = forge_with_context(
+        &w.kms,
+        &header,
+        plaintext.as_slice(),
+        &[
+            ("purpose", "secrets-backup"),
+            ("snapshot", "other"),
+            ("part", "1"),
+        ],
+    );
+    let mut m2 = m.clone();
+    m2.head.parts[0].sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&forged));
+    m2.head.parts[0].size = forged.len() as u64;
+    w.store.overwrite(&p1, forged);
+    let (bad, msg) = tampered(&w, &m2).await;
+    assert_eq!(bad, vec![1]);
+    assert!(msg.contains("encryption context"), "{msg}");
+
+    // Restored to the original: clean again.
+    w.store.overwrite(&p1, original1);
+    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    assert!(v.integrity_ok());
+}
+
+/// Seal `plaintext` as AES-GCM under a fresh key wrapped with `context`, keeping `header`'s
+/// claims (snapshot, part): what an attacker with KMS access but the wrong context could make.
+fn forge_with_context(
+    kms: &FakeKms,
+    header: &crypto::PartHeader,
+    plaintext: &[u8],
+    context: &[(&str, &str)],
+) -> Vec<u8> {
+    use aes_gcm::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
+    use base64::Engine as _;
+    let key = aes_gcm::Aes256Gcm::generate_key(&mut OsRng);
+    let cipher = aes_gcm::Aes256Gcm::new(&key);
+    let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+    let mut buf = plaintext.to_vec();
+    let tag = cipher
+        .encrypt_in_place_detached(
+            &nonce,
+            &crypto::aad(&header.snapshot_id, header.part),
+            &mut buf,
+        )
+        .unwrap();
+    buf.extend_from_slice(&tag);
+    let mut h = header.clone();
+    h.wrapped_key = base64::engine::general_purpose::STANDARD.encode(kms.wrap(&key, context));
+    h.nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let hj = serde_json::to_vec(&h).unwrap();
+    let mut out = crypto::MAGIC.to_vec();
+    out.extend_from_slice(&(hj.len() as u32).to_be_bytes());
+    out.extend_from_slice(&hj);
+    out.extend_from_slice(&buf);
+    out
+}
+
+#[tokio::test]
+async fn manifest_is_never_overwritten_and_parts_are_new_objects() {
+    let w = World::new();
+    w.populate();
+    let r = w.backup(4096).await;
+    let err = w
+        .store
+        .put_new(&r.manifest_key, crate::ports::Body::Bytes(vec![]), "x", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, crate::ports::ErrorKind::AlreadyExists);
+}
+
+fn function(w: Arc<World>, lines: Arc<Mutex<Vec<String>>>) -> Function {
+    struct S(Arc<World>);
+    // Forward the ports to the shared world.
+    #[async_trait::async_trait]
+    impl crate::ports::SecretsApi for S {
+        fn list<'a>(
+            &'a self,
+            p: &'a [String],
+        ) -> futures::stream::BoxStream<
+            'a,
+            Result<crate::ports::ListedSecret, crate::ports::ApiError>,
+        > {
+            self.0.secrets.list(p)
+        }
+        async fn describe(&self, id: &str) -> Result<Option<Described>, crate::ports::ApiError> {
+            self.0.secrets.describe(id).await
+        }
+        async fn resource_policy(
+            &self,
+            id: &str,
+        ) -> Result<Option<String>, crate::ports::ApiError> {
+            self.0.secrets.resource_policy(id).await
+        }
+        async fn get_value(
+            &self,
+            id: &str,
+            v: &str,
+        ) -> Result<SecretValue, crate::ports::ApiError> {
+            self.0.secrets.get_value(id, v).await
+        }
+        async fn create(
+            &self,
+            n: crate::ports::NewSecret<'_>,
+        ) -> Result<String, crate::ports::ApiError> {
+            self.0.secrets.create(n).await
+        }
+        async fn put_value(
+            &self,
+            id: &str,
+            v: &SecretValue,
+            l: &[String],
+            t: Option<&str>,
+        ) -> Result<String, crate::ports::ApiError> {
+            self.0.secrets.put_value(id, v, l, t).await
+        }
+        async fn move_label(
+            &self,
+            id: &str,
+            l: &str,
+            to: &str,
+            from: Option<&str>,
+        ) -> Result<(), crate::ports::ApiError> {
+            self.0.secrets.move_label(id, l, to, from).await
+        }
+        async fn update_metadata(
+            &self,
+            id: &str,
+            d: Option<&str>,
+            k: Option<&str>,
+        ) -> Result<(), crate::ports::ApiError> {
+            self.0.secrets.update_metadata(id, d, k).await
+        }
+        async fn tag(&self, id: &str, t: &[Tag]) -> Result<(), crate::ports::ApiError> {
+            self.0.secrets.tag(id, t).await
+        }
+        async fn untag(&self, id: &str, k: &[String]) -> Result<(), crate::ports::ApiError> {
+            self.0.secrets.untag(id, k).await
+        }
+        async fn put_resource_policy(
+            &self,
+            id: &str,
+            p: &str,
+        ) -> Result<(), crate::ports::ApiError> {
+            self.0.secrets.put_resource_policy(id, p).await
+        }
+        async fn delete_resource_policy(&self, id: &str) -> Result<(), crate::ports::ApiError> {
+            self.0.secrets.delete_resource_policy(id).await
+        }
+        async fn cancel_deletion(&self, id: &str) -> Result<(), crate::ports::ApiError> {
+            self.0.secrets.cancel_deletion(id).await
+        }
+    }
+    struct O(Arc<World>);
+    #[async_trait::async_trait]
+    impl crate::ports::ObjectStore for O {
+        async fn put_new(
+            &self,
+            k: &str,
+            b: crate::ports::Body,
+            c: &str,
+            m: &[(&str, String)],
+        ) -> Result<(), crate::ports::ApiError> {
+            self.0.store.put_new(k, b, c, m).await
+        }
+        async fn get(&self, k: &str, n: u64) -> Result<Option<Vec<u8>>, crate::ports::ApiError> {
+            self.0.store.get(k, n).await
+        }
+        async fn head(
+            &self,
+            k: &str,
+        ) -> Result<Option<std::collections::HashMap<String, String>>, crate::ports::ApiError>
+        {
+            self.0.store.head(k).await
+        }
+        async fn list_folders(&self, p: &str) -> Result<Vec<String>, crate::ports::ApiError> {
+            self.0.store.list_folders(p).await
+        }
+    }
+    struct K(Arc<World>);
+    #[async_trait::async_trait]
+    impl crate::ports::KeyService for K {
+        async fn generate_data_key(
+            &self,
+            c: &[(&str, &str)],
+        ) -> Result<crate::ports::DataKey, crate::ports::ApiError> {
+            self.0.kms.generate_data_key(c).await
+        }
+        async fn decrypt(
+            &self,
+            w: &[u8],
+            c: &[(&str, &str)],
+        ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::ports::ApiError> {
+            self.0.kms.decrypt(w, c).await
+        }
+    }
+    let config = BackupConfig::from_lookup(|k| match k {
+        "BACKUP_BUCKET" => Some("b".into()),
+        "BACKUP_PREFIX" => Some("bk".into()),
+        "BACKUP_KMS_KEY_ID" => Some(FAKE_KEY_ARN.into()),
+        "BACKUP_PART_SIZE" => Some("2KiB".into()),
+        _ => None,
+    })
+    .unwrap();
+    Function {
+        config,
+        secrets: Box::new(S(w.clone())),
+        store: Box::new(O(w.clone())),
+        keys: Box::new(K(w)),
+        identity: Box::new(FakeIdentity("123456789012")),
+        source_region: "us-east-1".into(),
+        destination_region: "us-east-1".into(),
+        metrics_namespace: "SecretsBackup".into(),
+        emit: Box::new(move |l| lines.lock().unwrap().push(l.to_string())),
+    }
+}
+
+#[tokio::test]
+async fn function_fails_the_invocation_but_writes_the_rest() {
+    let w = Arc::new(World::new());
+    w.populate();
+    w.secrets
+        .unreadable
+        .lock()
+        .unwrap()
+        .insert("app/s07".into());
+    let lines = Arc::new(Mutex::new(vec![]));
+    let f = function(w.clone(), lines.clone());
+    let event = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+    let err = f.handle(event).await.unwrap_err();
+    assert_eq!(err.error_type, "SnapshotIncomplete");
+    assert!(
+        err.message.contains("app/s07") && err.message.contains("AccessDenied"),
+        "{}",
+        err.message
+    );
+    let m = w.manifest(Selector::Latest).await;
+    assert_eq!(
+        m.secrets.len(),
+        30,
+        "every other secret (other/x included: no filter)"
+    );
+    assert_eq!(m.head.failures.len(), 1);
+    assert_eq!(m.head.failures[0].name, "app/s07");
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 1);
+    let emf: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(emf["Failures"], 1.0);
+    assert_eq!(emf["Secrets"], 30.0);
+    assert_eq!(emf["outcome"], "incomplete");
+    assert!(!lines[0].contains("pw-"));
+}
+
+#[tokio::test]
+async fn function_verify_mode_and_event_filters() {
+    let w = Arc::new(World::new());
+    w.populate();
+    let lines = Arc::new(Mutex::new(vec![]));
+    let f = function(w.clone(), lines.clone());
+    let out = f.handle(json!({"namePrefixes": ["app/s1"]})).await.unwrap();
+    assert_eq!(out["outcome"], "complete");
+    assert_eq!(out["secrets"], 10);
+    let out = f.handle(json!({"mode": "verify"})).await.unwrap();
+    assert_eq!(out["outcome"], "intact");
+    assert_eq!(out["counts"]["unchanged"], 10);
+    // Tamper with the latest snapshot: the drill fails and names the part.
+    let m = w.manifest(Selector::Latest).await;
+    let key = m.head.parts[0].key.clone();
+    let mut data = w.store.read(&key);
+    let n = data.len() - 1;
+    data[n] ^= 1;
+    w.store.overwrite(&key, data);
+    let err = f
+        .handle(json!({"mode": "verify", "snapshot": "latest"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "IntegrityFailure");
+    assert!(err.message.contains(&key), "{}", err.message);
+    let bad = f
+        .handle(json!({"mode": "verify", "snapshot": "nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.error_type, "SnapshotNotFound");
+    let bad = f.handle(json!({"mode": "nope"})).await.unwrap_err();
+    assert_eq!(bad.error_type, "InvalidEvent");
+}

@@ -1,0 +1,215 @@
+//! Verify a snapshot: every part's size, SHA-256, header, KMS context and GCM tag, its content
+//! against the manifest, and (optionally) every secret against its live state.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::config::NamePattern;
+use crate::diff::{self, SecretDiff, Status};
+use crate::format::{Failure, Manifest};
+use crate::ports::{ApiError, KeyService, ObjectStore, SecretsApi};
+use crate::reader::{read_part, PartCheck};
+
+#[derive(Clone, Copy)]
+pub struct ReadPorts<'a> {
+    pub secrets: &'a dyn SecretsApi,
+    pub store: &'a dyn ObjectStore,
+    pub keys: &'a dyn KeyService,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub unchanged: u64,
+    pub changed: u64,
+    pub missing: u64,
+    pub new: u64,
+    pub unverified: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    pub snapshot_id: String,
+    pub folder: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub secrets_in_snapshot: u64,
+    pub parts: Vec<PartCheck>,
+    /// Whether the live comparison ran.
+    pub compared_live: bool,
+    /// Every secret that is not unchanged (changed, missing, new), sorted by name.
+    pub differences: Vec<SecretDiff>,
+    /// Secrets that could not be checked: their part failed, or their live state could not be
+    /// read.
+    pub unverified: Vec<Failure>,
+    /// Secrets the backup could not read (from the manifest).
+    pub backup_failures: Vec<Failure>,
+    /// Inconsistencies of the manifest itself.
+    pub manifest_problems: Vec<String>,
+    pub counts: Counts,
+}
+
+impl VerifyReport {
+    pub fn integrity_ok(&self) -> bool {
+        self.parts.iter().all(PartCheck::ok) && self.manifest_problems.is_empty()
+    }
+
+    pub fn failed_parts(&self) -> Vec<&PartCheck> {
+        self.parts.iter().filter(|p| !p.ok()).collect()
+    }
+
+    pub fn drift(&self) -> bool {
+        self.counts.changed + self.counts.missing + self.counts.new > 0
+    }
+}
+
+pub fn matches(patterns: &[NamePattern], name: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| p.matches(name))
+}
+
+/// Live secrets that match the snapshot's filters (and `patterns`) but are not in it.
+pub async fn new_secrets(
+    api: &dyn SecretsApi,
+    manifest: &Manifest,
+    patterns: &[NamePattern],
+) -> Result<Vec<String>, ApiError> {
+    let known: HashSet<&str> = manifest
+        .secrets
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(manifest.head.failures.iter().map(|f| f.name.as_str()))
+        .collect();
+    let filters = &manifest.head.filters;
+    let mut names: Vec<String> = api
+        .list(&filters.name_prefixes)
+        .try_filter_map(|l| {
+            let keep = filters.matches(&l.name, &l.tags)
+                && matches(patterns, &l.name)
+                && !known.contains(l.name.as_str());
+            std::future::ready(Ok(keep.then_some(l.name)))
+        })
+        .try_collect()
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
+/// Progress callback: (parts done, parts total).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+pub async fn verify(
+    ports: ReadPorts<'_>,
+    manifest: &Manifest,
+    compare_live: bool,
+    patterns: &[NamePattern],
+    concurrency: usize,
+    progress: Progress<'_>,
+) -> Result<VerifyReport, ApiError> {
+    let mut report = VerifyReport {
+        snapshot_id: manifest.head.snapshot_id.clone(),
+        folder: manifest.head.folder.clone(),
+        started_at: manifest.head.started_at,
+        secrets_in_snapshot: manifest.secrets.len() as u64,
+        parts: vec![],
+        compared_live: compare_live,
+        differences: vec![],
+        unverified: vec![],
+        backup_failures: manifest.head.failures.clone(),
+        manifest_problems: vec![],
+        counts: Counts::default(),
+    };
+    let total = manifest.head.parts.len();
+    let listed_parts: HashSet<u32> = manifest.head.parts.iter().map(|p| p.number).collect();
+    for (i, part) in manifest.head.parts.iter().enumerate() {
+        let (check, records) = read_part(ports.store, ports.keys, manifest, part).await;
+        let ok = check.ok();
+        report.parts.push(check);
+        match records {
+            Some(records) if compare_live => {
+                let results: Vec<Result<SecretDiff, Failure>> = futures::stream::iter(
+                    records.iter().filter(|r| matches(patterns, &r.meta.name)),
+                )
+                .map(|r| async move {
+                    match diff::fetch_live(ports.secrets, &r.meta.name).await {
+                        Ok(live) => Ok(diff::compare(r, &live)),
+                        Err(e) => Err(Failure {
+                            name: r.meta.name.clone(),
+                            arn: r.meta.arn.clone(),
+                            reason: format!("reading the live secret: {e}"),
+                        }),
+                    }
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+                for d in results {
+                    let d = match d {
+                        Ok(d) => d,
+                        Err(f) => {
+                            report.unverified.push(f);
+                            continue;
+                        }
+                    };
+                    match d.status {
+                        Status::Unchanged => report.counts.unchanged += 1,
+                        Status::Changed => report.counts.changed += 1,
+                        Status::Missing => report.counts.missing += 1,
+                        Status::New => report.counts.new += 1,
+                    }
+                    if d.status != Status::Unchanged {
+                        report.differences.push(d);
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                debug_assert!(!ok);
+                report.unverified.extend(
+                    manifest
+                        .secrets
+                        .iter()
+                        .filter(|s| s.part == part.number && matches(patterns, &s.name))
+                        .map(|s| Failure {
+                            name: s.name.clone(),
+                            arn: s.arn.clone(),
+                            reason: format!("part {} failed its checks", part.number),
+                        }),
+                );
+            }
+        }
+        progress(i + 1, total);
+    }
+    // Secrets the manifest places in parts it does not list.
+    for s in manifest
+        .secrets
+        .iter()
+        .filter(|s| !listed_parts.contains(&s.part))
+    {
+        let reason = format!(
+            "manifest places it in part {}, which it does not list",
+            s.part
+        );
+        report
+            .manifest_problems
+            .push(format!("secret {}: {reason}", s.name));
+        if matches(patterns, &s.name) {
+            report.unverified.push(Failure {
+                name: s.name.clone(),
+                arn: s.arn.clone(),
+                reason,
+            });
+        }
+    }
+    report.counts.unverified = report.unverified.len() as u64;
+    if compare_live {
+        for name in new_secrets(ports.secrets, manifest, patterns).await? {
+            report.counts.new += 1;
+            report.differences.push(SecretDiff::new_secret(&name));
+        }
+    }
+    report.differences.sort_by(|a, b| a.name.cmp(&b.name));
+    report.unverified.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(report)
+}

@@ -1,0 +1,734 @@
+//! Helpers for the backup end-to-end tests: moto with an Object Lock bucket and a KMS key, a
+//! varied set of secrets, the real `backup-lambda` behind a Runtime API and the real
+//! `secrets-backup` CLI as a subprocess, the live state read back for byte-for-byte comparison,
+//! and a fault-injecting proxy in front of Secrets Manager.
+//!
+//! Every secret value a test creates is remembered, and every output of the function and the
+//! CLI is captured, so [`BackupWorld::assert_no_values_leaked`] can check none was printed.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
+    ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
+};
+use aws_sdk_secretsmanager::primitives::Blob;
+use base64::Engine as _;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use testkit::lambda::{InvokeError, LambdaHost};
+use testkit::moto::Moto;
+
+pub const BUCKET: &str = "secrets-backup-test";
+pub const PREFIX: &str = "snapshots";
+pub const CUSTOM_LABEL: &str = "BLUE";
+
+/// What a test created, to check it comes back and is never printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Val {
+    Str(String),
+    Bin(Vec<u8>),
+}
+
+impl Val {
+    fn forms(&self) -> Vec<String> {
+        match self {
+            Val::Str(s) => vec![s.clone()],
+            Val::Bin(b) => vec![
+                base64::engine::general_purpose::STANDARD.encode(b),
+                hex::encode(b),
+            ],
+        }
+    }
+}
+
+/// Description, KMS key, tags, policy, and label → value for the labels restore sets.
+pub type Restorable<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a BTreeMap<String, String>,
+    Option<&'a Value>,
+    BTreeMap<&'a str, &'a [u8]>,
+);
+
+/// A secret's state as restore promises to bring it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretState {
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub policy: Option<Value>,
+    /// Label → (version id, value), for every label.
+    pub labels: BTreeMap<String, (String, Vec<u8>)>,
+}
+
+impl SecretState {
+    /// What must be identical after a restore of an existing secret: metadata and the values
+    /// behind `AWSCURRENT` and custom labels (AWSPREVIOUS moves by design, versions are new).
+    pub fn restorable(&self) -> Restorable<'_> {
+        (
+            self.description.as_deref().filter(|d| !d.is_empty()),
+            self.kms_key_id.as_deref(),
+            &self.tags,
+            self.policy.as_ref(),
+            self.labels
+                .iter()
+                .filter(|(l, _)| *l != "AWSPREVIOUS" && *l != "AWSPENDING")
+                .map(|(l, (_, v))| (l.as_str(), v.as_slice()))
+                .collect(),
+        )
+    }
+}
+
+pub struct CliOut {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOut {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "CLI stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+pub struct BackupWorld {
+    pub moto: Moto,
+    pub sm: aws_sdk_secretsmanager::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub key_arn: String,
+    values: Mutex<Vec<Val>>,
+    outputs: Mutex<Vec<String>>,
+}
+
+impl BackupWorld {
+    /// moto, a versioned Object Lock bucket (governance, 1 day) and a KMS key.
+    pub async fn start() -> BackupWorld {
+        let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+        let config = moto.sdk_config().await;
+        let world = BackupWorld {
+            sm: aws_sdk_secretsmanager::Client::new(&config),
+            s3: moto.s3_client().await,
+            kms: aws_sdk_kms::Client::new(&config),
+            key_arn: String::new(),
+            moto,
+            values: Mutex::new(vec![]),
+            outputs: Mutex::new(vec![]),
+        };
+        create_locked_bucket(&world.s3, BUCKET, None).await;
+        let key_arn = create_key(&world.kms).await;
+        BackupWorld { key_arn, ..world }
+    }
+
+    /// moto's environment plus the function's configuration, then `extra` (which overrides).
+    pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = self.moto.env();
+        env.extend(
+            [
+                ("BACKUP_BUCKET", BUCKET),
+                ("BACKUP_PREFIX", PREFIX),
+                ("BACKUP_KMS_KEY_ID", self.key_arn.as_str()),
+                ("BACKUP_CONCURRENCY", "16"),
+                ("BACKUP_PART_SIZE", "16KiB"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    }
+
+    pub async fn lambda(&self, extra: &[(&str, &str)]) -> LambdaHost {
+        let env = self.env(extra);
+        tokio::task::spawn_blocking(move || {
+            LambdaHost::start(&testkit::binary("backup-lambda"), &env)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub fn invoke(&self, host: &LambdaHost, event: &Value) -> Result<Value, InvokeError> {
+        tokio::task::block_in_place(|| host.invoke(event))
+    }
+
+    /// The function's output once it contains `needle` (its stdout is read by another thread,
+    /// so a line printed just before the response may arrive a moment later).
+    pub fn output_containing(&self, host: &LambdaHost, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let out = host.output();
+            if out.contains(needle) || std::time::Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Remember what the function printed (call before dropping the host).
+    pub fn capture(&self, host: &LambdaHost) -> String {
+        let out = host.output();
+        self.outputs.lock().unwrap().push(out.clone());
+        out
+    }
+
+    /// Runs the real CLI with the test environment (and `extra`).
+    pub fn cli(&self, args: &[&str], extra: &[(&str, &str)]) -> CliOut {
+        let bin = testkit::binary("secrets-backup");
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for k in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        for (k, v) in self.env(extra) {
+            cmd.env(k, v);
+        }
+        let out = tokio::task::block_in_place(|| cmd.output()).expect("run secrets-backup");
+        let out = CliOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.outputs
+            .lock()
+            .unwrap()
+            .push(format!("{}\n{}", out.stdout, out.stderr));
+        out
+    }
+
+    /// Like [`cli`](Self::cli), asserting the exit code.
+    pub fn cli_ok(&self, args: &[&str], expect_code: i32) -> CliOut {
+        let out = self.cli(args, &[]);
+        assert_eq!(
+            out.code, expect_code,
+            "secrets-backup {args:?} exited {}\nstdout:\n{}\nstderr:\n{}",
+            out.code, out.stdout, out.stderr
+        );
+        out
+    }
+
+    /// A fresh, distinctive string value (remembered).
+    pub fn string_value(&self) -> String {
+        let v = format!(
+            "{{\"username\":\"app\",\"password\":\"pw-{}\"}}",
+            uuid::Uuid::new_v4().simple()
+        );
+        self.values.lock().unwrap().push(Val::Str(v.clone()));
+        v
+    }
+
+    /// A fresh random binary value (remembered).
+    pub fn binary_value(&self) -> Vec<u8> {
+        let mut b = uuid::Uuid::new_v4().as_bytes().to_vec();
+        b.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        self.values.lock().unwrap().push(Val::Bin(b.clone()));
+        b
+    }
+
+    /// PutSecretValue with a fresh value of the same kind; returns the version id.
+    pub async fn put_new_value(&self, name: &str, binary: bool, labels: &[&str]) -> String {
+        let mut req = self
+            .sm
+            .put_secret_value()
+            .secret_id(name)
+            .set_version_stages(Some(labels.iter().map(|l| l.to_string()).collect()));
+        req = if binary {
+            req.secret_binary(Blob::new(self.binary_value()))
+        } else {
+            req.secret_string(self.string_value())
+        };
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("PutSecretValue {name}: {e:?}"))
+            .version_id()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates secret `i` of the varied set: a string (or every 7th, binary) value, a second
+    /// current version for even `i` (the first becomes AWSPREVIOUS), a custom-labelled version
+    /// every 5th, a pending one every 11th, tags on all, a resource policy every 4th, a
+    /// customer KMS key every 13th.
+    pub async fn create_varied(&self, name: &str, i: usize, cmk: &str) {
+        let binary = i.is_multiple_of(7);
+        let mut req = self
+            .sm
+            .create_secret()
+            .name(name)
+            .description(format!("test secret {i}"))
+            .tags(tag("app", "demo"))
+            .tags(tag("index", &i.to_string()));
+        if i.is_multiple_of(3) {
+            req = req.tags(tag(
+                "team",
+                if i.is_multiple_of(2) {
+                    "payments"
+                } else {
+                    "search"
+                },
+            ));
+        }
+        if i.is_multiple_of(13) {
+            req = req.kms_key_id(cmk);
+        }
+        req = if binary {
+            req.secret_binary(Blob::new(self.binary_value()))
+        } else {
+            req.secret_string(self.string_value())
+        };
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateSecret {name}: {e:?}"));
+        if i.is_multiple_of(2) {
+            self.put_new_value(name, binary, &["AWSCURRENT"]).await;
+        }
+        if i.is_multiple_of(5) {
+            self.put_new_value(name, binary, &[CUSTOM_LABEL]).await;
+        }
+        if i.is_multiple_of(11) {
+            self.put_new_value(name, binary, &["AWSPENDING"]).await;
+        }
+        if i.is_multiple_of(4) {
+            self.sm
+                .put_resource_policy()
+                .secret_id(name)
+                .resource_policy(policy(i))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("PutResourcePolicy {name}: {e:?}"));
+        }
+    }
+
+    /// `n` varied secrets named `<prefix>NNN`, created 16 at a time; returns their names.
+    pub async fn populate(&self, prefix: &str, n: usize) -> Vec<String> {
+        let cmk = create_key(&self.kms).await;
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}")).collect();
+        futures::stream::iter(names.iter().enumerate())
+            .map(|(i, name)| self.create_varied(name, i, &cmk))
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        names
+    }
+
+    /// Number of labelled versions of the varied set of `n` secrets.
+    pub fn varied_versions(n: usize) -> usize {
+        (0..n)
+            .map(|i| {
+                1 + usize::from(i.is_multiple_of(2))
+                    + usize::from(i.is_multiple_of(5))
+                    + usize::from(i.is_multiple_of(11))
+            })
+            .sum()
+    }
+
+    /// The live state of a secret, `None` when it does not exist (or is scheduled for deletion).
+    pub async fn state(&self, name: &str) -> Option<SecretState> {
+        let d = match self.sm.describe_secret().secret_id(name).send().await {
+            Ok(d) => d,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return None
+            }
+            Err(e) => panic!("DescribeSecret {name}: {e:?}"),
+        };
+        if d.deleted_date().is_some() {
+            return None;
+        }
+        let policy = self
+            .sm
+            .get_resource_policy()
+            .secret_id(name)
+            .send()
+            .await
+            .unwrap()
+            .resource_policy()
+            .map(|p| serde_json::from_str(p).expect("policy JSON"));
+        let mut labels = BTreeMap::new();
+        for (version, stages) in d.version_ids_to_stages().cloned().unwrap_or_default() {
+            if stages.is_empty() {
+                continue;
+            }
+            let v = self
+                .sm
+                .get_secret_value()
+                .secret_id(name)
+                .version_id(&version)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GetSecretValue {name} {version}: {e:?}"));
+            let bytes = match (v.secret_string(), v.secret_binary()) {
+                (Some(s), _) => s.as_bytes().to_vec(),
+                (None, Some(b)) => b.as_ref().to_vec(),
+                _ => panic!("version without value"),
+            };
+            for s in stages {
+                labels.insert(s, (version.clone(), bytes.clone()));
+            }
+        }
+        Some(SecretState {
+            description: d.description().map(String::from),
+            kms_key_id: d.kms_key_id().map(String::from),
+            tags: d
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                .collect(),
+            policy,
+            labels,
+        })
+    }
+
+    /// The state of many secrets, 16 at a time.
+    pub async fn states(&self, names: &[String]) -> BTreeMap<String, Option<SecretState>> {
+        futures::stream::iter(names)
+            .map(|n| async move { (n.clone(), self.state(n).await) })
+            .buffer_unordered(16)
+            .collect()
+            .await
+    }
+
+    /// Fails if any remembered secret value appears in any captured output (or in `more`).
+    pub fn assert_no_values_leaked(&self, more: &[String]) {
+        let outputs = self.outputs.lock().unwrap();
+        let all: Vec<&String> = outputs.iter().chain(more).collect();
+        assert!(!all.is_empty());
+        let values = self.values.lock().unwrap();
+        assert!(!values.is_empty());
+        for v in values.iter() {
+            for form in v.forms() {
+                for out in &all {
+                    assert!(
+                        !out.contains(&form),
+                        "a secret value appears in captured output"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Snapshot objects in the bucket under the source account/region.
+    pub async fn objects(&self) -> Vec<String> {
+        list_keys(&self.s3, BUCKET).await
+    }
+
+    pub async fn get_object(&self, key: &str) -> Vec<u8> {
+        self.s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetObject {key}: {e:?}"))
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Overwrite an object as someone with write access to the bucket would (a new object
+    /// version; the function itself never overwrites).
+    pub async fn overwrite_object(&self, key: &str, data: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(data.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutObject {key}: {e:?}"));
+    }
+}
+
+pub fn tag(k: &str, v: &str) -> aws_sdk_secretsmanager::types::Tag {
+    aws_sdk_secretsmanager::types::Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+}
+
+pub fn policy(i: usize) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": format!("DenyDelete{i}"),
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": "secretsmanager:DeleteSecret",
+            "Resource": "*"
+        }]
+    })
+    .to_string()
+}
+
+pub async fn create_key(kms: &aws_sdk_kms::Client) -> String {
+    kms.create_key()
+        .description("secrets backup test key")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
+}
+
+/// A versioned bucket with Object Lock (governance mode, 1 day default retention).
+pub async fn create_locked_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: Option<&str>) {
+    let mut req = s3
+        .create_bucket()
+        .bucket(bucket)
+        .object_lock_enabled_for_bucket(true);
+    if let Some(r) = region.filter(|r| *r != "us-east-1") {
+        req = req.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(r.into())
+                .build(),
+        );
+    }
+    req.send().await.expect("CreateBucket");
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("PutBucketVersioning");
+    s3.put_object_lock_configuration()
+        .bucket(bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Governance)
+                                .days(1)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("PutObjectLockConfiguration");
+}
+
+pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    let mut keys = vec![];
+    while let Some(page) = pages.next().await {
+        let page = page.expect("ListObjectsV2");
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(String::from)),
+        );
+    }
+    keys
+}
+
+/// The classic EventBridge scheduled-rule event.
+pub fn scheduled_event() -> Value {
+    json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2025-01-01T03:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/secrets-backup"],
+        "detail": {}
+    })
+}
+
+/// An HTTP/1.1 proxy in front of Secrets Manager that answers `GetSecretValue` for secrets
+/// whose id contains `deny` with `AccessDeniedException`, and forwards everything else to
+/// `upstream`. Point a process at it with `AWS_ENDPOINT_URL_SECRETS_MANAGER`. One thread per
+/// connection (the SDK keeps up to `BACKUP_CONCURRENCY` connections open).
+pub struct FaultProxy {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    pub denied: Arc<Mutex<u32>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: String, deny: &str) -> FaultProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listens");
+        let addr = listener.local_addr().unwrap();
+        let denied = Arc::new(Mutex::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (deny, d, st) = (deny.to_string(), denied.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (upstream, deny, denied) = (upstream.clone(), deny.clone(), d.clone());
+                std::thread::spawn(move || serve(conn, &upstream, &deny, &denied));
+            }
+        });
+        FaultProxy {
+            addr,
+            stop,
+            accept: Some(accept),
+            denied,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serve one keep-alive connection until the client closes it.
+fn serve(conn: std::net::TcpStream, upstream: &str, deny: &str, denied: &Mutex<u32>) {
+    use std::io::{BufRead, BufReader, Write};
+    let agent = ureq::AgentBuilder::new().build();
+    let mut writer = conn.try_clone().expect("clone the connection");
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("GET").to_string(),
+            parts.next().unwrap_or("/").to_string(),
+        );
+        let mut headers = vec![];
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, resp_headers, resp_body) = if header("x-amz-target")
+            == Some("secretsmanager.GetSecretValue")
+            && serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["SecretId"].as_str().map(|id| id.contains(deny)))
+                .unwrap_or(false)
+        {
+            *denied.lock().unwrap() += 1;
+            let msg = json!({"__type": "AccessDeniedException",
+                "message": "User is not authorized to perform secretsmanager:GetSecretValue (injected by the test proxy)"});
+            (
+                400,
+                vec![(
+                    "Content-Type".to_string(),
+                    "application/x-amz-json-1.1".to_string(),
+                )],
+                msg.to_string().into_bytes(),
+            )
+        } else {
+            let mut req = agent.request(&method, &format!("{upstream}{path}"));
+            for (k, v) in &headers {
+                if !["host", "content-length", "transfer-encoding", "connection"]
+                    .iter()
+                    .any(|n| k.eq_ignore_ascii_case(n))
+                {
+                    req = req.set(k, v);
+                }
+            }
+            let resp = match req.send_bytes(&body) {
+                Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+                Err(e) => {
+                    let _ = write!(
+                        writer,
+                        "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    eprintln!("fault proxy: {e}");
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let hs: Vec<(String, String)> = resp
+                .headers_names()
+                .iter()
+                .filter(|n| {
+                    !["content-length", "transfer-encoding", "connection"]
+                        .iter()
+                        .any(|x| n.eq_ignore_ascii_case(x))
+                })
+                .map(|n| (n.clone(), resp.header(n).unwrap_or("").to_string()))
+                .collect();
+            let mut data = vec![];
+            let _ = resp.into_reader().read_to_end(&mut data);
+            (status, hs, data)
+        };
+        let mut out = format!("HTTP/1.1 {status} X\r\n");
+        for (k, v) in resp_headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", resp_body.len()));
+        if writer
+            .write_all(out.as_bytes())
+            .and_then(|_| writer.write_all(&resp_body))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+use std::io::Read as _;
