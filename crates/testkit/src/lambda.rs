@@ -21,6 +21,8 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 const FUNCTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// How much of the function's output goes into panic messages and exit errors.
 const OUTPUT_TAIL: usize = 4000;
+/// How long [`LambdaHost::output`] gives the reader threads after an answer.
+pub const OUTPUT_SETTLE: Duration = Duration::from_millis(50);
 /// The region and account in the invoked function ARN.
 const ARN_PREFIX: &str = "arn:aws:lambda:us-east-1:123456789012:function:";
 /// Variables kept from the parent's environment; everything else comes from `start`'s caller.
@@ -63,6 +65,8 @@ pub struct LambdaHost {
     output: Arc<Mutex<Vec<u8>>>,
     output_threads: Vec<JoinHandle<()>>,
     invoke_turn: Mutex<()>,
+    /// When the last invocation was answered (see [`LambdaHost::output`]).
+    last_answer: Mutex<Option<Instant>>,
     spawned_at: Instant,
     function_name: String,
     runtime_api: String,
@@ -185,6 +189,7 @@ impl LambdaHost {
             output,
             output_threads,
             invoke_turn: Mutex::new(()),
+            last_answer: Mutex::new(None),
             spawned_at,
             function_name,
             runtime_api,
@@ -200,6 +205,15 @@ impl LambdaHost {
     /// posted to `/runtime/init/error`. Panics with the tail of the function's output when no
     /// answer comes within 120 s.
     pub fn invoke(&self, event: &Value) -> Result<Value, InvokeError> {
+        let result = self.invoke_once(event);
+        *self
+            .last_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        result
+    }
+
+    fn invoke_once(&self, event: &Value) -> Result<Value, InvokeError> {
         let _turn = self
             .invoke_turn
             .lock()
@@ -262,7 +276,18 @@ impl LambdaHost {
     }
 
     /// Everything the function printed so far (stdout and stderr, interleaved as read).
+    ///
+    /// A function writes its log lines before it answers, but the reader threads may not have
+    /// drained the pipes yet when [`LambdaHost::invoke`] returns: right after an answer this
+    /// waits [`OUTPUT_SETTLE`] so that what the invocation printed is included.
     pub fn output(&self) -> String {
+        let answered = *self
+            .last_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(remaining) = answered.and_then(|at| OUTPUT_SETTLE.checked_sub(at.elapsed())) {
+            std::thread::sleep(remaining);
+        }
         let bytes = self.output.lock().unwrap_or_else(PoisonError::into_inner);
         String::from_utf8_lossy(&bytes).into_owned()
     }

@@ -139,3 +139,17 @@ fn lambda_invoke_prints_the_response_and_the_logs() {
     );
     assert!(Path::new(env!("CARGO_BIN_EXE_lambda-invoke")).is_file());
 }
+
+#[test]
+fn output_read_right_after_an_answer_includes_what_the_invocation_printed() {
+    let host = LambdaHost::start(&testkit::binary("echo-lambda"), &[]);
+    for round in 1..=20 {
+        host.invoke(&json!({ "round": round })).expect("invocation");
+        let lines = host
+            .output()
+            .lines()
+            .filter(|line| line.starts_with("echo-lambda request_id="))
+            .count();
+        assert_eq!(lines, round, "round {round}");
+    }
+}
