@@ -143,7 +143,7 @@ async fn main() {
     let ok = alternating::run(&pg, &moto, &sm).await && ok; // alternating users + preflight
     let ok = backup::run(&moto, &sm).await && ok; // secrets backup (see backup.rs)
     println!(
-        "\nRotation {} in {:.1} s (everything started here is stopped and removed on exit).",
+        "\nDemo {}: rotation (single and alternating users), preflight, backup and restore, in {:.1} s.\nEverything started here is stopped and removed on exit.",
         if ok { "succeeded" } else { "FAILED" },
         started.elapsed().as_secs_f64()
     );
