@@ -12,7 +12,6 @@ use aws_sdk_s3::config::SharedCredentialsProvider;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::Blob;
 use chrono::{DateTime, Utc};
@@ -40,12 +39,8 @@ where
         }
         _ => ErrorKind::Other,
     };
-    let message = match (code, e.message()) {
-        (Some(c), Some(m)) => format!("{op}: {c}: {m}"),
-        (Some(c), None) => format!("{op}: {c}"),
-        _ => format!("{op}: {}", DisplayErrorContext(&e)),
-    };
-    ApiError::new(kind, message)
+    let (_, text) = lambda_support::describe_sdk_error(&e);
+    ApiError::new(kind, format!("{op}: {text}"))
 }
 
 /// Secrets Manager over the SDK.

@@ -1,6 +1,25 @@
-//! Shared set-up for the workspace's Lambda binaries.
+//! What the workspace's AWS-facing crates share: JSON logging set-up for the Lambda binaries and
+//! the text of AWS SDK errors.
 
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+/// An SDK error as `(code, text)`: the service's error code and `"code: message"` (AWS messages
+/// carry no secret values), or the transport failure's full description.
+pub fn describe_sdk_error<E, R>(err: &SdkError<E, R>) -> (Option<String>, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    (err.code().map(str::to_string), message)
+}
 
 /// One JSON object per log line on stdout (CloudWatch Logs reads it as structured data).
 ///
@@ -32,4 +51,39 @@ pub fn init_json_logging() {
         )
         .with_writer(std::io::stdout)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    #[test]
+    fn service_errors_give_code_and_message() {
+        let meta = ErrorMetadata::builder()
+            .code("ResourceNotFoundException")
+            .message("Secrets Manager can't find the specified secret.")
+            .build();
+        let err: SdkError<ErrorMetadata, ()> = SdkError::service_error(meta, ());
+        assert_eq!(
+            describe_sdk_error(&err),
+            (
+                Some("ResourceNotFoundException".to_string()),
+                "ResourceNotFoundException: Secrets Manager can't find the specified secret."
+                    .to_string()
+            )
+        );
+        let bare = ErrorMetadata::builder().code("Throttling").build();
+        let err: SdkError<ErrorMetadata, ()> = SdkError::service_error(bare, ());
+        assert_eq!(describe_sdk_error(&err).1, "Throttling");
+    }
+
+    #[test]
+    fn transport_errors_give_their_whole_chain() {
+        let err: SdkError<ErrorMetadata, ()> =
+            SdkError::construction_failure(std::io::Error::other("endpoint refused"));
+        let (code, text) = describe_sdk_error(&err);
+        assert_eq!(code, None);
+        assert!(text.contains("endpoint refused"), "{text}");
+    }
 }

@@ -8,7 +8,7 @@ pub mod rds;
 pub use rds::RdsTopology;
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use rotation::{Password, PasswordPolicy, SecretMetadata, SecretStore, StoreError, AWSPENDING};
 
@@ -68,26 +68,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let (code, message) = describe_sdk_error(&err);
+    let (code, message) = lambda_support::describe_sdk_error(&err);
     StoreError {
         operation,
         code,
         message,
     }
-}
-
-/// The service's error code and `"code: message"`, or the transport failure's description.
-pub(crate) fn describe_sdk_error<E, R>(err: &SdkError<E, R>) -> (Option<String>, String)
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    let message = match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => DisplayErrorContext(err).to_string(),
-    };
-    (err.code().map(str::to_string), message)
 }
 
 #[async_trait]

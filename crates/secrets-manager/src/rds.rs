@@ -60,7 +60,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let (code, message) = crate::describe_sdk_error(&err);
+    let (code, message) = lambda_support::describe_sdk_error(&err);
     TopologyError {
         operation,
         code,
