@@ -34,7 +34,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 build: build-venv ## Release build for Lambda (arm64, cargo-lambda + zig, no Docker)
-	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64
+	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --bin rotate-postgres --bin backup-lambda
 	@ls -l target/lambda/*/bootstrap
 
 invoke: venv ## Docker-free local invoke: make invoke EVENT=events/x.json [FUNCTION=rotate-postgres]
