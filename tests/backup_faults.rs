@@ -308,3 +308,21 @@ async fn cross_account_destination_through_assume_role() {
     assert_eq!(verify.json()["differences"], json!([]));
     w.assert_no_values_leaked(&[]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_configuration_fails_every_invocation_naming_the_variable() {
+    let w = BackupWorld::start().await;
+    let host = w.lambda(&[("BACKUP_CONCURRENCY", "lots")]).await;
+    for _ in 0..2 {
+        let err = w
+            .invoke(&host, &scheduled_event())
+            .expect_err("an invalid configuration must fail the invocation");
+        assert_eq!(err.error_type, "InvalidConfiguration");
+        assert!(
+            err.error_message.contains("BACKUP_CONCURRENCY"),
+            "{}",
+            err.error_message
+        );
+    }
+    assert!(w.objects().await.is_empty(), "nothing is written");
+}

@@ -6,13 +6,18 @@ use backup::aws::{base_config, AwsPorts};
 use backup::config::BackupConfig;
 use backup::function::Function;
 use backup::metrics::DEFAULT_NAMESPACE;
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_support::init_json_logging();
-    let config = BackupConfig::from_env()?;
+    let config = match BackupConfig::from_env() {
+        Ok(config) => config,
+        // As the rotation function does: every event fails with the reason, naming the
+        // variable, so the problem shows in the alarm and the failure destination.
+        Err(e) => return serve_config_error(e.to_string()).await,
+    };
     let base = base_config().await;
     let ports = AwsPorts::new(
         &base,
@@ -43,6 +48,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             tracing::error!(error_type = e.error_type, error = %e.message, "invocation failed");
         }
         result
+    }))
+    .await
+}
+
+async fn serve_config_error(message: String) -> Result<(), lambda_runtime::Error> {
+    let message = &message;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+        tracing::error!(error_type = "InvalidConfiguration", error = %message, "invocation failed");
+        Err::<Value, _>(Diagnostic {
+            error_type: "InvalidConfiguration".into(),
+            error_message: message.clone(),
+        })
     }))
     .await
 }
