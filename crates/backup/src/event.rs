@@ -5,6 +5,7 @@
 //! are written (bucket, prefix, keys, role) comes from the environment only, so whoever can put
 //! an event cannot redirect the backups.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -64,30 +65,17 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
     let (input, trigger) = match event {
         Value::Null => (Value::Object(Default::default()), Trigger::Direct),
         Value::Object(map) if map.contains_key("detail-type") => {
-            let detail_type = map
-                .get("detail-type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let resources = map
-                .get("resources")
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let detail = match map.get("detail") {
-                None | Some(Value::Null) => Value::Object(Default::default()),
-                Some(d) => d.clone(),
+            let envelope: EventBridgeEvent<Value> = serde_json::from_value(event.clone())
+                .map_err(|e| EventError(format!("EventBridge envelope: {e}")))?;
+            let detail = match envelope.detail {
+                Value::Null => Value::Object(Default::default()),
+                d => d,
             };
             (
                 detail,
                 Trigger::EventBridge {
-                    detail_type,
-                    resources,
+                    detail_type: envelope.detail_type,
+                    resources: envelope.resources.unwrap_or_default(),
                 },
             )
         }
@@ -230,5 +218,14 @@ mod tests {
         assert!(parse(&json!("backup")).is_err());
         assert!(parse(&json!({"snapshot": "latest"})).is_err());
         assert!(parse(&json!({"tags": {"env": 3}})).is_err());
+        // A broken EventBridge envelope names what is wrong with it.
+        let err = parse(&json!({"detail-type": "Scheduled Event", "detail": {}})).unwrap_err();
+        assert!(err.0.contains("source"), "{err}");
+        let err = parse(
+            &json!({"detail-type": "Scheduled Event", "source": "aws.events",
+            "detail": {"mode": "restore"}}),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("restore"), "{err}");
     }
 }
