@@ -36,6 +36,27 @@ struct Secret {
     versions: BTreeMap<String, Version>,
 }
 
+impl Secret {
+    /// Secrets Manager accepts a secret's ARN or its name as `SecretId`.
+    fn answers_to(&self, secret_id: &str) -> bool {
+        self.arn == secret_id || self.name == secret_id
+    }
+
+    /// Stores version `id` with `stages`; each of those labels leaves any other version first.
+    fn place(&mut self, id: &str, value: Option<&str>, stages: &[&str]) {
+        for v in self.versions.values_mut() {
+            v.stages.retain(|l| !stages.contains(&l.as_str()));
+        }
+        self.versions.insert(
+            id.to_string(),
+            Version {
+                value: value.map(str::to_string),
+                stages: stages.iter().map(|l| l.to_string()).collect(),
+            },
+        );
+    }
+}
+
 /// An in-memory Secrets Manager (one account, one region).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
@@ -100,92 +121,58 @@ impl MemoryStore {
         let mut secrets = self.secrets.lock().unwrap();
         let secret = secrets
             .values_mut()
-            .find(|s| s.arn == secret_id || s.name == secret_id)
+            .find(|s| s.answers_to(secret_id))
             .ok_or_else(|| not_found(operation, "the specified secret"))?;
+        f(secret)
+    }
+
+    /// Test set-up and inspection: `f` on the secret, no call counted; panics if it is missing.
+    fn set_up<R>(&self, secret_id: &str, f: impl FnOnce(&mut Secret) -> R) -> R {
+        let mut secrets = self.secrets.lock().unwrap();
+        let secret = secrets
+            .values_mut()
+            .find(|s| s.answers_to(secret_id))
+            .unwrap_or_else(|| panic!("secret {secret_id} exists"));
         f(secret)
     }
 
     /// Sets `RotationEnabled` (`None` = the flag is absent).
     pub fn set_rotation_enabled(&self, secret_id: &str, enabled: Option<bool>) {
-        self.secrets
-            .lock()
-            .unwrap()
-            .values_mut()
-            .find(|s| s.arn == secret_id || s.name == secret_id)
-            .expect("secret exists")
-            .rotation_enabled = enabled;
+        self.set_up(secret_id, |s| s.rotation_enabled = enabled);
     }
 
     /// Sets the secret's tags (test set-up).
     pub fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) {
-        self.secrets
-            .lock()
-            .unwrap()
-            .values_mut()
-            .find(|s| s.arn == secret_id || s.name == secret_id)
-            .expect("secret exists")
-            .tags = tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        self.set_up(secret_id, |s| {
+            s.tags = tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        });
     }
 
     /// Sets `RotationLambdaARN` (test set-up).
     pub fn set_rotation_lambda(&self, secret_id: &str, arn: Option<&str>) {
-        self.secrets
-            .lock()
-            .unwrap()
-            .values_mut()
-            .find(|s| s.arn == secret_id || s.name == secret_id)
-            .expect("secret exists")
-            .rotation_lambda_arn = arn.map(str::to_string);
+        self.set_up(secret_id, |s| {
+            s.rotation_lambda_arn = arn.map(str::to_string)
+        });
     }
 
     /// What `RotateSecret` does before invoking createSecret: a valueless version `token` labelled
     /// AWSPENDING (the label leaves any older version).
     pub fn begin_rotation(&self, secret_id: &str, token: &str) {
-        let mut secrets = self.secrets.lock().unwrap();
-        let secret = secrets
-            .values_mut()
-            .find(|s| s.arn == secret_id || s.name == secret_id)
-            .expect("secret exists");
-        for v in secret.versions.values_mut() {
-            v.stages.retain(|s| s != AWSPENDING);
-        }
-        secret.versions.insert(
-            token.to_string(),
-            Version {
-                value: None,
-                stages: vec![AWSPENDING.to_string()],
-            },
-        );
+        self.set_up(secret_id, |s| s.place(token, None, &[AWSPENDING]));
     }
 
     /// Adds a labelled version with a value directly (test set-up, no call counted).
     pub fn put_version(&self, secret_id: &str, version: &str, value: &str, stages: &[&str]) {
-        let mut secrets = self.secrets.lock().unwrap();
-        let secret = secrets
-            .values_mut()
-            .find(|s| s.arn == secret_id || s.name == secret_id)
-            .expect("secret exists");
-        for v in secret.versions.values_mut() {
-            v.stages.retain(|s| !stages.contains(&s.as_str()));
-        }
-        secret.versions.insert(
-            version.to_string(),
-            Version {
-                value: Some(value.to_string()),
-                stages: stages.iter().map(|s| s.to_string()).collect(),
-            },
-        );
+        self.set_up(secret_id, |s| s.place(version, Some(value), stages));
     }
 
     /// The value of the version carrying `stage` (test inspection, no call counted).
     pub fn value_at(&self, secret_id: &str, stage: &str) -> Option<String> {
         let secrets = self.secrets.lock().unwrap();
-        let secret = secrets
-            .values()
-            .find(|s| s.arn == secret_id || s.name == secret_id)?;
+        let secret = secrets.values().find(|s| s.answers_to(secret_id))?;
         secret
             .versions
             .values()
@@ -195,16 +182,12 @@ impl MemoryStore {
 
     /// Version id → labels (test inspection, no call counted).
     pub fn labels(&self, secret_id: &str) -> BTreeMap<String, Vec<String>> {
-        let secrets = self.secrets.lock().unwrap();
-        let secret = secrets
-            .values()
-            .find(|s| s.arn == secret_id || s.name == secret_id)
-            .expect("secret exists");
-        secret
-            .versions
-            .iter()
-            .map(|(id, v)| (id.clone(), v.stages.clone()))
-            .collect()
+        self.set_up(secret_id, |s| {
+            s.versions
+                .iter()
+                .map(|(id, v)| (id.clone(), v.stages.clone()))
+                .collect()
+        })
     }
 
     /// Every call made so far, by operation name.
@@ -328,16 +311,7 @@ impl SecretStore for MemoryStore {
                     None => {}
                 }
             }
-            for v in s.versions.values_mut() {
-                v.stages.retain(|l| l != AWSPENDING);
-            }
-            s.versions.insert(
-                token.to_string(),
-                Version {
-                    value: Some(secret_string.to_string()),
-                    stages: vec![AWSPENDING.to_string()],
-                },
-            );
+            s.place(token, Some(secret_string), &[AWSPENDING]);
             Ok(())
         })
     }
