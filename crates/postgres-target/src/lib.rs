@@ -22,7 +22,8 @@ use rotation::{
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, NoTls, Socket};
 
 /// Default connect timeout (TCP + TLS + authentication).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,15 +62,10 @@ impl PostgresTarget {
             .dbname(&creds.dbname)
             .application_name(&self.application_name)
             .connect_timeout(self.connect_timeout);
-        let connected = match creds.tls {
+        match creds.tls {
             TlsMode::Disabled => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                let fut = config.connect(NoTls);
-                match tokio::time::timeout(self.connect_timeout, fut).await {
-                    Ok(Ok((client, conn))) => Ok((client, tokio::spawn(drive(conn)))),
-                    Ok(Err(e)) => Err(classify(creds, &e)),
-                    Err(_) => Err(timed_out(creds, self.connect_timeout)),
-                }
+                self.connect_with(&config, NoTls, creds).await
             }
             TlsMode::VerifyFull => {
                 // Require: the server must speak TLS; tokio-postgres never falls back.
@@ -78,16 +74,30 @@ impl PostgresTarget {
                     .roots
                     .connector()
                     .map_err(|e| ConnectError::Tls(e.to_string()))?;
-                let fut = config.connect(tls);
-                match tokio::time::timeout(self.connect_timeout, fut).await {
-                    Ok(Ok((client, conn))) => Ok((client, tokio::spawn(drive(conn)))),
-                    Ok(Err(e)) => Err(classify(creds, &e)),
-                    Err(_) => Err(timed_out(creds, self.connect_timeout)),
-                }
+                self.connect_with(&config, tls, creds).await
             }
-        };
-        let (client, task) = connected?;
-        Ok(PgSession { client, task })
+        }
+    }
+
+    /// Connects with `tls` under the connect timeout and drives the connection in a task.
+    async fn connect_with<T>(
+        &self,
+        config: &tokio_postgres::Config,
+        tls: T,
+        creds: &DbCredentials,
+    ) -> Result<PgSession, ConnectError>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: Send + 'static,
+    {
+        match tokio::time::timeout(self.connect_timeout, config.connect(tls)).await {
+            Ok(Ok((client, conn))) => Ok(PgSession {
+                client,
+                task: tokio::spawn(drive(conn)),
+            }),
+            Ok(Err(e)) => Err(classify(creds, &e)),
+            Err(_) => Err(timed_out(creds, self.connect_timeout)),
+        }
     }
 }
 
