@@ -51,10 +51,8 @@ impl Strategy {
 
 /// The alternate of `username`: `_clone` stripped if present, else appended (63-byte limit).
 pub fn alternate_username(username: &str) -> Result<String, ErrorKind> {
-    if let Some(original) = username.strip_suffix(CLONE_SUFFIX) {
-        if !original.is_empty() {
-            return Ok(original.to_string());
-        }
+    if let Some(original) = original_of(username) {
+        return Ok(original.to_string());
     }
     let clone = format!("{username}{CLONE_SUFFIX}");
     if clone.len() > MAX_IDENTIFIER_BYTES {
@@ -69,10 +67,17 @@ pub fn alternate_username(username: &str) -> Result<String, ErrorKind> {
 /// The `(clone, original)` pair of the alternating users that `username` belongs to: the user
 /// with the `_clone` suffix and the one without.
 pub fn user_pair(username: &str) -> Result<(String, String), ErrorKind> {
-    match username.strip_suffix(CLONE_SUFFIX) {
-        Some(original) if !original.is_empty() => Ok((username.to_string(), original.to_string())),
-        _ => Ok((alternate_username(username)?, username.to_string())),
+    match original_of(username) {
+        Some(original) => Ok((username.to_string(), original.to_string())),
+        None => Ok((alternate_username(username)?, username.to_string())),
     }
+}
+
+/// The original user's name when `username` is a clone (`name_clone` with a non-empty `name`).
+fn original_of(username: &str) -> Option<&str> {
+    username
+        .strip_suffix(CLONE_SUFFIX)
+        .filter(|original| !original.is_empty())
 }
 
 /// The master secret of the alternating-users strategy, ready to log in.
