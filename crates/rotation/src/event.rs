@@ -25,6 +25,18 @@ pub struct RotationEvent {
     pub rotation_token: Option<String>,
 }
 
+impl RotationEvent {
+    /// The event Secrets Manager sends for `step` of the rotation to version `token`.
+    pub fn new(step: &str, secret_id: &str, token: &str) -> Self {
+        RotationEvent {
+            step: step.to_string(),
+            secret_id: secret_id.to_string(),
+            client_request_token: token.to_string(),
+            rotation_token: None,
+        }
+    }
+}
+
 /// One of the four rotation steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {

@@ -67,18 +67,11 @@ fn fixture() -> Fixture {
     fixture_with(HOST, &master_secret(HOST))
 }
 
-fn event(step: &str, arn: &str, token: &str) -> RotationEvent {
-    RotationEvent {
-        step: step.into(),
-        secret_id: arn.into(),
-        client_request_token: token.into(),
-        rotation_token: None,
-    }
-}
-
 impl Fixture {
     async fn step(&self, step: &str, token: &str) -> Result<Outcome, rotation::RotationError> {
-        self.rotator.handle(&event(step, &self.arn, token)).await
+        self.rotator
+            .handle(&RotationEvent::new(step, &self.arn, token))
+            .await
     }
 
     async fn rotate(&self, token: &str) -> Vec<Outcome> {

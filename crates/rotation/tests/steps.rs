@@ -42,18 +42,11 @@ fn fixture() -> Fixture {
     }
 }
 
-fn event(step: &str, arn: &str, token: &str) -> RotationEvent {
-    RotationEvent {
-        step: step.into(),
-        secret_id: arn.into(),
-        client_request_token: token.into(),
-        rotation_token: None,
-    }
-}
-
 impl Fixture {
     async fn step(&self, step: &str, token: &str) -> Result<Outcome, rotation::RotationError> {
-        self.rotator.handle(&event(step, &self.arn, token)).await
+        self.rotator
+            .handle(&RotationEvent::new(step, &self.arn, token))
+            .await
     }
 
     async fn rotate(&self, token: &str) {
@@ -223,7 +216,7 @@ async fn unknown_secret_is_a_store_error_naming_the_id() {
     let f = fixture();
     let err = f
         .rotator
-        .handle(&event("createSecret", "missing-secret", "t1"))
+        .handle(&RotationEvent::new("createSecret", "missing-secret", "t1"))
         .await
         .unwrap_err();
     assert!(matches!(err.kind, ErrorKind::Store(_)));
@@ -340,7 +333,7 @@ async fn password_policy_reaches_get_random_password() {
     let rotator = Rotator::new(store.clone(), db, policy);
     store.begin_rotation(&arn, "t1");
     rotator
-        .handle(&event("createSecret", &arn, "t1"))
+        .handle(&RotationEvent::new("createSecret", &arn, "t1"))
         .await
         .unwrap();
     let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap())
@@ -369,7 +362,7 @@ async fn alternating_strategy_toggles_the_clone_suffix_in_create() {
     let rotator = Rotator::new(store.clone(), db, PasswordPolicy::default());
     store.begin_rotation(&arn, "t1");
     rotator
-        .handle(&event("createSecret", &arn, "t1"))
+        .handle(&RotationEvent::new("createSecret", &arn, "t1"))
         .await
         .unwrap();
     let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap()).unwrap();
@@ -384,7 +377,7 @@ async fn alternating_strategy_toggles_the_clone_suffix_in_create() {
     .with_strategy_override(Some(Strategy::SingleUser));
     store.begin_rotation(&arn, "t2");
     single
-        .handle(&event("createSecret", &arn, "t2"))
+        .handle(&RotationEvent::new("createSecret", &arn, "t2"))
         .await
         .unwrap();
     let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap()).unwrap();
