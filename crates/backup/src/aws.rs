@@ -39,7 +39,7 @@ where
         }
         _ => ErrorKind::Other,
     };
-    let (_, text) = lambda_support::describe_sdk_error(&e);
+    let text = lambda_support::describe_sdk_error(&e);
     ApiError::new(kind, format!("{op}: {text}"))
 }
 

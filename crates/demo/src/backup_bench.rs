@@ -2,8 +2,6 @@
 //! number of secrets grows (memory must stay flat: parts are streamed, the manifest is spooled to
 //! a temporary file), and its cold init. Figures are printed, never asserted.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -43,30 +41,9 @@ async fn populate(moto: &Moto, n: usize) {
         .await;
 }
 
-fn release_binary() -> PathBuf {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(testkit::workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "backup",
-            "--bin",
-            "backup-lambda",
-        ])
-        .status()
-        .expect("run cargo");
-    assert!(
-        status.success(),
-        "cargo build --release backup-lambda failed"
-    );
-    testkit::target_dir().join("release").join("backup-lambda")
-}
-
 pub async fn run() {
     println!("\n== make bench: backup-lambda (release build) ==\n");
-    let binary = &release_binary();
+    let binary = &testkit::release_binary("backup-lambda");
     println!(
         "  {:>7}  {:>8}  {:>6}  {:>10}  {:>12}",
         "secrets", "versions", "parts", "time, s", "peak RSS, MiB"

@@ -11,7 +11,7 @@
 mod backup_bench; // backup-lambda: memory as secrets grow, cold init
 
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::lambda::LambdaHost;
@@ -21,16 +21,6 @@ use testkit::postgres::PgServer;
 const COLD_STARTS: usize = 20;
 const ROTATIONS: usize = 5;
 const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
-
-fn release_binary(name: &str) -> PathBuf {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(testkit::workspace_root())
-        .args(["build", "--quiet", "--release", "-p", name, "--bin", name])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build --release {name} failed");
-    testkit::target_dir().join("release").join(name)
-}
 
 fn stats(mut samples: Vec<f64>) -> String {
     samples.sort_by(f64::total_cmp);
@@ -83,7 +73,7 @@ fn verdict(ok: bool) -> &'static str {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     println!("== make bench: rotate-postgres (release build, this machine) ==\n");
-    let binary = release_binary("rotate-postgres");
+    let binary = testkit::release_binary("rotate-postgres");
     let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
     let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
     let mut env = moto.env();

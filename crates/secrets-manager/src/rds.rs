@@ -60,7 +60,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let (code, message) = lambda_support::describe_sdk_error(&err);
+    let lambda_support::SdkErrorText { code, message } = lambda_support::describe_sdk_error(&err);
     TopologyError {
         operation,
         code,

@@ -63,9 +63,9 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Names already built by [`binary`] in this process. The lock is held during the build so that
-/// parallel tests asking for the same binary build it once.
-static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// `(profile, name)` pairs already built by [`binary`] / [`release_binary`] in this process. The
+/// lock is held during the build so that parallel tests asking for the same binary build it once.
+static BUILT: Mutex<BTreeSet<(bool, String)>> = Mutex::new(BTreeSet::new());
 
 /// Path of the workspace binary `name` in the debug profile.
 ///
@@ -74,13 +74,24 @@ static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 /// always run a binary built from the current sources. Panics with cargo's output if the build
 /// fails.
 pub fn binary(name: &str) -> PathBuf {
+    build_binary(name, false)
+}
+
+/// Path of the workspace binary `name` in the release profile (what the benchmarks measure),
+/// built the same way as [`binary`] with `--release`.
+pub fn release_binary(name: &str) -> PathBuf {
+    build_binary(name, true)
+}
+
+fn build_binary(name: &str, release: bool) -> PathBuf {
     let mut built = BUILT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let path = target_dir()
-        .join("debug")
+        .join(if release { "release" } else { "debug" })
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if built.contains(name) {
+    let key = (release, name.to_string());
+    if built.contains(&key) {
         return path;
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -88,6 +99,9 @@ pub fn binary(name: &str) -> PathBuf {
     command
         .args(["build", "--quiet", "--bin", name])
         .current_dir(workspace_root());
+    if release {
+        command.arg("--release");
+    }
     // Drop the variables cargo sets for the running test or binary: build scripts that track
     // them (ring tracks CARGO_MANIFEST_DIR) would otherwise be rebuilt on every switch between
     // this nested build and a plain `cargo build` / `cargo test`.
@@ -113,7 +127,7 @@ pub fn binary(name: &str) -> PathBuf {
         "`cargo build --bin {name}` succeeded but {} does not exist (is CARGO_TARGET_DIR consistent?)",
         path.display()
     );
-    built.insert(name.to_string());
+    built.insert(key);
     path
 }
 
