@@ -7,21 +7,31 @@
 /// The value itself is shown only when it is not secret (every variable read here is not).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A required variable is unset or blank.
     #[error("environment variable {name} is required")]
-    Missing { name: &'static str },
+    Missing {
+        /// The variable.
+        name: &'static str,
+    },
+    /// A variable's value cannot be used.
     #[error("environment variable {name}={value:?} is invalid: {expected}")]
     Invalid {
+        /// The variable.
         name: &'static str,
+        /// Its value as given.
         value: String,
+        /// What would have been accepted.
         expected: String,
     },
 }
 
 impl ConfigError {
+    /// `name` is required and unset.
     pub fn missing(name: &'static str) -> Self {
         ConfigError::Missing { name }
     }
 
+    /// `name` has a value that cannot be used; `expected` says what would be.
     pub fn invalid(
         name: &'static str,
         value: impl Into<String>,

@@ -7,11 +7,14 @@ use std::borrow::Cow;
 /// and the field or variable at fault, never a secret value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvocationError {
+    /// The Lambda `errorType`.
     pub error_type: Cow<'static, str>,
+    /// The Lambda `errorMessage`.
     pub message: String,
 }
 
 impl InvocationError {
+    /// An error of kind `error_type`.
     pub fn new(error_type: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         InvocationError {
             error_type: error_type.into(),
