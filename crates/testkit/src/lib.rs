@@ -1,7 +1,8 @@
 //! Test-only helpers shared by every integration test and the demo.
 //!
 //! - [`postgres::PgServer`]: a throwaway PostgreSQL server with SCRAM authentication and TLS
-//!   (certificates from a generated test CA, see [`certs`]).
+//!   (certificates from a generated test CA, see [`certs`]), from the system's binaries or, for
+//!   any supported major, from the pinned binaries in the workspace's cache (see [`pgdist`]).
 //! - [`moto::Moto`]: a fresh moto server (the AWS emulator) per call, with SDK clients and the
 //!   environment a child process needs to reach it.
 //! - [`lambda::LambdaHost`]: a local Lambda Runtime API that runs a compiled Lambda binary the way
@@ -35,6 +36,7 @@
 pub mod certs;
 pub mod lambda;
 pub mod moto;
+pub mod pgdist;
 pub mod postgres;
 pub mod secrets;
 

@@ -1,6 +1,10 @@
 //! A throwaway PostgreSQL server for tests: SCRAM-SHA-256 authentication, TLS with a generated
 //! test CA, listening only on 127.0.0.1 on a free port, everything in a temporary directory that
 //! is removed on drop.
+//!
+//! [`PgServer::start_major`] runs a given major from the pinned binaries in the workspace's cache
+//! ([`crate::pgdist`]); [`PgServer::start`] runs the default: the major named by
+//! `TESTKIT_PG_MAJOR` if set, else the system's binaries.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,6 +26,8 @@ const SUPERUSER: &str = "postgres";
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many free ports `start` tries before giving up (another process may grab one first).
 const PORT_ATTEMPTS: usize = 5;
+/// Names the major [`PgServer::start`] runs from the cache instead of the system's binaries.
+pub const MAJOR_ENV: &str = "TESTKIT_PG_MAJOR";
 
 /// A running throwaway PostgreSQL server.
 ///
@@ -39,6 +45,8 @@ pub struct PgServer {
     wrong_ca_pem_path: PathBuf,
     ca_pem: String,
     run_as: Option<Owner>,
+    version: String,
+    major: u32,
     port: u16,
     password: String,
     running: bool,
@@ -53,11 +61,44 @@ struct Owner {
 }
 
 impl PgServer {
-    /// Creates, configures and starts a new server. Blocks until it accepts connections.
+    /// Creates, configures and starts a new server with the default binaries. Blocks until it
+    /// accepts connections.
+    ///
+    /// The default is the major named by the `TESTKIT_PG_MAJOR` environment variable (as
+    /// [`PgServer::start_major`]) when it is set and not empty, else the system's binaries
+    /// (`TESTKIT_PG_BINDIR`, `pg_config --bindir`, or the newest `/usr/lib/postgresql/*/bin`).
     ///
     /// Panics with the tool output or the server log when any step fails.
     pub fn start() -> PgServer {
-        let bindir = find_bindir();
+        match std::env::var(MAJOR_ENV) {
+            Ok(major) if !major.trim().is_empty() => {
+                let major = major.trim().parse().unwrap_or_else(|_| {
+                    panic!("{MAJOR_ENV}={major:?} is not a PostgreSQL major such as 17")
+                });
+                PgServer::start_major(major)
+            }
+            _ => PgServer::start_in(find_bindir()),
+        }
+    }
+
+    /// Like [`PgServer::start`], with PostgreSQL `major` (one of
+    /// [`crate::pgdist::SUPPORTED_MAJORS`]) from the pinned binaries in the workspace's cache.
+    ///
+    /// Panics, naming the major and `make postgres-majors`, when the cache lacks it.
+    pub fn start_major(major: u32) -> PgServer {
+        let server = PgServer::start_in(crate::pgdist::bindir(major));
+        assert_eq!(
+            server.major,
+            major,
+            "the cached binaries for PostgreSQL {major} report version {}",
+            server.version
+        );
+        server
+    }
+
+    fn start_in(bindir: PathBuf) -> PgServer {
+        let version = server_version(&bindir);
+        let major = major_of(&version);
         let run_as = if running_as_root() {
             Some(lookup_owner("postgres"))
         } else {
@@ -79,6 +120,8 @@ impl PgServer {
             dir: Some(dir),
             bindir,
             run_as,
+            version,
+            major,
             port: 0,
             password: format!("pw-{}", uuid::Uuid::new_v4().simple()),
             running: false,
@@ -94,6 +137,22 @@ impl PgServer {
         server.configure(&root, &ca);
         server.start_on_free_port();
         server
+    }
+
+    /// The server's major version, e.g. `16`.
+    pub fn major(&self) -> u32 {
+        self.major
+    }
+
+    /// The server's version as `SHOW server_version` reports it, e.g. `16.14` (from
+    /// `postgres --version`, without a distribution's suffix).
+    pub fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    /// The directory of the server binaries this server runs from.
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
     }
 
     /// The host to connect to: `127.0.0.1`.
@@ -216,19 +275,20 @@ impl PgServer {
     fn initdb(&self, root: &Path) {
         let pwfile = root.join("pwfile");
         self.write_file(&pwfile, &self.password, 0o600);
-        let output = self
-            .tool("initdb")
-            .arg("--pgdata")
-            .arg(&self.data_dir)
-            .args([
-                "--username",
-                SUPERUSER,
-                "--auth=scram-sha-256",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ])
+        let mut initdb = self.tool("initdb");
+        initdb.arg("--pgdata").arg(&self.data_dir).args([
+            "--username",
+            SUPERUSER,
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        if self.major >= 14 {
+            // Added in 14; only quietens the output.
+            initdb.arg("--no-instructions");
+        }
+        let output = initdb
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .expect("run initdb");
@@ -447,6 +507,39 @@ fn find_bindir() -> PathBuf {
     })
 }
 
+/// The version `postgres --version` prints (`postgres (PostgreSQL) 16.14`, possibly followed by
+/// a distribution's suffix such as ` (Debian 16.14-1)`): `16.14`.
+fn server_version(bindir: &Path) -> String {
+    let program = bindir.join("postgres");
+    let output = Command::new(&program)
+        .arg("--version")
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap_or_else(|e| panic!("run {} --version: {e}", program.display()));
+    check(&format!("{} --version", program.display()), &output);
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_version(&text).unwrap_or_else(|| {
+        panic!(
+            "{} --version printed no version: {text:?}",
+            program.display()
+        )
+    })
+}
+
+fn parse_version(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    words.find(|word| *word == "(PostgreSQL)")?;
+    words.next().map(str::to_string)
+}
+
+/// The major of a version such as `16.14`, `13.23` or `18beta1`.
+fn major_of(version: &str) -> u32 {
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no major in PostgreSQL version {version:?}"))
+}
+
 /// Whether this process runs with effective uid 0 (`/proc/self` belongs to the effective user).
 fn running_as_root() -> bool {
     match fs::metadata("/proc/self") {
@@ -477,4 +570,23 @@ fn id(args: &[&str]) -> u32 {
         .trim()
         .parse()
         .unwrap_or_else(|e| panic!("id {args:?} printed no number: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_postgres_version_output() {
+        let cases = [
+            ("postgres (PostgreSQL) 16.14\n", "16.14", 16),
+            ("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb13u1)\n", "15.14", 15),
+            ("postgres (PostgreSQL) 18beta1\n", "18beta1", 18),
+        ];
+        for (output, version, major) in cases {
+            assert_eq!(parse_version(output).as_deref(), Some(version), "{output}");
+            assert_eq!(major_of(version), major, "{version}");
+        }
+        assert_eq!(parse_version("something else 16.1"), None);
+    }
 }

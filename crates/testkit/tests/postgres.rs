@@ -1,9 +1,11 @@
-//! The throwaway PostgreSQL server: SCRAM logins, TLS against the test CA, cleanup on drop.
+//! The throwaway PostgreSQL server: SCRAM logins, TLS against the test CA, cleanup on drop, on
+//! the default binaries and on every supported major.
 
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -149,4 +151,94 @@ fn drop_stops_the_server_and_removes_its_directory_even_on_panic() {
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "nothing listens on {port} any more"
     );
+}
+
+/// The checks `every_supported_major_serves_scram_over_tls` makes on one server.
+async fn check_major(pg: &PgServer, major: u32) {
+    assert_eq!(pg.major(), major);
+    assert!(
+        pg.server_version().starts_with(&format!("{major}.")),
+        "{}",
+        pg.server_version()
+    );
+    assert!(
+        pg.bindir()
+            .starts_with(testkit::workspace_root().join(".cache/postgres")),
+        "{} runs from the workspace's cache",
+        pg.bindir().display()
+    );
+
+    // SCRAM over TLS, verified against the test CA.
+    let client = connect_tls(pg, pg.ca_pem_path())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL {major}: TLS login: {e}"));
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int, \
+                    ssl, version \
+             FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("query the version and pg_stat_ssl");
+    let (version, version_num, ssl, tls): (String, i32, bool, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(version, pg.server_version(), "SHOW server_version");
+    assert_eq!(version_num / 10000, major as i32, "{version_num}");
+    assert!(ssl, "PostgreSQL {major}: the session is encrypted");
+    assert!(tls.starts_with("TLSv1."), "{tls}");
+
+    // Every verifier is SCRAM, the superuser's (set by initdb) and a new role's.
+    client
+        .batch_execute("CREATE ROLE app LOGIN PASSWORD 'Correct-Horse-1'")
+        .await
+        .expect("create a role");
+    for role in ["postgres", "app"] {
+        let stored: String = client
+            .query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&role])
+            .await
+            .expect("read the stored verifier")
+            .get(0);
+        assert!(
+            stored.starts_with("SCRAM-SHA-256$"),
+            "PostgreSQL {major}: {role}'s verifier is {:?}",
+            &stored[..stored.len().min(14)]
+        );
+    }
+    pg.try_login("app", "Correct-Horse-1", "postgres")
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL {major}: {e}"));
+    let error = pg
+        .try_login("app", "Wrong-Horse-2", "postgres")
+        .await
+        .expect_err("a wrong password is rejected");
+    assert!(
+        error.contains("password authentication failed"),
+        "PostgreSQL {major}: {error}"
+    );
+
+    // A server certificate from another CA is refused.
+    let error = connect_tls(pg, pg.wrong_ca_pem_path())
+        .await
+        .expect_err("a server certificate from another CA is rejected");
+    assert!(error.contains("UnknownIssuer"), "PostgreSQL {major}: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_supported_major_serves_scram_over_tls() {
+    let mut timings = Vec::new();
+    for major in testkit::pgdist::SUPPORTED_MAJORS {
+        let started = Instant::now();
+        let pg = tokio::task::spawn_blocking(move || PgServer::start_major(major))
+            .await
+            .expect("the server starts");
+        let start_time = started.elapsed();
+        check_major(&pg, major).await;
+        timings.push(format!(
+            "{major} ({}): started in {:.2} s",
+            pg.server_version(),
+            start_time.as_secs_f64()
+        ));
+    }
+    eprintln!("PostgreSQL majors:\n  {}", timings.join("\n  "));
 }
