@@ -143,8 +143,8 @@ impl PgServer {
         self.major
     }
 
-    /// The server's version as `SHOW server_version` reports it, e.g. `16.14` (from
-    /// `postgres --version`, without a distribution's suffix).
+    /// The server's version number, e.g. `16.14`, from `postgres --version` (`SHOW
+    /// server_version` reports the same, followed by a distribution's suffix where there is one).
     pub fn server_version(&self) -> &str {
         &self.version
     }
