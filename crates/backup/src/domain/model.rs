@@ -11,9 +11,33 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
-pub const AWSCURRENT: &str = "AWSCURRENT";
-pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
-pub const AWSPENDING: &str = "AWSPENDING";
+pub use rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+
+/// The service a secret was read from, recorded on every record of a snapshot so that verify and
+/// restore talk to the right one. Records written before sources existed carry no `source` field
+/// and read as [`SourceKind::SecretsManager`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SourceKind {
+    /// AWS Secrets Manager (`"secretsmanager"`).
+    #[default]
+    #[serde(rename = "secretsmanager")]
+    SecretsManager,
+}
+
+impl SourceKind {
+    /// The name written in manifests and parts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::SecretsManager => "secretsmanager",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Labels that restore puts back on an existing secret and that the live comparison checks.
 /// `AWSPREVIOUS` is history that Secrets Manager moves by itself whenever `AWSCURRENT` moves, and
@@ -215,6 +239,10 @@ impl VersionRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRecord {
+    /// The service the secret was read from (absent in records written before sources existed).
+    #[serde(default)]
+    pub source: SourceKind,
+    /// Metadata (flattened into the record).
     #[serde(flatten)]
     pub meta: SecretMeta,
     pub versions: Vec<VersionRecord>,

@@ -15,13 +15,13 @@ use std::fmt;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::config::NamePattern;
-use crate::diff::{self, Change, Live, SecretDiff, Status};
-use crate::format::Manifest;
-use crate::model::*;
-use crate::ports::{ApiError, NewSecret};
-use crate::reader::{read_part, PartCheck};
-use crate::verify::{matches, new_secrets, ReadPorts};
+use crate::domain::filters::{matches_any, NamePattern};
+use crate::domain::model::*;
+use crate::operations::diff::{self, new_secrets, Change, Live, SecretDiff, Status};
+use crate::operations::Progress;
+use crate::ports::{ApiError, NewSecret, Ports, SecretsApi};
+use crate::snapshot::manifest::Manifest;
+use crate::snapshot::reader::{read_part, PartCheck};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "action")]
@@ -176,7 +176,7 @@ fn version<'a>(s: &'a SecretRecord, id: &str) -> &'a VersionRecord {
         .expect("plan names versions of the snapshot")
 }
 
-async fn recreate(api: &dyn crate::ports::SecretsApi, s: &SecretRecord) -> Result<(), ApplyError> {
+async fn recreate(api: &dyn SecretsApi, s: &SecretRecord) -> Result<(), ApplyError> {
     let err = |action: &str| {
         let action = action.to_string();
         let secret = s.meta.name.clone();
@@ -236,7 +236,7 @@ async fn recreate(api: &dyn crate::ports::SecretsApi, s: &SecretRecord) -> Resul
 }
 
 async fn apply_actions(
-    api: &dyn crate::ports::SecretsApi,
+    api: &dyn SecretsApi,
     s: &SecretRecord,
     live_arn: &str,
     actions: &[Action],
@@ -355,19 +355,19 @@ fn describe_parts(parts: &[PartCheck]) -> String {
 
 /// Restore (or, without `apply`, plan) the secrets of `manifest` that match `patterns`.
 pub async fn restore(
-    ports: ReadPorts<'_>,
+    ports: Ports<'_>,
     manifest: &Manifest,
     patterns: &[NamePattern],
     apply: bool,
     concurrency: usize,
-    progress: crate::verify::Progress<'_>,
+    progress: Progress<'_>,
 ) -> Result<RestoreReport, RestoreError> {
     let snapshot = manifest.head.snapshot_id.clone();
     // Pass 1: every part must pass every check before anything is written.
     let wanted: HashSet<u32> = manifest
         .secrets
         .iter()
-        .filter(|s| matches(patterns, &s.name))
+        .filter(|s| matches_any(patterns, &s.name))
         .map(|s| s.part)
         .collect();
     let mut bad = vec![];
@@ -379,16 +379,7 @@ pub async fn restore(
     }
     let listed: HashSet<u32> = manifest.head.parts.iter().map(|p| p.number).collect();
     for missing in wanted.iter().filter(|n| !listed.contains(n)) {
-        bad.push(PartCheck {
-            part: *missing,
-            key: String::new(),
-            secrets: 0,
-            size: 0,
-            sha256: crate::reader::Check::NotChecked,
-            decrypt: crate::reader::Check::NotChecked,
-            content: crate::reader::Check::NotChecked,
-            problems: vec!["the manifest places secrets in this part but does not list it".into()],
-        });
+        bad.push(PartCheck::unlisted(*missing));
     }
     if !bad.is_empty() {
         return Err(RestoreError::Integrity {
@@ -420,7 +411,7 @@ pub async fn restore(
             });
         };
         let outcomes: Vec<Option<SecretOutcome>> =
-            futures::stream::iter(records.iter().filter(|r| matches(patterns, &r.meta.name)))
+            futures::stream::iter(records.iter().filter(|r| matches_any(patterns, &r.meta.name)))
                 .map(|r| restore_one(ports, r, apply))
                 .buffer_unordered(concurrency.max(1))
                 .collect()
@@ -444,8 +435,8 @@ pub async fn restore(
 }
 
 /// `None` when the secret is unchanged.
-async fn restore_one(ports: ReadPorts<'_>, s: &SecretRecord, apply: bool) -> Option<SecretOutcome> {
-    let api = ports.secrets;
+async fn restore_one(ports: Ports<'_>, s: &SecretRecord, apply: bool) -> Option<SecretOutcome> {
+    let api = ports.secrets_of(s.source);
     let fail = |diff: Option<&SecretDiff>, actions: Vec<String>, e: String| {
         Some(SecretOutcome {
             name: s.meta.name.clone(),

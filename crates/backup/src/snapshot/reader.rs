@@ -8,9 +8,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::crypto;
-use crate::format::*;
-use crate::model::SecretRecord;
+use crate::snapshot::crypto;
+use crate::snapshot::layout::*;
+use crate::snapshot::manifest::*;
+use crate::domain::model::SecretRecord;
 use crate::ports::{ApiError, KeyService, ObjectStore};
 
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
@@ -256,6 +257,21 @@ pub struct PartCheck {
 }
 
 impl PartCheck {
+    /// A part the manifest places secrets in but does not list (so nothing could be checked).
+    pub fn unlisted(part: u32) -> Self {
+        PartCheck {
+            part,
+            key: String::new(),
+            secrets: 0,
+            size: 0,
+            sha256: Check::NotChecked,
+            decrypt: Check::NotChecked,
+            content: Check::NotChecked,
+            problems: vec!["the manifest places secrets in this part but does not list it".into()],
+        }
+    }
+
+    /// Every check passed.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }

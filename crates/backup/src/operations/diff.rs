@@ -6,14 +6,17 @@
 //! labels that exist only live, and rotation settings. Restore fixes exactly what is counted,
 //! so a second restore finds nothing to do.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde::Serialize;
 
-use crate::model::*;
+use crate::domain::filters::{matches_any, NamePattern};
+use crate::domain::model::*;
 use crate::ports::{ApiError, SecretsApi};
+use crate::snapshot::manifest::Manifest;
 
 /// A secret as it is now.
 #[derive(Clone, Debug)]
@@ -312,6 +315,33 @@ pub fn compare(snapshot: &SecretRecord, live: &Live) -> SecretDiff {
     diff
 }
 
+/// Live secrets that match the snapshot's filters (and `patterns`) but are not in it.
+pub async fn new_secrets(
+    api: &dyn SecretsApi,
+    manifest: &Manifest,
+    patterns: &[NamePattern],
+) -> Result<Vec<String>, ApiError> {
+    let known: HashSet<&str> = manifest
+        .secrets
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(manifest.head.failures.iter().map(|f| f.name.as_str()))
+        .collect();
+    let filters = &manifest.head.filters;
+    let mut names: Vec<String> = api
+        .list(&filters.name_prefixes)
+        .try_filter_map(|l| {
+            let keep = filters.matches(&l.name, &l.tags)
+                && matches_any(patterns, &l.name)
+                && !known.contains(l.name.as_str());
+            std::future::ready(Ok(keep.then_some(l.name)))
+        })
+        .try_collect()
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +357,7 @@ mod tests {
 
     fn record() -> SecretRecord {
         SecretRecord {
+            source: SourceKind::SecretsManager,
             meta: SecretMeta {
                 name: "app/db".into(),
                 arn: "arn:1".into(),

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{ApiError, KeyService};
-use crate::zbuf::ZeroBuf;
+use crate::snapshot::zbuf::ZeroBuf;
 
 pub const MAGIC: &[u8; 4] = b"SBK1";
 pub const ALGORITHM: &str = "AES-256-GCM";
@@ -207,7 +207,7 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::FakeKms;
+    use crate::ports::fakes::FakeKms;
 
     fn buf(data: &[u8]) -> ZeroBuf {
         let mut b = ZeroBuf::default();

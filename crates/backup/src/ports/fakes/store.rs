@@ -1,0 +1,93 @@
+//! The snapshot bucket in memory, with `If-None-Match: *`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::ports::{ApiError, Body, ErrorKind, ObjectStore};
+
+type Objects = BTreeMap<String, (Vec<u8>, HashMap<String, String>)>;
+
+/// S3 with `If-None-Match: *`.
+#[derive(Default)]
+pub struct FakeStore {
+    pub objects: Mutex<Objects>,
+}
+
+impl FakeStore {
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+
+    pub fn read(&self, key: &str) -> Vec<u8> {
+        self.objects.lock().unwrap()[key].0.clone()
+    }
+
+    /// Overwrite an object (what an attacker or a bug would do; the real bucket forbids it).
+    pub fn overwrite(&self, key: &str, data: Vec<u8>) {
+        let mut o = self.objects.lock().unwrap();
+        let meta = o.get(key).map(|x| x.1.clone()).unwrap_or_default();
+        o.insert(key.into(), (data, meta));
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FakeStore {
+    async fn put_new(
+        &self,
+        key: &str,
+        body: Body,
+        _content_type: &str,
+        metadata: &[(&str, String)],
+    ) -> Result<(), ApiError> {
+        let data = match body {
+            Body::Bytes(b) => b,
+            Body::File(p) => std::fs::read(p).map_err(|e| ApiError::other(e.to_string()))?,
+        };
+        let mut o = self.objects.lock().unwrap();
+        if o.contains_key(key) {
+            return Err(ApiError::new(
+                ErrorKind::AlreadyExists,
+                "PreconditionFailed",
+            ));
+        }
+        let meta = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        o.insert(key.into(), (data, meta));
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError> {
+        match self.objects.lock().unwrap().get(key) {
+            None => Ok(None),
+            Some((d, _)) if d.len() as u64 > max_len => Err(ApiError::other(format!(
+                "object is {} bytes, more than {max_len}",
+                d.len()
+            ))),
+            Some((d, _)) => Ok(Some(d.clone())),
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<HashMap<String, String>>, ApiError> {
+        Ok(self.objects.lock().unwrap().get(key).map(|x| x.1.clone()))
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let mut out: Vec<String> = self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .filter_map(|rest| {
+                rest.split_once('/')
+                    .map(|(dir, _)| format!("{prefix}{dir}/"))
+            })
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+}
