@@ -593,7 +593,7 @@ async fn function_fails_the_invocation_but_writes_the_rest() {
     assert_eq!(m.head.failures[0].name, "app/s07");
     let lines = lines.lock().unwrap();
     assert_eq!(lines.len(), 1);
-    let emf: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    let emf: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(emf["Failures"], 1.0);
     assert_eq!(emf["Secrets"], 30.0);
     assert_eq!(emf["outcome"], "incomplete");

@@ -9,12 +9,15 @@ use crate::domain::model::Tag;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TagFilter {
+    /// The tag key.
     pub key: String,
+    /// The value it must have; `None`: any value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
 impl TagFilter {
+    /// Parses `key=value` or `key`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let (key, value) = match s.split_once('=') {
@@ -40,13 +43,16 @@ impl TagFilter {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Filters {
+    /// Name prefixes (case-sensitive); a secret matches any of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub name_prefixes: Vec<String>,
+    /// Tags; a secret must carry every one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<TagFilter>,
 }
 
 impl Filters {
+    /// No prefix and no tag: every secret.
     pub fn is_empty(&self) -> bool {
         self.name_prefixes.is_empty() && self.tags.is_empty()
     }
@@ -57,10 +63,12 @@ impl Filters {
         self.name_prefixes.is_empty() || self.name_prefixes.iter().any(|p| name.starts_with(p))
     }
 
+    /// Whether `tags` satisfy every tag filter.
     pub fn matches_tags(&self, tags: &[Tag]) -> bool {
         self.tags.iter().all(|f| f.matches(tags))
     }
 
+    /// Whether a secret with this name and these tags is covered.
     pub fn matches(&self, name: &str, tags: &[Tag]) -> bool {
         self.matches_name(name) && self.matches_tags(tags)
     }
@@ -72,10 +80,12 @@ impl Filters {
 pub struct NamePattern(String);
 
 impl NamePattern {
+    /// A pattern (`*` wildcards, or a prefix).
     pub fn new(p: impl Into<String>) -> Self {
         NamePattern(p.into())
     }
 
+    /// Whether `name` matches.
     pub fn matches(&self, name: &str) -> bool {
         if !self.0.contains('*') {
             return name.starts_with(&self.0);

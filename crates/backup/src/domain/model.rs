@@ -51,23 +51,32 @@ pub fn is_reserved_tag(key: &str) -> bool {
     key.starts_with("aws:")
 }
 
+/// A secret's tag.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tag {
+    /// The key.
     pub key: String,
+    /// The value.
     pub value: String,
 }
 
+/// A secret's rotation settings (recorded and reported, never restored).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
+    /// Whether rotation is on.
     pub enabled: bool,
+    /// The rotation function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_arn: Option<String>,
+    /// Rotation interval in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatically_after_days: Option<i64>,
+    /// Rotation schedule expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
+    /// Rotation window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
 }
@@ -76,20 +85,29 @@ pub struct Rotation {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretMeta {
+    /// The secret's name.
     pub name: String,
+    /// Its ARN.
     pub arn: String,
+    /// Its description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Its KMS key (`None`: the account's default key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    /// Its tags (reserved `aws:` ones included).
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Its resource policy (JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_policy: Option<String>,
+    /// Its rotation settings.
     #[serde(default)]
     pub rotation: Rotation,
+    /// The AWS service that manages it, if any (restore leaves it to that service).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owning_service: Option<String>,
+    /// When it was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<DateTime<Utc>>,
 }
@@ -111,42 +129,54 @@ impl SecretMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionLabels {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
 }
 
 /// DescribeSecret: metadata plus the versions that carry a staging label.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Described {
+    /// Metadata (the resource policy is read separately).
     pub meta: SecretMeta,
+    /// Every version that carries a label.
     pub versions: Vec<VersionLabels>,
     /// Set when the secret is scheduled for deletion.
     pub deleted: Option<DateTime<Utc>>,
 }
 
+/// Whether a value is a string or binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ValueKind {
+    /// `SecretString`.
     String,
+    /// `SecretBinary`.
     Binary,
 }
 
 /// A secret value. Zeroed on drop; `Debug` shows only its kind and size.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretValue {
+    /// `SecretString`.
     String(Zeroizing<String>),
+    /// `SecretBinary`.
     Binary(Zeroizing<Vec<u8>>),
 }
 
 impl SecretValue {
+    /// A string value.
     pub fn string(s: impl Into<String>) -> Self {
         SecretValue::String(Zeroizing::new(s.into()))
     }
 
+    /// A binary value.
     pub fn binary(b: impl Into<Vec<u8>>) -> Self {
         SecretValue::Binary(Zeroizing::new(b.into()))
     }
 
+    /// String or binary.
     pub fn kind(&self) -> ValueKind {
         match self {
             SecretValue::String(_) => ValueKind::String,
@@ -162,6 +192,7 @@ impl SecretValue {
         }
     }
 
+    /// Whether the value is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -222,14 +253,19 @@ impl<'de> Deserialize<'de> for SecretValue {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionRecord {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
+    /// When it was created (not recorded by this version of the writer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<DateTime<Utc>>,
+    /// Its value.
     pub value: SecretValue,
 }
 
 impl VersionRecord {
+    /// Whether the version carries `label`.
     pub fn has_label(&self, label: &str) -> bool {
         self.labels.iter().any(|l| l == label)
     }
@@ -245,10 +281,12 @@ pub struct SecretRecord {
     /// Metadata (flattened into the record).
     #[serde(flatten)]
     pub meta: SecretMeta,
+    /// Every labelled version, `AWSCURRENT` first.
     pub versions: Vec<VersionRecord>,
 }
 
 impl SecretRecord {
+    /// The version that carries `label`.
     pub fn version_with_label(&self, label: &str) -> Option<&VersionRecord> {
         self.versions.iter().find(|v| v.has_label(label))
     }

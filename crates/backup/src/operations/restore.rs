@@ -23,34 +23,49 @@ use crate::ports::{ApiError, NewSecret, Ports, SecretsApi};
 use crate::snapshot::manifest::Manifest;
 use crate::snapshot::reader::{read_part, PartCheck};
 
+/// One step of a restore plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "action")]
 pub enum Action {
     /// CreateSecret and its versions, labels and resource policy.
     #[serde(rename_all = "camelCase")]
     Recreate {
+        /// Versions created.
         versions: usize,
     },
+    /// RestoreSecret: cancel the scheduled deletion.
     CancelDeletion,
     /// PutSecretValue: the value of the snapshot's `from_version` as a new version.
     #[serde(rename_all = "camelCase")]
     PutValue {
+        /// Labels the new version carries.
         labels: Vec<String>,
+        /// The snapshot's version whose value is put.
         from_version: String,
     },
+    /// UpdateSecret: the snapshot's description.
     SetDescription,
+    /// UpdateSecret: the snapshot's KMS key.
     SetKmsKey,
+    /// TagResource: the snapshot's values of these tags.
     #[serde(rename_all = "camelCase")]
     SetTags {
+        /// The tag keys.
         keys: Vec<String>,
     },
+    /// UntagResource: tags the snapshot does not have.
     #[serde(rename_all = "camelCase")]
     RemoveTags {
+        /// The tag keys.
         keys: Vec<String>,
     },
+    /// PutResourcePolicy: the snapshot's policy.
     PutResourcePolicy,
+    /// DeleteResourcePolicy: the snapshot had none.
     DeleteResourcePolicy,
+    /// Nothing is done.
     Skip {
+        /// Why.
         reason: String,
     },
 }
@@ -161,11 +176,15 @@ pub fn plan(snapshot: &SecretRecord, diff: &SecretDiff) -> Vec<Action> {
     puts
 }
 
+/// A restore step that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("secret {secret}: {action}: {error}")]
 pub struct ApplyError {
+    /// The secret.
     pub secret: String,
+    /// The step.
     pub action: String,
+    /// What AWS said.
     pub error: ApiError,
 }
 
@@ -304,45 +323,67 @@ async fn apply_actions(
     Ok(())
 }
 
+/// What restore planned or did for one secret.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretOutcome {
+    /// The secret's name.
     pub name: String,
+    /// How it compared with the snapshot.
     pub status: Status,
+    /// What differed.
     pub detail: String,
+    /// The steps, as text.
     pub actions: Vec<String>,
+    /// Why a step failed, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// What a restore (or its dry run) planned or did.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreReport {
+    /// The snapshot id.
     pub snapshot_id: String,
+    /// Its key prefix.
     pub folder: String,
+    /// Whether anything was written (`--apply`).
     pub applied: bool,
     /// Secrets of the snapshot (after the filter) that differ from live, sorted by name.
     pub secrets: Vec<SecretOutcome>,
+    /// Secrets that needed nothing.
     pub unchanged: u64,
     /// Live secrets not in the snapshot (left alone).
     pub new: Vec<String>,
 }
 
 impl RestoreReport {
+    /// Secrets whose restore failed.
     pub fn errors(&self) -> usize {
         self.secrets.iter().filter(|s| s.error.is_some()).count()
     }
 }
 
+/// Why a restore did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// A part failed its checks: nothing was written.
     #[error("snapshot {snapshot}: refusing to restore: {}", describe_parts(.parts))]
     Integrity {
+        /// The snapshot id.
         snapshot: String,
+        /// The failed parts.
         parts: Vec<PartCheck>,
     },
+    /// An AWS call failed.
     #[error("snapshot {snapshot}: {error}")]
-    Api { snapshot: String, error: ApiError },
+    Api {
+        /// The snapshot id.
+        snapshot: String,
+        /// What AWS said.
+        error: ApiError,
+    },
 }
 
 fn describe_parts(parts: &[PartCheck]) -> String {

@@ -29,6 +29,7 @@ pub struct Counts {
     pub unverified: u64,
 }
 
+/// What verify found.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {

@@ -15,45 +15,62 @@ use crate::domain::model::{SecretRecord, SourceKind, ValueKind};
 /// Version of the manifest format this code writes and reads.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 
+/// The account and region whose secrets the snapshot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Source {
+    /// The account id.
     pub account_id: String,
+    /// The region.
     pub region: String,
 }
 
+/// Where the snapshot was written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
+    /// The bucket.
     pub bucket: String,
+    /// Its region.
     pub region: String,
+    /// The role assumed to write it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
 }
 
+/// A snapshot's totals.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// Secrets in the snapshot.
     pub secrets: u64,
+    /// Versions in the snapshot.
     pub versions: u64,
     /// Bytes of secret values (not of the encoded parts).
     pub value_bytes: u64,
+    /// Number of parts.
     pub parts: u64,
     /// Bytes of the part objects as stored.
     pub stored_bytes: u64,
+    /// Secrets that could not be read.
     pub failures: u64,
+    /// Secrets deleted between listing and reading.
     pub skipped: u64,
 }
 
+/// One part object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartEntry {
+    /// Its number, from 1.
     pub number: u32,
+    /// Its key.
     pub key: String,
     /// Object size in bytes.
     pub size: u64,
     /// SHA-256 (hex) of the object as stored.
     pub sha256: String,
+    /// Secrets it holds.
     pub secrets: u64,
 }
 
@@ -61,20 +78,29 @@ pub struct PartEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
+    /// The secret's name (`*` when listing itself failed).
     pub name: String,
+    /// Its ARN.
     pub arn: String,
+    /// Why it is not in the snapshot.
     pub reason: String,
 }
 
+/// A version as the manifest records it (no value).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestVersion {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
+    /// Size of its value in bytes.
     pub size: u64,
+    /// String or binary.
     pub kind: ValueKind,
 }
 
+/// A secret as the manifest records it (no value).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestSecret {
@@ -84,12 +110,16 @@ pub struct ManifestSecret {
     pub source: SourceKind,
     /// The secret's name.
     pub name: String,
+    /// Its ARN.
     pub arn: String,
+    /// The part that holds it.
     pub part: u32,
+    /// Its labelled versions.
     pub versions: Vec<ManifestVersion>,
 }
 
 impl ManifestSecret {
+    /// The manifest entry of `record`, stored in `part`.
     pub fn of(record: &SecretRecord, part: u32) -> Self {
         ManifestSecret {
             source: record.source,
@@ -114,34 +144,49 @@ impl ManifestSecret {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestHead {
+    /// [`MANIFEST_FORMAT_VERSION`].
     pub format_version: u32,
+    /// The snapshot id.
     pub snapshot_id: String,
     /// Key prefix of the snapshot, ending in `/`.
     pub folder: String,
+    /// When the run started.
     pub started_at: DateTime<Utc>,
+    /// When the run finished.
     pub completed_at: DateTime<Utc>,
+    /// The account and region of the secrets.
     pub source: Source,
+    /// Where the snapshot was written.
     pub destination: Destination,
     /// KMS key that wraps the parts' data keys.
     pub kms_key_id: String,
+    /// Which secrets the run covered.
     pub filters: Filters,
+    /// The configured part size.
     pub part_size: u64,
+    /// The totals.
     pub summary: Summary,
+    /// Every part.
     pub parts: Vec<PartEntry>,
+    /// Secrets that could not be read.
     pub failures: Vec<Failure>,
     /// Secrets listed but deleted before they could be read (not failures).
     pub skipped: Vec<Failure>,
 }
 
+/// A snapshot's manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
+    /// Everything but the per-secret list (flattened).
     #[serde(flatten)]
     pub head: ManifestHead,
+    /// Every secret in the snapshot.
     pub secrets: Vec<ManifestSecret>,
 }
 
 impl Manifest {
+    /// The part numbered `number`.
     pub fn part(&self, number: u32) -> Option<&PartEntry> {
         self.head.parts.iter().find(|p| p.number == number)
     }
@@ -154,6 +199,7 @@ pub struct ManifestSpool {
 }
 
 impl ManifestSpool {
+    /// An empty spool in a temporary file.
     pub fn new() -> std::io::Result<Self> {
         Ok(ManifestSpool {
             entries: BufWriter::new(tempfile::tempfile()?),
@@ -161,6 +207,7 @@ impl ManifestSpool {
         })
     }
 
+    /// Appends a secret's entry.
     pub fn add(&mut self, secret: &ManifestSecret) -> std::io::Result<()> {
         if self.count > 0 {
             self.entries.write_all(b",\n")?;
@@ -170,10 +217,12 @@ impl ManifestSpool {
         Ok(())
     }
 
+    /// Entries so far.
     pub fn len(&self) -> u64 {
         self.count
     }
 
+    /// No entry yet.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

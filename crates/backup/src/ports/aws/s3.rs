@@ -19,6 +19,7 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// The bucket, written with SSE-KMS under `sse_kms_key_id` (`None`: the bucket's default).
     pub fn new(client: aws_sdk_s3::Client, bucket: String, sse_kms_key_id: Option<String>) -> Self {
         S3Store {
             client,

@@ -17,6 +17,7 @@ pub struct AwsSecrets {
 }
 
 impl AwsSecrets {
+    /// Over this client.
     pub fn new(client: aws_sdk_secretsmanager::Client) -> Self {
         AwsSecrets { client }
     }

@@ -13,6 +13,7 @@ pub struct StsIdentity {
 }
 
 impl StsIdentity {
+    /// Over this client.
     pub fn new(client: aws_sdk_sts::Client) -> Self {
         StsIdentity {
             client,

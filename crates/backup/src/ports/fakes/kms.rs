@@ -26,6 +26,7 @@ impl Default for FakeKms {
 }
 
 impl FakeKms {
+    /// Data keys generated so far.
     pub fn generated(&self) -> usize {
         self.generated.load(Ordering::SeqCst)
     }
@@ -56,6 +57,7 @@ impl FakeKms {
     }
 }
 
+/// The key ARN the fake reports.
 pub const FAKE_KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/fake";
 
 #[async_trait]

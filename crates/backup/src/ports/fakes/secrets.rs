@@ -13,31 +13,42 @@ use crate::domain::model::{
 };
 use crate::ports::{ApiError, ErrorKind, ListedSecret, NewSecret, SecretsApi};
 
+/// A version of a fake secret.
 #[derive(Clone, Debug)]
 pub struct FakeVersion {
+    /// The version id.
     pub id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
+    /// Its value.
     pub value: SecretValue,
 }
 
+/// A fake secret.
 #[derive(Clone, Debug)]
 pub struct FakeSecret {
+    /// Its metadata.
     pub meta: SecretMeta,
+    /// Every version (labelled or not).
     pub versions: Vec<FakeVersion>,
+    /// Set when scheduled for deletion.
     pub deleted: Option<DateTime<Utc>>,
 }
 
 /// Secrets Manager with its staging-label rules.
 #[derive(Default)]
 pub struct FakeSecrets {
+    /// The secrets by name.
     pub secrets: Mutex<BTreeMap<String, FakeSecret>>,
     /// Names whose GetSecretValue fails.
     pub unreadable: Mutex<HashSet<String>>,
     counter: AtomicUsize,
+    /// Write calls made so far.
     pub writes: AtomicUsize,
 }
 
 impl FakeSecrets {
+    /// The ARN the fake gives `name`.
     pub fn arn_for(name: &str) -> String {
         format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
     }
@@ -81,6 +92,7 @@ impl FakeSecrets {
         id
     }
 
+    /// Change a secret in place.
     pub fn with_secret<R>(&self, name: &str, f: impl FnOnce(&mut FakeSecret) -> R) -> R {
         f(self
             .secrets
@@ -90,6 +102,7 @@ impl FakeSecrets {
             .expect("secret exists"))
     }
 
+    /// Delete a secret at once.
     pub fn remove(&self, name: &str) {
         self.secrets.lock().unwrap().remove(name);
     }

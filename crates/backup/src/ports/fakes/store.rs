@@ -12,14 +12,17 @@ type Objects = BTreeMap<String, (Vec<u8>, HashMap<String, String>)>;
 /// S3 with `If-None-Match: *`.
 #[derive(Default)]
 pub struct FakeStore {
+    /// The objects by key: content and user metadata.
     pub objects: Mutex<Objects>,
 }
 
 impl FakeStore {
+    /// Every key.
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
     }
 
+    /// An object's content (panics when missing).
     pub fn read(&self, key: &str) -> Vec<u8> {
         self.objects.lock().unwrap()[key].0.clone()
     }
