@@ -11,20 +11,19 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
-    ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
-};
 use aws_sdk_secretsmanager::primitives::Blob;
 use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use testkit::lambda::{InvokeError, LambdaHost};
 use testkit::moto::Moto;
+use testkit::vault::{create_key, create_locked_bucket};
 
 pub const BUCKET: &str = "secrets-backup-test";
 pub const PREFIX: &str = "snapshots";
 pub const CUSTOM_LABEL: &str = "BLUE";
+/// Description of the KMS keys the tests create.
+pub const TEST_KEY_DESCRIPTION: &str = "secrets backup test key";
 
 /// What a test created, to check it comes back and is never printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,14 +44,21 @@ impl Val {
     }
 }
 
-/// Description, KMS key, tags, policy, and label → value for the labels restore sets.
-pub type Restorable<'a> = (
-    Option<&'a str>,
-    Option<&'a str>,
-    &'a BTreeMap<String, String>,
-    Option<&'a Value>,
-    BTreeMap<&'a str, &'a [u8]>,
-);
+/// What restore sets back on an existing secret: description, KMS key, tags, policy, and the
+/// value behind each label restore sets (`AWSCURRENT` and custom labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restorable<'a> {
+    /// The description (empty counts as none).
+    pub description: Option<&'a str>,
+    /// The KMS key.
+    pub kms_key_id: Option<&'a str>,
+    /// The tags.
+    pub tags: &'a BTreeMap<String, String>,
+    /// The resource policy.
+    pub policy: Option<&'a Value>,
+    /// Label → value.
+    pub values: BTreeMap<&'a str, &'a [u8]>,
+}
 
 /// A secret's state as restore promises to bring it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,17 +75,18 @@ impl SecretState {
     /// What must be identical after a restore of an existing secret: metadata and the values
     /// behind `AWSCURRENT` and custom labels (AWSPREVIOUS moves by design, versions are new).
     pub fn restorable(&self) -> Restorable<'_> {
-        (
-            self.description.as_deref().filter(|d| !d.is_empty()),
-            self.kms_key_id.as_deref(),
-            &self.tags,
-            self.policy.as_ref(),
-            self.labels
+        Restorable {
+            description: self.description.as_deref().filter(|d| !d.is_empty()),
+            kms_key_id: self.kms_key_id.as_deref(),
+            tags: &self.tags,
+            policy: self.policy.as_ref(),
+            values: self
+                .labels
                 .iter()
                 .filter(|(l, _)| *l != "AWSPREVIOUS" && *l != "AWSPENDING")
                 .map(|(l, (_, v))| (l.as_str(), v.as_slice()))
                 .collect(),
-        )
+        }
     }
 }
 
@@ -125,7 +132,7 @@ impl BackupWorld {
             outputs: Mutex::new(vec![]),
         };
         create_locked_bucket(&world.s3, BUCKET, None).await;
-        let key_arn = create_key(&world.kms).await;
+        let key_arn = create_key(&world.kms, TEST_KEY_DESCRIPTION).await;
         BackupWorld { key_arn, ..world }
     }
 
@@ -317,7 +324,7 @@ impl BackupWorld {
 
     /// `n` varied secrets named `<prefix>NNN`, created 16 at a time; returns their names.
     pub async fn populate(&self, prefix: &str, n: usize) -> Vec<String> {
-        let cmk = create_key(&self.kms).await;
+        let cmk = create_key(&self.kms, TEST_KEY_DESCRIPTION).await;
         let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}")).collect();
         futures::stream::iter(names.iter().enumerate())
             .map(|(i, name)| self.create_varied(name, i, &cmk))
@@ -478,65 +485,6 @@ pub fn policy(i: usize) -> String {
         }]
     })
     .to_string()
-}
-
-pub async fn create_key(kms: &aws_sdk_kms::Client) -> String {
-    kms.create_key()
-        .description("secrets backup test key")
-        .send()
-        .await
-        .expect("CreateKey")
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string()
-}
-
-/// A versioned bucket with Object Lock (governance mode, 1 day default retention).
-pub async fn create_locked_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: Option<&str>) {
-    let mut req = s3
-        .create_bucket()
-        .bucket(bucket)
-        .object_lock_enabled_for_bucket(true);
-    if let Some(r) = region.filter(|r| *r != "us-east-1") {
-        req = req.create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(r.into())
-                .build(),
-        );
-    }
-    req.send().await.expect("CreateBucket");
-    s3.put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("PutBucketVersioning");
-    s3.put_object_lock_configuration()
-        .bucket(bucket)
-        .object_lock_configuration(
-            ObjectLockConfiguration::builder()
-                .object_lock_enabled(ObjectLockEnabled::Enabled)
-                .rule(
-                    ObjectLockRule::builder()
-                        .default_retention(
-                            DefaultRetention::builder()
-                                .mode(ObjectLockRetentionMode::Governance)
-                                .days(1)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("PutObjectLockConfiguration");
 }
 
 pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {

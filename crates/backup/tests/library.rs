@@ -532,7 +532,12 @@ async fn manifest_is_never_overwritten_and_parts_are_new_objects() {
     let r = w.backup(4096).await;
     let err = w
         .store
-        .put_new(&r.manifest_key, backup::ports::Body::Bytes(vec![]), "x", &[])
+        .put_new(
+            &r.manifest_key,
+            backup::ports::Body::Bytes(vec![]),
+            "x",
+            &[],
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind, backup::ports::ErrorKind::AlreadyExists);

@@ -37,6 +37,7 @@ pub mod lambda;
 pub mod moto;
 pub mod postgres;
 pub mod secrets;
+pub mod vault;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};

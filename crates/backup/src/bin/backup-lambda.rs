@@ -18,7 +18,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ok(config) => config,
         // As the rotation function does: every event fails with the reason, naming the
         // variable, so the problem shows in the alarm and the failure destination.
-        Err(e) => return serve_config_error(InvocationError::invalid_configuration(e.to_string())).await,
+        Err(e) => {
+            return serve_config_error(InvocationError::invalid_configuration(e.to_string())).await
+        }
     };
     let base = base_config().await;
     let ports = AwsPorts::new(&base, &config.aws_settings()).await;

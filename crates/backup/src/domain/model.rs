@@ -16,7 +16,9 @@ pub use rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 /// The service a secret was read from, recorded on every record of a snapshot so that verify and
 /// restore talk to the right one. Records written before sources existed carry no `source` field
 /// and read as [`SourceKind::SecretsManager`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum SourceKind {
     /// AWS Secrets Manager (`"secretsmanager"`).
     #[default]

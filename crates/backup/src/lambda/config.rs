@@ -191,11 +191,18 @@ mod tests {
 
     #[test]
     fn booleans_are_strict_and_errors_name_the_variable() {
-        let c = cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_S3_FORCE_PATH_STYLE", "yes")]).unwrap();
+        let c = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            ("BACKUP_S3_FORCE_PATH_STYLE", "yes"),
+        ])
+        .unwrap();
         assert!(c.s3_force_path_style);
         assert!(!cfg(&[("BACKUP_BUCKET", "b")]).unwrap().s3_force_path_style);
-        let err = cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_S3_FORCE_PATH_STYLE", "maybe")])
-            .unwrap_err();
+        let err = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            ("BACKUP_S3_FORCE_PATH_STYLE", "maybe"),
+        ])
+        .unwrap_err();
         assert_eq!(err.name(), "BACKUP_S3_FORCE_PATH_STYLE");
         let err = cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_CONCURRENCY", "lots")]).unwrap_err();
         assert!(err.to_string().contains("BACKUP_CONCURRENCY"), "{err}");

@@ -213,8 +213,7 @@ mod tests {
         let v = serde_json::to_value(RunSummary::Backup(s)).unwrap();
         assert_eq!(v["secrets"], 3);
         assert_eq!(v["durationMs"], 6.0);
-        let mut failed =
-            BackupSummary::new("id".into(), Trigger::Direct, BackupOutcome::Error);
+        let mut failed = BackupSummary::new("id".into(), Trigger::Direct, BackupOutcome::Error);
         failed.error = Some("denied".into());
         assert_eq!(
             serde_json::to_value(&failed).unwrap(),

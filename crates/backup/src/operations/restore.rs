@@ -451,12 +451,15 @@ pub async fn restore(
                 parts: vec![check],
             });
         };
-        let outcomes: Vec<Option<SecretOutcome>> =
-            futures::stream::iter(records.iter().filter(|r| matches_any(patterns, &r.meta.name)))
-                .map(|r| restore_one(ports, r, apply))
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
+        let outcomes: Vec<Option<SecretOutcome>> = futures::stream::iter(
+            records
+                .iter()
+                .filter(|r| matches_any(patterns, &r.meta.name)),
+        )
+        .map(|r| restore_one(ports, r, apply))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
         for o in outcomes {
             match o {
                 Some(o) => report.secrets.push(o),

@@ -107,7 +107,9 @@ pub async fn verify(
         match records {
             Some(records) if compare_live => {
                 let results: Vec<Result<SecretDiff, Failure>> = futures::stream::iter(
-                    records.iter().filter(|r| matches_any(patterns, &r.meta.name)),
+                    records
+                        .iter()
+                        .filter(|r| matches_any(patterns, &r.meta.name)),
                 )
                 .map(|r| async move {
                     match diff::fetch_live(ports.secrets_of(r.source), &r.meta.name).await {

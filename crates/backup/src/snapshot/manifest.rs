@@ -334,10 +334,8 @@ mod tests {
         .unwrap();
         assert_eq!(old.source, SourceKind::SecretsManager);
         assert_eq!(old, entry);
-        let old_record: SecretRecord = serde_json::from_str(
-            r#"{"name": "app/db", "arn": "arn:x", "versions": []}"#,
-        )
-        .unwrap();
+        let old_record: SecretRecord =
+            serde_json::from_str(r#"{"name": "app/db", "arn": "arn:x", "versions": []}"#).unwrap();
         assert_eq!(old_record.source, SourceKind::SecretsManager);
         let new_record = serde_json::to_value(&old_record).unwrap();
         assert_eq!(new_record["source"], "secretsmanager");

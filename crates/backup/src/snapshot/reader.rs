@@ -8,11 +8,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::model::SecretRecord;
+use crate::ports::{ApiError, KeyService, ObjectStore};
 use crate::snapshot::crypto;
 use crate::snapshot::layout::*;
 use crate::snapshot::manifest::*;
-use crate::domain::model::SecretRecord;
-use crate::ports::{ApiError, KeyService, ObjectStore};
 
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
 

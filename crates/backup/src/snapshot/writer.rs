@@ -9,11 +9,11 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::domain::filters::Filters;
+use crate::domain::model::{SecretRecord, VersionRecord, AWSCURRENT};
+use crate::ports::{Body, ListedSecret, Ports, SecretsApi};
 use crate::snapshot::crypto;
 use crate::snapshot::layout::*;
 use crate::snapshot::manifest::*;
-use crate::domain::model::{SecretRecord, VersionRecord, AWSCURRENT};
-use crate::ports::{Body, ListedSecret, Ports, SecretsApi};
 use crate::snapshot::zbuf::ZeroBuf;
 
 /// What one backup run writes, and where.
@@ -122,7 +122,8 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
     let mut versions = described.versions;
     // AWSCURRENT first, then by version id: stable output.
     versions.sort_by(|a, b| {
-        let cur = |v: &crate::domain::model::VersionLabels| !v.labels.iter().any(|l| l == AWSCURRENT);
+        let cur =
+            |v: &crate::domain::model::VersionLabels| !v.labels.iter().any(|l| l == AWSCURRENT);
         (cur(a), &a.version_id).cmp(&(cur(b), &b.version_id))
     });
     let mut records = Vec::with_capacity(versions.len());

@@ -163,10 +163,7 @@ impl AwsPorts {
                     .clone()
                     .or_else(|| settings.kms_key_id.clone()),
             ),
-            keys: KmsKeys::new(
-                aws_sdk_kms::Client::new(&dest),
-                settings.kms_key_id.clone(),
-            ),
+            keys: KmsKeys::new(aws_sdk_kms::Client::new(&dest), settings.kms_key_id.clone()),
             identity: StsIdentity::new(aws_sdk_sts::Client::new(base)),
             source_region,
             destination_region,
