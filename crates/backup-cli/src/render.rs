@@ -352,11 +352,11 @@ mod tests {
     use backup::domain::filters::Filters;
     use backup::domain::model::{SecretValue, AWSCURRENT};
     use backup::operations::restore::restore;
-    use backup::ports::fakes::{FakeKms, FakeSecrets, FakeStore, FAKE_KEY_ARN};
+    use backup::ports::fakes::{FakeKms, FakeSecrets, FakeStore};
     use backup::ports::Ports;
-    use backup::snapshot::manifest::{Destination, Source};
     use backup::snapshot::reader::{list_snapshots, load_manifest, select, Selector};
-    use backup::snapshot::writer::{run_backup, BackupParams};
+    use backup::snapshot::writer::run_backup;
+    use backup::testing::{backup_params, ACCOUNT, PREFIX, REGION};
 
     #[test]
     fn table_aligns_columns() {
@@ -389,32 +389,16 @@ mod tests {
                 SecretValue::string(format!("{{\"password\":\"pw-{i}\"}}")),
             );
         }
-        let params = BackupParams {
-            snapshot_id: "snap-1".into(),
-            started_at: chrono::Utc::now(),
-            prefix: "bk".into(),
-            source: Source {
-                account_id: "123456789012".into(),
-                region: "us-east-1".into(),
-            },
-            destination: Destination {
-                bucket: "b".into(),
-                region: "us-east-1".into(),
-                role_arn: None,
-            },
-            kms_key_id: FAKE_KEY_ARN.into(),
-            filters: Filters::default(),
-            concurrency: 2,
-            part_size: 2048,
-        };
-        run_backup(ports, &params).await.unwrap();
+        run_backup(ports, &backup_params(Filters::default(), 2048))
+            .await
+            .unwrap();
         secrets.put(
             "app/s1",
             SecretValue::string("{\"password\":\"leaked\"}"),
             &[AWSCURRENT],
         );
         secrets.remove("app/s2");
-        let list = list_snapshots(&store, "bk", "123456789012", "us-east-1")
+        let list = list_snapshots(&store, PREFIX, ACCOUNT, REGION)
             .await
             .unwrap();
         let info = select(&list, &Selector::Latest, "x").unwrap();

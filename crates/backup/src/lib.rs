@@ -14,6 +14,10 @@
 //! | [`operations`] | what is done with a snapshot: [`operations::diff`] (snapshot against live), [`operations::verify`], [`operations::restore`] |
 //! | [`lambda`] | the function: [`lambda::config`] (environment), [`lambda::event`], [`lambda::function`] (one event in, a typed summary out), [`lambda::summary`] (the serde-derived run summaries), [`lambda::metrics`] (the EMF line) |
 //!
+//! Tests: the fakes (`ports::fakes`) and fixtures (`testing`) are compiled with the cargo feature
+//! `testing`; the whole-library tests are in `tests/library.rs`, the dependency rule (no clap, no
+//! anyhow here) in `tests/dependencies.rs`.
+//!
 //! The CLI (`crates/backup-cli`) uses `ports::aws`, `snapshot` and `operations`, and renders
 //! their reports; this crate does not depend on clap or anyhow.
 //!
@@ -28,3 +32,5 @@ pub mod lambda;
 pub mod operations;
 pub mod ports;
 pub mod snapshot;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

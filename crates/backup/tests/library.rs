@@ -16,6 +16,7 @@ use backup::snapshot::crypto;
 use backup::snapshot::manifest::*;
 use backup::snapshot::reader::*;
 use backup::snapshot::writer::*;
+use backup::testing::backup_params;
 use chrono::Utc;
 use serde_json::{json, Value};
 
@@ -79,33 +80,12 @@ impl World {
         self.secrets.add("other/x", SecretValue::string("not-app"));
     }
 
-    fn params(&self, filters: Filters, part_size: usize) -> BackupParams {
-        BackupParams {
-            snapshot_id: uuid::Uuid::new_v4().to_string(),
-            started_at: Utc::now(),
-            prefix: "bk".into(),
-            source: Source {
-                account_id: "123456789012".into(),
-                region: "us-east-1".into(),
-            },
-            destination: Destination {
-                bucket: "b".into(),
-                region: "us-east-1".into(),
-                role_arn: None,
-            },
-            kms_key_id: FAKE_KEY_ARN.into(),
-            filters,
-            concurrency: 4,
-            part_size,
-        }
-    }
-
     async fn backup(&self, part_size: usize) -> BackupReport {
         let filters = Filters {
             name_prefixes: vec!["app/".into()],
             tags: vec![],
         };
-        run_backup(self.ports(), &self.params(filters, part_size))
+        run_backup(self.ports(), &backup_params(filters, part_size))
             .await
             .unwrap()
     }

@@ -27,8 +27,17 @@ pub fn folder_name(started: DateTime<Utc>, snapshot_id: &str) -> String {
     format!("{}-{snapshot_id}", started.format(TIMESTAMP_FORMAT))
 }
 
-/// Parse `20250102T030405.123Z-<id>` into its time and id.
-pub fn parse_folder_name(name: &str) -> Option<(DateTime<Utc>, String)> {
+/// What a snapshot folder's name says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderName {
+    /// When the snapshot started.
+    pub started_at: DateTime<Utc>,
+    /// The snapshot id.
+    pub snapshot_id: String,
+}
+
+/// Parse `20250102T030405.123Z-<id>` (or a key prefix ending in it) into its time and id.
+pub fn parse_folder_name(name: &str) -> Option<FolderName> {
     let name = name.trim_end_matches('/');
     let name = name.rsplit('/').next()?;
     let (ts, id) = name.split_once("Z-")?;
@@ -36,7 +45,10 @@ pub fn parse_folder_name(name: &str) -> Option<(DateTime<Utc>, String)> {
     if id.is_empty() {
         return None;
     }
-    Some((t.and_utc(), id.to_string()))
+    Some(FolderName {
+        started_at: t.and_utc(),
+        snapshot_id: id.to_string(),
+    })
 }
 
 /// Key of part `number` in `folder` (which ends in `/`).
@@ -62,7 +74,10 @@ mod tests {
         assert_eq!(name, "20250102T030405.067Z-0b9c");
         assert_eq!(
             parse_folder_name(&format!("p/1/r/{name}/")),
-            Some((t, "0b9c".into()))
+            Some(FolderName {
+                started_at: t,
+                snapshot_id: "0b9c".into()
+            })
         );
         assert!(folder_name(t, "zzz") < folder_name(t + chrono::Duration::milliseconds(1), "aaa"));
         assert_eq!(parse_folder_name("garbage"), None);

@@ -53,10 +53,10 @@ pub async fn list_snapshots(
     let folders = store.list_folders(&base).await?;
     let mut out: Vec<SnapshotInfo> = futures::stream::iter(folders)
         .filter_map(|folder| async move {
-            let (started_at, id) = parse_folder_name(&folder)?;
-            Some((folder, started_at, id))
+            let name = parse_folder_name(&folder)?;
+            Some((folder, name))
         })
-        .map(|(folder, started_at, id)| async move {
+        .map(|(folder, name)| async move {
             let meta = store.head(&manifest_key(&folder)).await?;
             let num = |k: &str| meta.as_ref().and_then(|m| m.get(k)?.parse().ok());
             Ok::<_, ApiError>(SnapshotInfo {
@@ -65,9 +65,9 @@ pub async fn list_snapshots(
                 secrets: num("secrets"),
                 versions: num("versions"),
                 failures: num("failures"),
-                id,
+                id: name.snapshot_id,
                 folder,
-                started_at,
+                started_at: name.started_at,
             })
         })
         .buffer_unordered(8)

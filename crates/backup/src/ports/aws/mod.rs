@@ -1,5 +1,5 @@
 //! The ports over the AWS SDK, one file per service, and the SDK configuration (built once, no
-//! network I/O). [`api_err`] is the one mapping of an SDK error to an [`ApiError`].
+//! network I/O). `api_err` here is the one mapping of an SDK error to an [`ApiError`].
 
 mod kms;
 mod s3;
