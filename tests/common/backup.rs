@@ -19,8 +19,11 @@ use testkit::lambda::{InvokeError, LambdaHost};
 use testkit::moto::Moto;
 use testkit::vault::{create_key, create_locked_bucket};
 
+/// The snapshot bucket of the tests.
 pub const BUCKET: &str = "secrets-backup-test";
+/// The snapshot prefix of the tests.
 pub const PREFIX: &str = "snapshots";
+/// A custom staging label some secrets carry.
 pub const CUSTOM_LABEL: &str = "BLUE";
 /// Description of the KMS keys the tests create.
 pub const TEST_KEY_DESCRIPTION: &str = "secrets backup test key";
@@ -28,7 +31,9 @@ pub const TEST_KEY_DESCRIPTION: &str = "secrets backup test key";
 /// What a test created, to check it comes back and is never printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Val {
+    /// A string value.
     Str(String),
+    /// A binary value.
     Bin(Vec<u8>),
 }
 
@@ -63,9 +68,13 @@ pub struct Restorable<'a> {
 /// A secret's state as restore promises to bring it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretState {
+    /// The description.
     pub description: Option<String>,
+    /// The KMS key.
     pub kms_key_id: Option<String>,
+    /// The tags.
     pub tags: BTreeMap<String, String>,
+    /// The resource policy (parsed).
     pub policy: Option<Value>,
     /// Label → (version id, value), for every label.
     pub labels: BTreeMap<String, (String, Vec<u8>)>,
@@ -90,13 +99,18 @@ impl SecretState {
     }
 }
 
+/// What a run of the CLI gave.
 pub struct CliOut {
+    /// Its exit status (-1 when killed by a signal).
     pub code: i32,
+    /// Its standard output.
     pub stdout: String,
+    /// Its standard error.
     pub stderr: String,
 }
 
 impl CliOut {
+    /// Standard output parsed as JSON (panics, showing both streams, when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
@@ -107,11 +121,17 @@ impl CliOut {
     }
 }
 
+/// moto with the snapshot bucket and key, clients, and what the test created and saw printed.
 pub struct BackupWorld {
+    /// The moto server.
     pub moto: Moto,
+    /// Secrets Manager.
     pub sm: aws_sdk_secretsmanager::Client,
+    /// S3 (path-style).
     pub s3: aws_sdk_s3::Client,
+    /// KMS.
     pub kms: aws_sdk_kms::Client,
+    /// The KMS key of the snapshots.
     pub key_arn: String,
     values: Mutex<Vec<Val>>,
     outputs: Mutex<Vec<String>>,
@@ -156,6 +176,7 @@ impl BackupWorld {
         env
     }
 
+    /// The real `backup-lambda` behind a local Runtime API, with [`Self::env`] plus `extra`.
     pub async fn lambda(&self, extra: &[(&str, &str)]) -> LambdaHost {
         let env = self.env(extra);
         tokio::task::spawn_blocking(move || {
@@ -165,6 +186,7 @@ impl BackupWorld {
         .unwrap()
     }
 
+    /// Invokes the function once (on a blocking thread).
     pub fn invoke(&self, host: &LambdaHost, event: &Value) -> Result<Value, InvokeError> {
         tokio::task::block_in_place(|| host.invoke(event))
     }
@@ -437,6 +459,7 @@ impl BackupWorld {
         list_keys(&self.s3, BUCKET).await
     }
 
+    /// An object of the snapshot bucket (panics when missing).
     pub async fn get_object(&self, key: &str) -> Vec<u8> {
         self.s3
             .get_object()
@@ -466,6 +489,7 @@ impl BackupWorld {
     }
 }
 
+/// A Secrets Manager tag.
 pub fn tag(k: &str, v: &str) -> aws_sdk_secretsmanager::types::Tag {
     aws_sdk_secretsmanager::types::Tag::builder()
         .key(k)
@@ -473,6 +497,7 @@ pub fn tag(k: &str, v: &str) -> aws_sdk_secretsmanager::types::Tag {
         .build()
 }
 
+/// The resource policy of the `i`-th varied secret.
 pub fn policy(i: usize) -> String {
     json!({
         "Version": "2012-10-17",
@@ -487,6 +512,7 @@ pub fn policy(i: usize) -> String {
     .to_string()
 }
 
+/// Every key in `bucket`.
 pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
     let mut keys = vec![];
@@ -524,10 +550,12 @@ pub struct FaultProxy {
     addr: std::net::SocketAddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    /// How many `GetSecretValue` calls were denied.
     pub denied: Arc<Mutex<u32>>,
 }
 
 impl FaultProxy {
+    /// Starts the proxy in front of `upstream`, denying secrets whose id contains `deny`.
     pub fn start(upstream: String, deny: &str) -> FaultProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listens");
         let addr = listener.local_addr().unwrap();
@@ -552,6 +580,7 @@ impl FaultProxy {
         }
     }
 
+    /// The proxy's endpoint URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
