@@ -10,4 +10,4 @@ mod store;
 pub use identity::FakeIdentity;
 pub use kms::{FakeKms, FAKE_KEY_ARN};
 pub use secrets::{FakeSecret, FakeSecrets, FakeVersion};
-pub use store::FakeStore;
+pub use store::{FakeStore, StoredObject};

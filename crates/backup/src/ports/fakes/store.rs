@@ -7,13 +7,20 @@ use async_trait::async_trait;
 
 use crate::ports::{ApiError, Body, ErrorKind, ObjectStore};
 
-type Objects = BTreeMap<String, (Vec<u8>, HashMap<String, String>)>;
+/// An object as the fake bucket keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The content.
+    pub data: Vec<u8>,
+    /// The user metadata.
+    pub metadata: HashMap<String, String>,
+}
 
 /// S3 with `If-None-Match: *`.
 #[derive(Default)]
 pub struct FakeStore {
     /// The objects by key: content and user metadata.
-    pub objects: Mutex<Objects>,
+    pub objects: Mutex<BTreeMap<String, StoredObject>>,
 }
 
 impl FakeStore {
@@ -24,14 +31,14 @@ impl FakeStore {
 
     /// An object's content (panics when missing).
     pub fn read(&self, key: &str) -> Vec<u8> {
-        self.objects.lock().unwrap()[key].0.clone()
+        self.objects.lock().unwrap()[key].data.clone()
     }
 
     /// Overwrite an object (what an attacker or a bug would do; the real bucket forbids it).
     pub fn overwrite(&self, key: &str, data: Vec<u8>) {
         let mut o = self.objects.lock().unwrap();
-        let meta = o.get(key).map(|x| x.1.clone()).unwrap_or_default();
-        o.insert(key.into(), (data, meta));
+        let metadata = o.get(key).map(|x| x.metadata.clone()).unwrap_or_default();
+        o.insert(key.into(), StoredObject { data, metadata });
     }
 }
 
@@ -55,27 +62,32 @@ impl ObjectStore for FakeStore {
                 "PreconditionFailed",
             ));
         }
-        let meta = metadata
+        let metadata = metadata
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        o.insert(key.into(), (data, meta));
+        o.insert(key.into(), StoredObject { data, metadata });
         Ok(())
     }
 
     async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError> {
         match self.objects.lock().unwrap().get(key) {
             None => Ok(None),
-            Some((d, _)) if d.len() as u64 > max_len => Err(ApiError::other(format!(
+            Some(o) if o.data.len() as u64 > max_len => Err(ApiError::other(format!(
                 "object is {} bytes, more than {max_len}",
-                d.len()
+                o.data.len()
             ))),
-            Some((d, _)) => Ok(Some(d.clone())),
+            Some(o) => Ok(Some(o.data.clone())),
         }
     }
 
     async fn head(&self, key: &str) -> Result<Option<HashMap<String, String>>, ApiError> {
-        Ok(self.objects.lock().unwrap().get(key).map(|x| x.1.clone()))
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|x| x.metadata.clone()))
     }
 
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
