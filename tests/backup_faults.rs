@@ -4,11 +4,12 @@
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::Region;
-use backup::aws::KmsKeys;
-use backup::crypto;
+use backup::ports::aws::KmsKeys;
+use backup::snapshot::crypto;
 use e2e::backup::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use testkit::vault::{create_key, create_locked_bucket};
 
 async fn manifest(w: &BackupWorld) -> (String, Value) {
     let keys = w.objects().await;
@@ -107,7 +108,7 @@ async fn tampered_parts_are_named_and_refused() {
     //    to claim to be part 1, and the manifest's hash updated to match: only KMS's context
     //    check can catch it.
     let kms = KmsKeys::new(w.kms.clone(), Some(w.key_arn.clone()));
-    let mut plain = backup::zbuf::ZeroBuf::default();
+    let mut plain = backup::snapshot::zbuf::ZeroBuf::default();
     plain.extend_from_slice(b"{}\n");
     let sealed = crypto::seal(&kms, "another-snapshot", 1, plain)
         .await
@@ -223,7 +224,7 @@ async fn cross_account_destination_through_assume_role() {
     );
     let vault_kms = aws_sdk_kms::Client::new(&vault);
     create_locked_bucket(&vault_s3, DEST_BUCKET, Some(DEST_REGION)).await;
-    let vault_key = create_key(&vault_kms).await;
+    let vault_key = create_key(&vault_kms, TEST_KEY_DESCRIPTION).await;
     assert!(
         vault_key.contains(DEST_ACCOUNT) && vault_key.contains(DEST_REGION),
         "{vault_key}"

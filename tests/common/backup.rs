@@ -11,25 +11,29 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
-    ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
-};
 use aws_sdk_secretsmanager::primitives::Blob;
 use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use testkit::lambda::{InvokeError, LambdaHost};
 use testkit::moto::Moto;
+use testkit::vault::{create_key, create_locked_bucket};
 
+/// The snapshot bucket of the tests.
 pub const BUCKET: &str = "secrets-backup-test";
+/// The snapshot prefix of the tests.
 pub const PREFIX: &str = "snapshots";
+/// A custom staging label some secrets carry.
 pub const CUSTOM_LABEL: &str = "BLUE";
+/// Description of the KMS keys the tests create.
+pub const TEST_KEY_DESCRIPTION: &str = "secrets backup test key";
 
 /// What a test created, to check it comes back and is never printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Val {
+    /// A string value.
     Str(String),
+    /// A binary value.
     Bin(Vec<u8>),
 }
 
@@ -45,21 +49,32 @@ impl Val {
     }
 }
 
-/// Description, KMS key, tags, policy, and label → value for the labels restore sets.
-pub type Restorable<'a> = (
-    Option<&'a str>,
-    Option<&'a str>,
-    &'a BTreeMap<String, String>,
-    Option<&'a Value>,
-    BTreeMap<&'a str, &'a [u8]>,
-);
+/// What restore sets back on an existing secret: description, KMS key, tags, policy, and the
+/// value behind each label restore sets (`AWSCURRENT` and custom labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restorable<'a> {
+    /// The description (empty counts as none).
+    pub description: Option<&'a str>,
+    /// The KMS key.
+    pub kms_key_id: Option<&'a str>,
+    /// The tags.
+    pub tags: &'a BTreeMap<String, String>,
+    /// The resource policy.
+    pub policy: Option<&'a Value>,
+    /// Label → value.
+    pub values: BTreeMap<&'a str, &'a [u8]>,
+}
 
 /// A secret's state as restore promises to bring it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretState {
+    /// The description.
     pub description: Option<String>,
+    /// The KMS key.
     pub kms_key_id: Option<String>,
+    /// The tags.
     pub tags: BTreeMap<String, String>,
+    /// The resource policy (parsed).
     pub policy: Option<Value>,
     /// Label → (version id, value), for every label.
     pub labels: BTreeMap<String, (String, Vec<u8>)>,
@@ -69,27 +84,33 @@ impl SecretState {
     /// What must be identical after a restore of an existing secret: metadata and the values
     /// behind `AWSCURRENT` and custom labels (AWSPREVIOUS moves by design, versions are new).
     pub fn restorable(&self) -> Restorable<'_> {
-        (
-            self.description.as_deref().filter(|d| !d.is_empty()),
-            self.kms_key_id.as_deref(),
-            &self.tags,
-            self.policy.as_ref(),
-            self.labels
+        Restorable {
+            description: self.description.as_deref().filter(|d| !d.is_empty()),
+            kms_key_id: self.kms_key_id.as_deref(),
+            tags: &self.tags,
+            policy: self.policy.as_ref(),
+            values: self
+                .labels
                 .iter()
                 .filter(|(l, _)| *l != "AWSPREVIOUS" && *l != "AWSPENDING")
                 .map(|(l, (_, v))| (l.as_str(), v.as_slice()))
                 .collect(),
-        )
+        }
     }
 }
 
+/// What a run of the CLI gave.
 pub struct CliOut {
+    /// Its exit status (-1 when killed by a signal).
     pub code: i32,
+    /// Its standard output.
     pub stdout: String,
+    /// Its standard error.
     pub stderr: String,
 }
 
 impl CliOut {
+    /// Standard output parsed as JSON (panics, showing both streams, when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
@@ -100,11 +121,17 @@ impl CliOut {
     }
 }
 
+/// moto with the snapshot bucket and key, clients, and what the test created and saw printed.
 pub struct BackupWorld {
+    /// The moto server.
     pub moto: Moto,
+    /// Secrets Manager.
     pub sm: aws_sdk_secretsmanager::Client,
+    /// S3 (path-style).
     pub s3: aws_sdk_s3::Client,
+    /// KMS.
     pub kms: aws_sdk_kms::Client,
+    /// The KMS key of the snapshots.
     pub key_arn: String,
     values: Mutex<Vec<Val>>,
     outputs: Mutex<Vec<String>>,
@@ -125,7 +152,7 @@ impl BackupWorld {
             outputs: Mutex::new(vec![]),
         };
         create_locked_bucket(&world.s3, BUCKET, None).await;
-        let key_arn = create_key(&world.kms).await;
+        let key_arn = create_key(&world.kms, TEST_KEY_DESCRIPTION).await;
         BackupWorld { key_arn, ..world }
     }
 
@@ -149,6 +176,7 @@ impl BackupWorld {
         env
     }
 
+    /// The real `backup-lambda` behind a local Runtime API, with [`Self::env`] plus `extra`.
     pub async fn lambda(&self, extra: &[(&str, &str)]) -> LambdaHost {
         let env = self.env(extra);
         tokio::task::spawn_blocking(move || {
@@ -158,6 +186,7 @@ impl BackupWorld {
         .unwrap()
     }
 
+    /// Invokes the function once (on a blocking thread).
     pub fn invoke(&self, host: &LambdaHost, event: &Value) -> Result<Value, InvokeError> {
         tokio::task::block_in_place(|| host.invoke(event))
     }
@@ -317,7 +346,7 @@ impl BackupWorld {
 
     /// `n` varied secrets named `<prefix>NNN`, created 16 at a time; returns their names.
     pub async fn populate(&self, prefix: &str, n: usize) -> Vec<String> {
-        let cmk = create_key(&self.kms).await;
+        let cmk = create_key(&self.kms, TEST_KEY_DESCRIPTION).await;
         let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}")).collect();
         futures::stream::iter(names.iter().enumerate())
             .map(|(i, name)| self.create_varied(name, i, &cmk))
@@ -430,6 +459,7 @@ impl BackupWorld {
         list_keys(&self.s3, BUCKET).await
     }
 
+    /// An object of the snapshot bucket (panics when missing).
     pub async fn get_object(&self, key: &str) -> Vec<u8> {
         self.s3
             .get_object()
@@ -459,6 +489,7 @@ impl BackupWorld {
     }
 }
 
+/// A Secrets Manager tag.
 pub fn tag(k: &str, v: &str) -> aws_sdk_secretsmanager::types::Tag {
     aws_sdk_secretsmanager::types::Tag::builder()
         .key(k)
@@ -466,6 +497,7 @@ pub fn tag(k: &str, v: &str) -> aws_sdk_secretsmanager::types::Tag {
         .build()
 }
 
+/// The resource policy of the `i`-th varied secret.
 pub fn policy(i: usize) -> String {
     json!({
         "Version": "2012-10-17",
@@ -480,65 +512,7 @@ pub fn policy(i: usize) -> String {
     .to_string()
 }
 
-pub async fn create_key(kms: &aws_sdk_kms::Client) -> String {
-    kms.create_key()
-        .description("secrets backup test key")
-        .send()
-        .await
-        .expect("CreateKey")
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string()
-}
-
-/// A versioned bucket with Object Lock (governance mode, 1 day default retention).
-pub async fn create_locked_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: Option<&str>) {
-    let mut req = s3
-        .create_bucket()
-        .bucket(bucket)
-        .object_lock_enabled_for_bucket(true);
-    if let Some(r) = region.filter(|r| *r != "us-east-1") {
-        req = req.create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(r.into())
-                .build(),
-        );
-    }
-    req.send().await.expect("CreateBucket");
-    s3.put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("PutBucketVersioning");
-    s3.put_object_lock_configuration()
-        .bucket(bucket)
-        .object_lock_configuration(
-            ObjectLockConfiguration::builder()
-                .object_lock_enabled(ObjectLockEnabled::Enabled)
-                .rule(
-                    ObjectLockRule::builder()
-                        .default_retention(
-                            DefaultRetention::builder()
-                                .mode(ObjectLockRetentionMode::Governance)
-                                .days(1)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("PutObjectLockConfiguration");
-}
-
+/// Every key in `bucket`.
 pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
     let mut keys = vec![];
@@ -576,10 +550,12 @@ pub struct FaultProxy {
     addr: std::net::SocketAddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    /// How many `GetSecretValue` calls were denied.
     pub denied: Arc<Mutex<u32>>,
 }
 
 impl FaultProxy {
+    /// Starts the proxy in front of `upstream`, denying secrets whose id contains `deny`.
     pub fn start(upstream: String, deny: &str) -> FaultProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listens");
         let addr = listener.local_addr().unwrap();
@@ -604,6 +580,7 @@ impl FaultProxy {
         }
     }
 
+    /// The proxy's endpoint URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

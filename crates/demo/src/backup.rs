@@ -51,21 +51,8 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
     let config = moto.sdk_config().await;
     let s3 = moto.s3_client().await;
     let kms = aws_sdk_kms::Client::new(&config);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .expect("CreateBucket");
-    let key = kms
-        .create_key()
-        .description("demo secrets backup")
-        .send()
-        .await
-        .expect("CreateKey")
-        .key_metadata()
-        .and_then(|m| m.arn().map(String::from))
-        .expect("key ARN");
+    testkit::vault::create_locked_bucket(&s3, BUCKET, None).await;
+    let key = testkit::vault::create_key(&kms, "demo secrets backup").await;
     println!("Bucket s3://{BUCKET} (versioning + Object Lock) and KMS key {key}");
 
     // A few more secrets next to the rotated one: string, binary, tags, a resource policy.

@@ -51,20 +51,9 @@ pub async fn run() {
     for n in SIZES {
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
         let s3 = moto.s3_client().await;
-        s3.create_bucket()
-            .bucket("bench-backup")
-            .send()
-            .await
-            .expect("CreateBucket");
+        testkit::vault::create_bucket(&s3, "bench-backup", None).await;
         let kms = aws_sdk_kms::Client::new(&moto.sdk_config().await);
-        let key = kms
-            .create_key()
-            .send()
-            .await
-            .expect("CreateKey")
-            .key_metadata()
-            .and_then(|m| m.arn().map(String::from))
-            .unwrap();
+        let key = testkit::vault::create_key(&kms, "bench secrets backup").await;
         populate(&moto, n).await;
         let mut env = moto.env();
         env.push(("BACKUP_BUCKET".into(), "bench-backup".into()));

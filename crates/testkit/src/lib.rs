@@ -39,6 +39,7 @@ pub mod moto;
 pub mod pgdist;
 pub mod postgres;
 pub mod secrets;
+pub mod vault;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};

@@ -126,11 +126,8 @@ async fn reset_clears_state_and_drop_stops_the_server() {
         .await
         .expect("CreateSecret");
     let s3 = moto.s3_client().await;
-    s3.create_bucket()
-        .bucket("backups")
-        .send()
-        .await
-        .expect("CreateBucket (path-style)");
+    // The test kit's S3 client addresses buckets path-style, as moto needs.
+    testkit::vault::create_bucket(&s3, "backups", None).await;
     s3.put_object()
         .bucket("backups")
         .key("a/b.json")

@@ -1,12 +1,14 @@
 //! AWS Lambda: scheduled encrypted snapshots of Secrets Manager secrets (and verify drills).
 //! Wiring only: configuration and SDK clients are built once here, with no network I/O before
-//! the first event; the logic is `backup::function`.
+//! the first event; the logic is `backup::lambda::function`.
 
-use backup::aws::{base_config, AwsPorts};
-use backup::config::BackupConfig;
-use backup::function::Function;
-use backup::metrics::DEFAULT_NAMESPACE;
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use std::sync::Arc;
+
+use backup::lambda::config::BackupConfig;
+use backup::lambda::function::Function;
+use backup::ports::aws::{base_config, AwsPorts};
+use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_support::InvocationError;
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -16,28 +18,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ok(config) => config,
         // As the rotation function does: every event fails with the reason, naming the
         // variable, so the problem shows in the alarm and the failure destination.
-        Err(e) => return serve_config_error(e.to_string()).await,
+        Err(e) => {
+            return serve_config_error(InvocationError::invalid_configuration(e.to_string())).await
+        }
     };
     let base = base_config().await;
-    let ports = AwsPorts::new(
-        &base,
-        &config.bucket,
-        config.destination_region.as_deref(),
-        config.role_arn.as_deref(),
-        config.external_id.as_deref(),
-        config.kms_key_id.as_deref(),
-        config.s3_kms_key_id.as_deref(),
-    )
-    .await;
+    let ports = AwsPorts::new(&base, &config.aws_settings()).await;
     let function = Function {
-        secrets: Box::new(ports.secrets),
-        store: Box::new(ports.store),
-        keys: Box::new(ports.keys),
-        identity: Box::new(ports.identity),
+        secrets: Arc::new(ports.secrets),
+        store: Arc::new(ports.store),
+        keys: Arc::new(ports.keys),
+        identity: Arc::new(ports.identity),
         source_region: ports.source_region,
         destination_region: ports.destination_region,
-        metrics_namespace: std::env::var("BACKUP_METRICS_NAMESPACE")
-            .unwrap_or_else(|_| DEFAULT_NAMESPACE.into()),
         emit: Box::new(|line| println!("{line}")),
         config,
     };
@@ -45,21 +38,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let result = function.handle(event.payload).await;
         if let Err(e) = &result {
-            tracing::error!(error_type = e.error_type, error = %e.message, "invocation failed");
+            tracing::error!(error_type = %e.error_type, error = %e.message, "invocation failed");
         }
         result
     }))
     .await
 }
 
-async fn serve_config_error(message: String) -> Result<(), lambda_runtime::Error> {
-    let message = &message;
+async fn serve_config_error(error: InvocationError) -> Result<(), lambda_runtime::Error> {
+    let error = &error;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-        tracing::error!(error_type = "InvalidConfiguration", error = %message, "invocation failed");
-        Err::<Value, _>(Diagnostic {
-            error_type: "InvalidConfiguration".into(),
-            error_message: message.clone(),
-        })
+        tracing::error!(error_type = %error.error_type, error = %error.message, "invocation failed");
+        Err::<Value, _>(error.clone())
     }))
     .await
 }

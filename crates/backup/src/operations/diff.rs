@@ -6,21 +6,28 @@
 //! labels that exist only live, and rotation settings. Restore fixes exactly what is counted,
 //! so a second restore finds nothing to do.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde::Serialize;
 
-use crate::model::*;
+use crate::domain::filters::{matches_any, NamePattern};
+use crate::domain::model::*;
 use crate::ports::{ApiError, SecretsApi};
+use crate::snapshot::manifest::Manifest;
 
 /// A secret as it is now.
 #[derive(Clone, Debug)]
 pub enum Live {
+    /// No such secret.
     NotFound,
+    /// Scheduled for deletion at this time.
     ScheduledForDeletion(DateTime<Utc>),
+    /// The secret exists.
     Present {
+        /// Its metadata (with its resource policy) and labelled versions.
         described: Box<Described>,
         /// Values of the versions that carry a compared label, by version id.
         values: HashMap<String, SecretValue>,
@@ -52,12 +59,17 @@ pub async fn fetch_live(api: &dyn SecretsApi, name: &str) -> Result<Live, ApiErr
     })
 }
 
+/// A secret of the snapshot (or a live one) compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub enum Status {
+    /// Live equals the snapshot.
     Unchanged,
+    /// Live differs.
     Changed,
+    /// Deleted, or scheduled for deletion, since the snapshot.
     Missing,
+    /// Live, matching the snapshot's filters, but not in it.
     New,
 }
 
@@ -72,27 +84,41 @@ impl fmt::Display for Status {
     }
 }
 
+/// One difference between a snapshot's secret and the live one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Change {
     /// The value behind `label` differs, or no live version carries `label`.
     #[serde(rename_all = "camelCase")]
     Value {
+        /// The label.
         label: String,
+        /// The version that carries it in the snapshot.
         snapshot_version: String,
+        /// The version that carries it live, if any.
         live_version: Option<String>,
     },
+    /// The description differs.
     Description,
+    /// The KMS key differs.
     KmsKey,
+    /// The tags differ (reserved `aws:` tags aside).
     #[serde(rename_all = "camelCase")]
     Tags {
+        /// Keys live but not in the snapshot.
         added: Vec<String>,
+        /// Keys in the snapshot but not live.
         removed: Vec<String>,
+        /// Keys whose value differs.
         changed: Vec<String>,
     },
+    /// The resource policy differs (compared as JSON).
     ResourcePolicy,
+    /// The secret no longer exists.
     NotFound,
+    /// The secret is scheduled for deletion.
     ScheduledForDeletion {
+        /// When it will be deleted.
         at: DateTime<Utc>,
     },
 }
@@ -142,23 +168,29 @@ impl fmt::Display for Change {
     }
 }
 
+/// How one secret compares with the snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretDiff {
+    /// The secret's name.
     pub name: String,
+    /// Its status.
     pub status: Status,
+    /// What restore would fix.
     pub changes: Vec<Change>,
     /// Differences that are reported but not restored.
     pub notes: Vec<String>,
 }
 
 impl SecretDiff {
+    /// The changes and notes as one line.
     pub fn detail(&self) -> String {
         let mut parts: Vec<String> = self.changes.iter().map(|c| c.to_string()).collect();
         parts.extend(self.notes.iter().map(|n| format!("note: {n}")));
         parts.join("; ")
     }
 
+    /// A live secret that is not in the snapshot.
     pub fn new_secret(name: &str) -> Self {
         SecretDiff {
             name: name.into(),
@@ -186,6 +218,7 @@ fn same_policy(a: &Option<String>, b: &Option<String>) -> bool {
     norm(a) == norm(b)
 }
 
+/// The tag difference, reserved `aws:` tags aside, or `None`.
 pub fn tag_change(snapshot: &SecretMeta, live: &SecretMeta) -> Option<Change> {
     let want: HashMap<&str, &str> = snapshot
         .user_tags()
@@ -312,6 +345,33 @@ pub fn compare(snapshot: &SecretRecord, live: &Live) -> SecretDiff {
     diff
 }
 
+/// Live secrets that match the snapshot's filters (and `patterns`) but are not in it.
+pub async fn new_secrets(
+    api: &dyn SecretsApi,
+    manifest: &Manifest,
+    patterns: &[NamePattern],
+) -> Result<Vec<String>, ApiError> {
+    let known: HashSet<&str> = manifest
+        .secrets
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(manifest.head.failures.iter().map(|f| f.name.as_str()))
+        .collect();
+    let filters = &manifest.head.filters;
+    let mut names: Vec<String> = api
+        .list(&filters.name_prefixes)
+        .try_filter_map(|l| {
+            let keep = filters.matches(&l.name, &l.tags)
+                && matches_any(patterns, &l.name)
+                && !known.contains(l.name.as_str());
+            std::future::ready(Ok(keep.then_some(l.name)))
+        })
+        .try_collect()
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +387,7 @@ mod tests {
 
     fn record() -> SecretRecord {
         SecretRecord {
+            source: SourceKind::SecretsManager,
             meta: SecretMeta {
                 name: "app/db".into(),
                 arn: "arn:1".into(),

@@ -6,14 +6,26 @@
 //! an event cannot redirect the backups.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{Filters, Mode, TagFilter};
+use crate::domain::filters::{Filters, TagFilter};
 
+/// An event this function does not understand; the text says what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid backup event: {0}")]
 pub struct EventError(pub String);
+
+/// What an invocation does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// Write a new snapshot (the default).
+    #[default]
+    Backup,
+    /// Check a snapshot's integrity and compare it with the live secrets (a restore drill).
+    Verify,
+}
 
 /// Tags as `{"env": "prod"}` or `["env=prod", "team"]`.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -32,12 +44,17 @@ struct RawInput {
     snapshot: Option<String>,
 }
 
-/// Where the event came from (for the summary log line).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the event came from (for the summary log line): serialized as
+/// `{"type": "eventbridge", "detailType": …, "resources": […]}` or `{"type": "direct"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Trigger {
     /// A classic EventBridge rule: `detail-type` and the rule ARN(s).
+    #[serde(rename_all = "camelCase")]
     EventBridge {
+        /// The event's `detail-type`.
         detail_type: String,
+        /// The rule ARN(s).
         resources: Vec<String>,
     },
     /// EventBridge Scheduler, a rule with constant input, or a manual invoke.
@@ -47,20 +64,24 @@ pub enum Trigger {
 /// What one invocation asks for, after the event's overrides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
+    /// Backup or verify.
     pub mode: Mode,
     /// `None`: use the configured filters.
     pub filters: Option<Filters>,
     /// Verify mode: snapshot id or `latest` (the default).
     pub snapshot: Option<String>,
+    /// Where the event came from.
     pub trigger: Trigger,
 }
 
 impl Request {
+    /// The event's filters, or the configured ones when the event has none.
     pub fn effective_filters<'a>(&'a self, configured: &'a Filters) -> &'a Filters {
         self.filters.as_ref().unwrap_or(configured)
     }
 }
 
+/// Reads an invocation's event (see the module documentation for the accepted shapes).
 pub fn parse(event: &Value) -> Result<Request, EventError> {
     let (input, trigger) = match event {
         Value::Null => (Value::Object(Default::default()), Trigger::Direct),
@@ -205,6 +226,22 @@ mod tests {
         assert_eq!(r.filters.unwrap().name_prefixes, vec!["prod/", "shared/"]);
         let r = parse(&load("backup-verify.json")).unwrap();
         assert_eq!(r.mode, Mode::Verify);
+    }
+
+    #[test]
+    fn triggers_serialize_as_the_summary_shows_them() {
+        let t = Trigger::EventBridge {
+            detail_type: "Scheduled Event".into(),
+            resources: vec!["arn:r".into()],
+        };
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            json!({"type": "eventbridge", "detailType": "Scheduled Event", "resources": ["arn:r"]})
+        );
+        assert_eq!(
+            serde_json::to_value(Trigger::Direct).unwrap(),
+            json!({"type": "direct"})
+        );
     }
 
     #[test]

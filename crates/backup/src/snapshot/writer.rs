@@ -8,41 +8,48 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::config::Filters;
-use crate::crypto;
-use crate::format::*;
-use crate::model::{SecretRecord, VersionRecord, AWSCURRENT};
-use crate::ports::{Body, KeyService, ListedSecret, ObjectStore, SecretsApi};
-use crate::zbuf::ZeroBuf;
+use crate::domain::filters::Filters;
+use crate::domain::model::{SecretRecord, VersionRecord, AWSCURRENT};
+use crate::ports::{Body, ListedSecret, Ports, SecretsApi};
+use crate::snapshot::crypto;
+use crate::snapshot::layout::*;
+use crate::snapshot::manifest::*;
+use crate::snapshot::zbuf::ZeroBuf;
 
-/// The ports a backup uses.
-#[derive(Clone, Copy)]
-pub struct BackupPorts<'a> {
-    pub secrets: &'a dyn SecretsApi,
-    pub store: &'a dyn ObjectStore,
-    pub keys: &'a dyn KeyService,
-}
-
+/// What one backup run writes, and where.
 #[derive(Clone, Debug)]
 pub struct BackupParams {
+    /// A new id (a UUID).
     pub snapshot_id: String,
+    /// When the run started (names the folder).
     pub started_at: DateTime<Utc>,
+    /// Key prefix of the snapshots (normalized, may be empty).
     pub prefix: String,
+    /// The source account and region.
     pub source: Source,
+    /// The bucket and its region.
     pub destination: Destination,
+    /// KMS key that wraps the parts' data keys.
     pub kms_key_id: String,
+    /// Which secrets.
     pub filters: Filters,
+    /// Secrets read at the same time.
     pub concurrency: usize,
+    /// Plaintext size at which a part is sealed and uploaded.
     pub part_size: usize,
 }
 
+/// A written snapshot: the manifest's head, and its key.
 #[derive(Clone, Debug)]
 pub struct BackupReport {
+    /// The manifest without its per-secret list.
     pub head: ManifestHead,
+    /// Key of the manifest object.
     pub manifest_key: String,
 }
 
 impl BackupReport {
+    /// `s3://bucket/folder/`.
     pub fn location(&self) -> String {
         format!("s3://{}/{}", self.head.destination.bucket, self.head.folder)
     }
@@ -52,14 +59,24 @@ impl BackupReport {
 /// are recorded as failures in the manifest).
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// A part could not be sealed or uploaded.
     #[error("snapshot {snapshot}: part {part}: {reason}")]
     Part {
+        /// The snapshot id.
         snapshot: String,
+        /// The part number.
         part: u32,
+        /// What failed.
         reason: String,
     },
+    /// The manifest could not be written or uploaded.
     #[error("snapshot {snapshot}: manifest: {reason}")]
-    Manifest { snapshot: String, reason: String },
+    Manifest {
+        /// The snapshot id.
+        snapshot: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 enum Fetched {
@@ -105,7 +122,8 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
     let mut versions = described.versions;
     // AWSCURRENT first, then by version id: stable output.
     versions.sort_by(|a, b| {
-        let cur = |v: &crate::model::VersionLabels| !v.labels.iter().any(|l| l == AWSCURRENT);
+        let cur =
+            |v: &crate::domain::model::VersionLabels| !v.labels.iter().any(|l| l == AWSCURRENT);
         (cur(a), &a.version_id).cmp(&(cur(b), &b.version_id))
     });
     let mut records = Vec::with_capacity(versions.len());
@@ -131,13 +149,14 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
         }
     }
     Fetched::Record(Box::new(SecretRecord {
+        source: api.source(),
         meta,
         versions: records,
     }))
 }
 
 struct PartWriter<'a> {
-    ports: BackupPorts<'a>,
+    ports: Ports<'a>,
     params: &'a BackupParams,
     folder: String,
     number: u32,
@@ -243,7 +262,7 @@ impl PartWriter<'_> {
 /// Write a snapshot. Secrets that cannot be read are listed in the manifest (the caller decides
 /// how the invocation ends); an error here means the snapshot could not be completed.
 pub async fn run_backup(
-    ports: BackupPorts<'_>,
+    ports: Ports<'_>,
     params: &BackupParams,
 ) -> Result<BackupReport, BackupError> {
     let folder = format!(

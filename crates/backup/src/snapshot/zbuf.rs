@@ -5,38 +5,46 @@ use std::io;
 
 use zeroize::{Zeroize, Zeroizing};
 
+/// A growable byte buffer zeroed on drop.
 #[derive(Default)]
 pub struct ZeroBuf {
     inner: Zeroizing<Vec<u8>>,
 }
 
 impl ZeroBuf {
+    /// An empty buffer with room for `n` bytes.
     pub fn with_capacity(n: usize) -> Self {
         ZeroBuf {
             inner: Zeroizing::new(Vec::with_capacity(n)),
         }
     }
 
+    /// Bytes held.
     pub fn len(&self) -> usize {
         self.inner.len()
     }
 
+    /// No bytes held.
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }
 
+    /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         &self.inner
     }
 
+    /// The bytes, mutable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.inner
     }
 
+    /// Zero and empty the buffer.
     pub fn clear(&mut self) {
         self.inner.zeroize();
     }
 
+    /// Append `data`, growing without leaving a copy behind.
     pub fn extend_from_slice(&mut self, data: &[u8]) {
         self.reserve(data.len());
         self.inner.extend_from_slice(data);

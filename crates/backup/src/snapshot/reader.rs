@@ -8,10 +8,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::crypto;
-use crate::format::*;
-use crate::model::SecretRecord;
+use crate::domain::model::SecretRecord;
 use crate::ports::{ApiError, KeyService, ObjectStore};
+use crate::snapshot::crypto;
+use crate::snapshot::layout::*;
+use crate::snapshot::manifest::*;
 
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -19,16 +20,24 @@ const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotInfo {
+    /// The snapshot id.
     pub id: String,
+    /// Its key prefix, ending in `/`.
     pub folder: String,
+    /// When it started (from the folder name).
     pub started_at: DateTime<Utc>,
+    /// Whether its manifest exists.
     pub complete: bool,
+    /// When it finished (manifest metadata).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// Secrets in it (manifest metadata).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets: Option<u64>,
+    /// Versions in it (manifest metadata).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub versions: Option<u64>,
+    /// Secrets that could not be read (manifest metadata).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u64>,
 }
@@ -44,10 +53,10 @@ pub async fn list_snapshots(
     let folders = store.list_folders(&base).await?;
     let mut out: Vec<SnapshotInfo> = futures::stream::iter(folders)
         .filter_map(|folder| async move {
-            let (started_at, id) = parse_folder_name(&folder)?;
-            Some((folder, started_at, id))
+            let name = parse_folder_name(&folder)?;
+            Some((folder, name))
         })
-        .map(|(folder, started_at, id)| async move {
+        .map(|(folder, name)| async move {
             let meta = store.head(&manifest_key(&folder)).await?;
             let num = |k: &str| meta.as_ref().and_then(|m| m.get(k)?.parse().ok());
             Ok::<_, ApiError>(SnapshotInfo {
@@ -56,9 +65,9 @@ pub async fn list_snapshots(
                 secrets: num("secrets"),
                 versions: num("versions"),
                 failures: num("failures"),
-                id,
+                id: name.snapshot_id,
                 folder,
-                started_at,
+                started_at: name.started_at,
             })
         })
         .buffer_unordered(8)
@@ -72,12 +81,16 @@ pub async fn list_snapshots(
 /// one that started at or before a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
+    /// The last complete snapshot.
     Latest,
+    /// An id, a unique prefix of one, or a folder name.
     Id(String),
+    /// The last complete snapshot started at or before this time.
     AsOf(DateTime<Utc>),
 }
 
 impl Selector {
+    /// `latest`, or an id.
     pub fn parse(s: &str) -> Self {
         if s.eq_ignore_ascii_case("latest") {
             Selector::Latest
@@ -97,20 +110,27 @@ impl fmt::Display for Selector {
     }
 }
 
+/// Why no snapshot was selected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SelectError {
+    /// No complete snapshot under this location.
     #[error("no complete snapshot found under {0}")]
     None(String),
+    /// None started at or before this time.
     #[error("no complete snapshot started at or before {0}")]
     NoneBefore(String),
+    /// No snapshot with this id.
     #[error("no snapshot {0}")]
     NotFound(String),
+    /// Several snapshots start with this id (the id, then the candidates).
     #[error("snapshot id {0} is ambiguous: {1}")]
     Ambiguous(String, String),
+    /// The snapshot has no manifest.
     #[error("snapshot {0} is incomplete (no manifest: the run did not finish)")]
     Incomplete(String),
 }
 
+/// The snapshot `selector` picks from `snapshots` (of `location`, for messages).
 pub fn select<'a>(
     snapshots: &'a [SnapshotInfo],
     selector: &Selector,
@@ -164,24 +184,40 @@ pub fn select<'a>(
     }
 }
 
+/// Why a manifest could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// It does not exist.
     #[error("snapshot {snapshot}: manifest {key} is missing")]
-    Missing { snapshot: String, key: String },
+    Missing {
+        /// The snapshot id.
+        snapshot: String,
+        /// The manifest's key.
+        key: String,
+    },
+    /// It could not be read.
     #[error("snapshot {snapshot}: reading manifest {key}: {source}")]
     Read {
+        /// The snapshot id.
         snapshot: String,
+        /// The manifest's key.
         key: String,
+        /// What S3 said.
         source: ApiError,
     },
+    /// It does not parse, has an unknown format, or describes another snapshot.
     #[error("snapshot {snapshot}: manifest {key} is invalid: {reason}")]
     Invalid {
+        /// The snapshot id.
         snapshot: String,
+        /// The manifest's key.
         key: String,
+        /// What is wrong.
         reason: String,
     },
 }
 
+/// Read and check the manifest of `info`.
 pub async fn load_manifest(
     store: &dyn ObjectStore,
     info: &SnapshotInfo,
@@ -220,11 +256,15 @@ pub async fn load_manifest(
     Ok(manifest)
 }
 
+/// The outcome of one check of a part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Check {
+    /// Passed.
     Ok,
+    /// Failed.
     Failed,
+    /// Not reached.
     NotChecked,
 }
 
@@ -242,9 +282,13 @@ impl fmt::Display for Check {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartCheck {
+    /// The part number.
     pub part: u32,
+    /// Its key.
     pub key: String,
+    /// Secrets it should hold.
     pub secrets: u64,
+    /// Its size per the manifest.
     pub size: u64,
     /// Size and SHA-256 against the manifest.
     pub sha256: Check,
@@ -252,10 +296,26 @@ pub struct PartCheck {
     pub decrypt: Check,
     /// Decrypted content agrees with the manifest (secrets, version ids, labels, sizes).
     pub content: Check,
+    /// Every problem found; empty when the part is intact.
     pub problems: Vec<String>,
 }
 
 impl PartCheck {
+    /// A part the manifest places secrets in but does not list (so nothing could be checked).
+    pub fn unlisted(part: u32) -> Self {
+        PartCheck {
+            part,
+            key: String::new(),
+            secrets: 0,
+            size: 0,
+            sha256: Check::NotChecked,
+            decrypt: Check::NotChecked,
+            content: Check::NotChecked,
+            problems: vec!["the manifest places secrets in this part but does not list it".into()],
+        }
+    }
+
+    /// Every check passed.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }

@@ -1,51 +1,45 @@
-//! Whole-library tests over the in-memory fakes: backup, verify, diff, restore, tampering.
+//! Whole-library tests over the in-memory fakes (feature `testing`): backup, verify, diff,
+//! restore, tampering, and the function end to end.
 
 use std::sync::{Arc, Mutex};
 
+use backup::domain::filters::{Filters, NamePattern};
+use backup::domain::model::*;
+use backup::lambda::config::BackupConfig;
+use backup::lambda::function::Function;
+use backup::operations::diff::Status;
+use backup::operations::restore::{restore, RestoreError};
+use backup::operations::verify::verify;
+use backup::ports::fakes::*;
+use backup::ports::{ObjectStore, Ports};
+use backup::snapshot::crypto;
+use backup::snapshot::manifest::*;
+use backup::snapshot::reader::*;
+use backup::snapshot::writer::*;
+use backup::testing::backup_params;
 use chrono::Utc;
-use serde_json::json;
-
-use crate::config::{BackupConfig, Filters, NamePattern};
-use crate::crypto;
-use crate::diff::Status;
-use crate::fakes::*;
-use crate::format::*;
-use crate::function::Function;
-use crate::model::*;
-use crate::ports::ObjectStore;
-use crate::reader::*;
-use crate::restore::{restore, RestoreError};
-use crate::verify::{verify, ReadPorts};
-use crate::writer::*;
+use serde_json::{json, Value};
 
 struct World {
-    secrets: FakeSecrets,
-    store: FakeStore,
-    kms: FakeKms,
+    secrets: Arc<FakeSecrets>,
+    store: Arc<FakeStore>,
+    kms: Arc<FakeKms>,
 }
 
 impl World {
     fn new() -> Self {
         World {
-            secrets: FakeSecrets::default(),
-            store: FakeStore::default(),
-            kms: FakeKms::default(),
+            secrets: Arc::default(),
+            store: Arc::default(),
+            kms: Arc::default(),
         }
     }
 
-    fn backup_ports(&self) -> BackupPorts<'_> {
-        BackupPorts {
-            secrets: &self.secrets,
-            store: &self.store,
-            keys: &self.kms,
-        }
-    }
-
-    fn read_ports(&self) -> ReadPorts<'_> {
-        ReadPorts {
-            secrets: &self.secrets,
-            store: &self.store,
-            keys: &self.kms,
+    fn ports(&self) -> Ports<'_> {
+        Ports {
+            secrets: self.secrets.as_ref(),
+            store: self.store.as_ref(),
+            keys: self.kms.as_ref(),
         }
     }
 
@@ -86,43 +80,22 @@ impl World {
         self.secrets.add("other/x", SecretValue::string("not-app"));
     }
 
-    fn params(&self, filters: Filters, part_size: usize) -> BackupParams {
-        BackupParams {
-            snapshot_id: uuid::Uuid::new_v4().to_string(),
-            started_at: Utc::now(),
-            prefix: "bk".into(),
-            source: Source {
-                account_id: "123456789012".into(),
-                region: "us-east-1".into(),
-            },
-            destination: Destination {
-                bucket: "b".into(),
-                region: "us-east-1".into(),
-                role_arn: None,
-            },
-            kms_key_id: FAKE_KEY_ARN.into(),
-            filters,
-            concurrency: 4,
-            part_size,
-        }
-    }
-
     async fn backup(&self, part_size: usize) -> BackupReport {
         let filters = Filters {
             name_prefixes: vec!["app/".into()],
             tags: vec![],
         };
-        run_backup(self.backup_ports(), &self.params(filters, part_size))
+        run_backup(self.ports(), &backup_params(filters, part_size))
             .await
             .unwrap()
     }
 
     async fn manifest(&self, sel: Selector) -> Manifest {
-        let list = list_snapshots(&self.store, "bk", "123456789012", "us-east-1")
+        let list = list_snapshots(self.store.as_ref(), "bk", "123456789012", "us-east-1")
             .await
             .unwrap();
         let info = select(&list, &sel, "x").unwrap();
-        load_manifest(&self.store, info).await.unwrap()
+        load_manifest(self.store.as_ref(), info).await.unwrap()
     }
 
     /// Everything that restore promises to bring back, per secret.
@@ -208,7 +181,7 @@ async fn backup_then_verify_is_clean() {
         "{\"password\":\"pw-3-cur\"}".len() as u64
     );
 
-    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+    let v = verify(w.ports(), &m, true, &[], 4, &no_progress)
         .await
         .unwrap();
     assert!(v.integrity_ok(), "{v:?}");
@@ -247,7 +220,7 @@ async fn change_delete_add_then_restore() {
     w.secrets.add("app/new", SecretValue::string("n"));
     w.secrets.add("other/new", SecretValue::string("n"));
 
-    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+    let v = verify(w.ports(), &m, true, &[], 4, &no_progress)
         .await
         .unwrap();
     assert!(v.integrity_ok());
@@ -277,7 +250,7 @@ async fn change_delete_add_then_restore() {
 
     // Dry run: the same list, nothing written.
     let writes = w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst);
-    let plan = restore(w.read_ports(), &m, &[], false, 4, &no_progress)
+    let plan = restore(w.ports(), &m, &[], false, 4, &no_progress)
         .await
         .unwrap();
     assert_eq!(
@@ -291,11 +264,12 @@ async fn change_delete_add_then_restore() {
     );
     assert_eq!(plan.new, vec!["app/new"]);
     assert!(plan.secrets.iter().all(|s| !s.actions.is_empty()));
-    let text = crate::render::restore(&plan);
+    // The CLI's text rendering of such a plan is checked in crates/backup-cli (src/render.rs).
+    let text = serde_json::to_string(&plan).unwrap();
     assert!(!text.contains("leaked") && !text.contains("pw-"), "{text}");
 
     // Apply: everything restore promises is back; app/new is left alone.
-    let applied = restore(w.read_ports(), &m, &[], true, 4, &no_progress)
+    let applied = restore(w.ports(), &m, &[], true, 4, &no_progress)
         .await
         .unwrap();
     assert_eq!(applied.errors(), 0, "{applied:?}");
@@ -332,7 +306,7 @@ async fn change_delete_add_then_restore() {
 
     // Second apply: nothing to do, nothing written.
     let writes = w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst);
-    let again = restore(w.read_ports(), &m, &[], true, 4, &no_progress)
+    let again = restore(w.ports(), &m, &[], true, 4, &no_progress)
         .await
         .unwrap();
     assert!(again.secrets.is_empty(), "{:?}", again.secrets);
@@ -340,7 +314,7 @@ async fn change_delete_add_then_restore() {
         w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst),
         writes
     );
-    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+    let v = verify(w.ports(), &m, true, &[], 4, &no_progress)
         .await
         .unwrap();
     assert_eq!(v.differences.len(), 1, "only app/new: {:?}", v.differences);
@@ -355,7 +329,7 @@ async fn filtered_restore_touches_only_matches() {
     w.secrets.remove("app/s10");
     w.secrets.remove("app/s20");
     let r = restore(
-        w.read_ports(),
+        w.ports(),
         &m,
         &[NamePattern::new("app/s1*")],
         true,
@@ -408,7 +382,7 @@ async fn as_of_picks_the_right_snapshot() {
         w.manifest(Selector::Latest).await.head.snapshot_id,
         third.head.snapshot_id
     );
-    let list = list_snapshots(&w.store, "bk", "123456789012", "us-east-1")
+    let list = list_snapshots(w.store.as_ref(), "bk", "123456789012", "us-east-1")
         .await
         .unwrap();
     assert_eq!(list.len(), 3);
@@ -418,12 +392,12 @@ async fn as_of_picks_the_right_snapshot() {
 }
 
 async fn tampered(w: &World, m: &Manifest) -> (Vec<u32>, String) {
-    let v = verify(w.read_ports(), m, true, &[], 4, &no_progress)
+    let v = verify(w.ports(), m, true, &[], 4, &no_progress)
         .await
         .unwrap();
     assert!(!v.integrity_ok());
     let bad: Vec<u32> = v.failed_parts().iter().map(|p| p.part).collect();
-    let err = restore(w.read_ports(), m, &[], true, 4, &no_progress)
+    let err = restore(w.ports(), m, &[], true, 4, &no_progress)
         .await
         .unwrap_err();
     assert!(matches!(err, RestoreError::Integrity { .. }));
@@ -451,7 +425,7 @@ async fn tampering_is_detected_and_restore_refuses() {
         msg.contains("part 1") && msg.contains(&p1) && msg.contains("SHA-256"),
         "{msg}"
     );
-    let v = verify(w.read_ports(), &m, false, &[], 4, &no_progress)
+    let v = verify(w.ports(), &m, false, &[], 4, &no_progress)
         .await
         .unwrap();
     assert_eq!(v.parts[0].decrypt, Check::Failed);
@@ -469,7 +443,7 @@ async fn tampering_is_detected_and_restore_refuses() {
 
     // A part sealed under another encryption context, with a manifest that agrees on its hash.
     let (header, _) = crypto::parse_header(&original1).unwrap();
-    let plaintext = crypto::open(&w.kms, &m.head.snapshot_id, 1, &original1)
+    let plaintext = crypto::open(w.kms.as_ref(), &m.head.snapshot_id, 1, &original1)
         .await
         .unwrap();
     let forged = forge_with_context(
@@ -492,7 +466,7 @@ async fn tampering_is_detected_and_restore_refuses() {
 
     // Restored to the original: clean again.
     w.store.overwrite(&p1, original1);
-    let v = verify(w.read_ports(), &m, true, &[], 4, &no_progress)
+    let v = verify(w.ports(), &m, true, &[], 4, &no_progress)
         .await
         .unwrap();
     assert!(v.integrity_ok());
@@ -538,137 +512,23 @@ async fn manifest_is_never_overwritten_and_parts_are_new_objects() {
     let r = w.backup(4096).await;
     let err = w
         .store
-        .put_new(&r.manifest_key, crate::ports::Body::Bytes(vec![]), "x", &[])
+        .put_new(
+            &r.manifest_key,
+            backup::ports::Body::Bytes(vec![]),
+            "x",
+            &[],
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.kind, crate::ports::ErrorKind::AlreadyExists);
+    assert_eq!(err.kind, backup::ports::ErrorKind::AlreadyExists);
+}
+
+/// The function's output as the runtime sends it.
+fn output(summary: backup::lambda::summary::RunSummary) -> Value {
+    serde_json::to_value(summary).unwrap()
 }
 
 fn function(w: Arc<World>, lines: Arc<Mutex<Vec<String>>>) -> Function {
-    struct S(Arc<World>);
-    // Forward the ports to the shared world.
-    #[async_trait::async_trait]
-    impl crate::ports::SecretsApi for S {
-        fn list<'a>(
-            &'a self,
-            p: &'a [String],
-        ) -> futures::stream::BoxStream<
-            'a,
-            Result<crate::ports::ListedSecret, crate::ports::ApiError>,
-        > {
-            self.0.secrets.list(p)
-        }
-        async fn describe(&self, id: &str) -> Result<Option<Described>, crate::ports::ApiError> {
-            self.0.secrets.describe(id).await
-        }
-        async fn resource_policy(
-            &self,
-            id: &str,
-        ) -> Result<Option<String>, crate::ports::ApiError> {
-            self.0.secrets.resource_policy(id).await
-        }
-        async fn get_value(
-            &self,
-            id: &str,
-            v: &str,
-        ) -> Result<SecretValue, crate::ports::ApiError> {
-            self.0.secrets.get_value(id, v).await
-        }
-        async fn create(
-            &self,
-            n: crate::ports::NewSecret<'_>,
-        ) -> Result<String, crate::ports::ApiError> {
-            self.0.secrets.create(n).await
-        }
-        async fn put_value(
-            &self,
-            id: &str,
-            v: &SecretValue,
-            l: &[String],
-            t: Option<&str>,
-        ) -> Result<String, crate::ports::ApiError> {
-            self.0.secrets.put_value(id, v, l, t).await
-        }
-        async fn move_label(
-            &self,
-            id: &str,
-            l: &str,
-            to: &str,
-            from: Option<&str>,
-        ) -> Result<(), crate::ports::ApiError> {
-            self.0.secrets.move_label(id, l, to, from).await
-        }
-        async fn update_metadata(
-            &self,
-            id: &str,
-            d: Option<&str>,
-            k: Option<&str>,
-        ) -> Result<(), crate::ports::ApiError> {
-            self.0.secrets.update_metadata(id, d, k).await
-        }
-        async fn tag(&self, id: &str, t: &[Tag]) -> Result<(), crate::ports::ApiError> {
-            self.0.secrets.tag(id, t).await
-        }
-        async fn untag(&self, id: &str, k: &[String]) -> Result<(), crate::ports::ApiError> {
-            self.0.secrets.untag(id, k).await
-        }
-        async fn put_resource_policy(
-            &self,
-            id: &str,
-            p: &str,
-        ) -> Result<(), crate::ports::ApiError> {
-            self.0.secrets.put_resource_policy(id, p).await
-        }
-        async fn delete_resource_policy(&self, id: &str) -> Result<(), crate::ports::ApiError> {
-            self.0.secrets.delete_resource_policy(id).await
-        }
-        async fn cancel_deletion(&self, id: &str) -> Result<(), crate::ports::ApiError> {
-            self.0.secrets.cancel_deletion(id).await
-        }
-    }
-    struct O(Arc<World>);
-    #[async_trait::async_trait]
-    impl crate::ports::ObjectStore for O {
-        async fn put_new(
-            &self,
-            k: &str,
-            b: crate::ports::Body,
-            c: &str,
-            m: &[(&str, String)],
-        ) -> Result<(), crate::ports::ApiError> {
-            self.0.store.put_new(k, b, c, m).await
-        }
-        async fn get(&self, k: &str, n: u64) -> Result<Option<Vec<u8>>, crate::ports::ApiError> {
-            self.0.store.get(k, n).await
-        }
-        async fn head(
-            &self,
-            k: &str,
-        ) -> Result<Option<std::collections::HashMap<String, String>>, crate::ports::ApiError>
-        {
-            self.0.store.head(k).await
-        }
-        async fn list_folders(&self, p: &str) -> Result<Vec<String>, crate::ports::ApiError> {
-            self.0.store.list_folders(p).await
-        }
-    }
-    struct K(Arc<World>);
-    #[async_trait::async_trait]
-    impl crate::ports::KeyService for K {
-        async fn generate_data_key(
-            &self,
-            c: &[(&str, &str)],
-        ) -> Result<crate::ports::DataKey, crate::ports::ApiError> {
-            self.0.kms.generate_data_key(c).await
-        }
-        async fn decrypt(
-            &self,
-            w: &[u8],
-            c: &[(&str, &str)],
-        ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::ports::ApiError> {
-            self.0.kms.decrypt(w, c).await
-        }
-    }
     let config = BackupConfig::from_lookup(|k| match k {
         "BACKUP_BUCKET" => Some("b".into()),
         "BACKUP_PREFIX" => Some("bk".into()),
@@ -679,13 +539,12 @@ fn function(w: Arc<World>, lines: Arc<Mutex<Vec<String>>>) -> Function {
     .unwrap();
     Function {
         config,
-        secrets: Box::new(S(w.clone())),
-        store: Box::new(O(w.clone())),
-        keys: Box::new(K(w)),
-        identity: Box::new(FakeIdentity("123456789012")),
+        secrets: w.secrets.clone(),
+        store: w.store.clone(),
+        keys: w.kms.clone(),
+        identity: Arc::new(FakeIdentity("123456789012")),
         source_region: "us-east-1".into(),
         destination_region: "us-east-1".into(),
-        metrics_namespace: "SecretsBackup".into(),
         emit: Box::new(move |l| lines.lock().unwrap().push(l.to_string())),
     }
 }
@@ -719,7 +578,7 @@ async fn function_fails_the_invocation_but_writes_the_rest() {
     assert_eq!(m.head.failures[0].name, "app/s07");
     let lines = lines.lock().unwrap();
     assert_eq!(lines.len(), 1);
-    let emf: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    let emf: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(emf["Failures"], 1.0);
     assert_eq!(emf["Secrets"], 30.0);
     assert_eq!(emf["outcome"], "incomplete");
@@ -732,10 +591,10 @@ async fn function_verify_mode_and_event_filters() {
     w.populate();
     let lines = Arc::new(Mutex::new(vec![]));
     let f = function(w.clone(), lines.clone());
-    let out = f.handle(json!({"namePrefixes": ["app/s1"]})).await.unwrap();
+    let out = output(f.handle(json!({"namePrefixes": ["app/s1"]})).await.unwrap());
     assert_eq!(out["outcome"], "complete");
     assert_eq!(out["secrets"], 10);
-    let out = f.handle(json!({"mode": "verify"})).await.unwrap();
+    let out = output(f.handle(json!({"mode": "verify"})).await.unwrap());
     assert_eq!(out["outcome"], "intact");
     assert_eq!(out["counts"]["unchanged"], 10);
     // Tamper with the latest snapshot: the drill fails and names the part.

@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use crate::format::Manifest;
-use crate::reader::SnapshotInfo;
-use crate::restore::RestoreReport;
-use crate::verify::VerifyReport;
+use backup::operations::restore::RestoreReport;
+use backup::operations::verify::VerifyReport;
+use backup::snapshot::manifest::Manifest;
+use backup::snapshot::reader::SnapshotInfo;
 
 /// A left-aligned table with a header row; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -349,6 +349,14 @@ pub fn restore(r: &RestoreReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backup::domain::filters::Filters;
+    use backup::domain::model::{SecretValue, AWSCURRENT};
+    use backup::operations::restore::restore;
+    use backup::ports::fakes::{FakeKms, FakeSecrets, FakeStore};
+    use backup::ports::Ports;
+    use backup::snapshot::reader::{list_snapshots, load_manifest, select, Selector};
+    use backup::snapshot::writer::run_backup;
+    use backup::testing::{backup_params, ACCOUNT, PREFIX, REGION};
 
     #[test]
     fn table_aligns_columns() {
@@ -360,5 +368,50 @@ mod tests {
             ],
         );
         assert_eq!(t, "A     BB\nlong  x\ns     yy\n");
+    }
+    /// A restore plan over the fakes, rendered as the CLI prints it, shows names and actions but
+    /// never a value: neither the snapshot's nor the live one it would replace.
+    #[tokio::test]
+    async fn a_rendered_restore_plan_holds_no_value() {
+        let (secrets, store, keys) = (
+            FakeSecrets::default(),
+            FakeStore::default(),
+            FakeKms::default(),
+        );
+        let ports = Ports {
+            secrets: &secrets,
+            store: &store,
+            keys: &keys,
+        };
+        for i in 0..3 {
+            secrets.add(
+                &format!("app/s{i}"),
+                SecretValue::string(format!("{{\"password\":\"pw-{i}\"}}")),
+            );
+        }
+        run_backup(ports, &backup_params(Filters::default(), 2048))
+            .await
+            .unwrap();
+        secrets.put(
+            "app/s1",
+            SecretValue::string("{\"password\":\"leaked\"}"),
+            &[AWSCURRENT],
+        );
+        secrets.remove("app/s2");
+        let list = list_snapshots(&store, PREFIX, ACCOUNT, REGION)
+            .await
+            .unwrap();
+        let info = select(&list, &Selector::Latest, "x").unwrap();
+        let manifest = load_manifest(&store, info).await.unwrap();
+        let plan = restore(ports, &manifest, &[], false, 2, &|_, _| {})
+            .await
+            .unwrap();
+        let text = restore_text(&plan);
+        assert!(text.contains("app/s1") && text.contains("app/s2"), "{text}");
+        assert!(!text.contains("leaked") && !text.contains("pw-"), "{text}");
+    }
+
+    fn restore_text(plan: &RestoreReport) -> String {
+        super::restore(plan)
     }
 }

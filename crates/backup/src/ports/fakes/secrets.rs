@@ -1,47 +1,54 @@
-//! In-memory fakes of the ports for unit tests. The real adapters are tested against moto in
-//! the end-to-end tests.
+//! Secrets Manager in memory, with its staging-label rules.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
-use zeroize::Zeroizing;
 
-use crate::model::{
+use crate::domain::model::{
     Described, SecretMeta, SecretValue, Tag, VersionLabels, AWSCURRENT, AWSPREVIOUS,
 };
-use crate::ports::*;
+use crate::ports::{ApiError, ErrorKind, ListedSecret, NewSecret, SecretsApi};
 
+/// A version of a fake secret.
 #[derive(Clone, Debug)]
 pub struct FakeVersion {
+    /// The version id.
     pub id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
+    /// Its value.
     pub value: SecretValue,
 }
 
+/// A fake secret.
 #[derive(Clone, Debug)]
 pub struct FakeSecret {
+    /// Its metadata.
     pub meta: SecretMeta,
+    /// Every version (labelled or not).
     pub versions: Vec<FakeVersion>,
+    /// Set when scheduled for deletion.
     pub deleted: Option<DateTime<Utc>>,
 }
 
 /// Secrets Manager with its staging-label rules.
 #[derive(Default)]
 pub struct FakeSecrets {
+    /// The secrets by name.
     pub secrets: Mutex<BTreeMap<String, FakeSecret>>,
     /// Names whose GetSecretValue fails.
     pub unreadable: Mutex<HashSet<String>>,
     counter: AtomicUsize,
+    /// Write calls made so far.
     pub writes: AtomicUsize,
 }
 
 impl FakeSecrets {
+    /// The ARN the fake gives `name`.
     pub fn arn_for(name: &str) -> String {
         format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
     }
@@ -85,6 +92,7 @@ impl FakeSecrets {
         id
     }
 
+    /// Change a secret in place.
     pub fn with_secret<R>(&self, name: &str, f: impl FnOnce(&mut FakeSecret) -> R) -> R {
         f(self
             .secrets
@@ -94,6 +102,7 @@ impl FakeSecrets {
             .expect("secret exists"))
     }
 
+    /// Delete a secret at once.
     pub fn remove(&self, name: &str) {
         self.secrets.lock().unwrap().remove(name);
     }
@@ -363,180 +372,5 @@ impl SecretsApi for FakeSecrets {
         let s = Self::find(&mut all, id).ok_or_else(|| not_found(id))?;
         s.deleted = None;
         Ok(())
-    }
-}
-
-type Objects = BTreeMap<String, (Vec<u8>, HashMap<String, String>)>;
-
-/// S3 with `If-None-Match: *`.
-#[derive(Default)]
-pub struct FakeStore {
-    pub objects: Mutex<Objects>,
-}
-
-impl FakeStore {
-    pub fn keys(&self) -> Vec<String> {
-        self.objects.lock().unwrap().keys().cloned().collect()
-    }
-
-    pub fn read(&self, key: &str) -> Vec<u8> {
-        self.objects.lock().unwrap()[key].0.clone()
-    }
-
-    /// Overwrite an object (what an attacker or a bug would do; the real bucket forbids it).
-    pub fn overwrite(&self, key: &str, data: Vec<u8>) {
-        let mut o = self.objects.lock().unwrap();
-        let meta = o.get(key).map(|x| x.1.clone()).unwrap_or_default();
-        o.insert(key.into(), (data, meta));
-    }
-}
-
-#[async_trait]
-impl ObjectStore for FakeStore {
-    async fn put_new(
-        &self,
-        key: &str,
-        body: Body,
-        _content_type: &str,
-        metadata: &[(&str, String)],
-    ) -> Result<(), ApiError> {
-        let data = match body {
-            Body::Bytes(b) => b,
-            Body::File(p) => std::fs::read(p).map_err(|e| ApiError::other(e.to_string()))?,
-        };
-        let mut o = self.objects.lock().unwrap();
-        if o.contains_key(key) {
-            return Err(ApiError::new(
-                ErrorKind::AlreadyExists,
-                "PreconditionFailed",
-            ));
-        }
-        let meta = metadata
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        o.insert(key.into(), (data, meta));
-        Ok(())
-    }
-
-    async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError> {
-        match self.objects.lock().unwrap().get(key) {
-            None => Ok(None),
-            Some((d, _)) if d.len() as u64 > max_len => Err(ApiError::other(format!(
-                "object is {} bytes, more than {max_len}",
-                d.len()
-            ))),
-            Some((d, _)) => Ok(Some(d.clone())),
-        }
-    }
-
-    async fn head(&self, key: &str) -> Result<Option<HashMap<String, String>>, ApiError> {
-        Ok(self.objects.lock().unwrap().get(key).map(|x| x.1.clone()))
-    }
-
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
-        let mut out: Vec<String> = self
-            .objects
-            .lock()
-            .unwrap()
-            .keys()
-            .filter_map(|k| k.strip_prefix(prefix))
-            .filter_map(|rest| {
-                rest.split_once('/')
-                    .map(|(dir, _)| format!("{prefix}{dir}/"))
-            })
-            .collect();
-        out.dedup();
-        Ok(out)
-    }
-}
-
-/// KMS: data keys wrapped under one master key with the encryption context as AAD, so a wrong
-/// context fails as it does in KMS.
-pub struct FakeKms {
-    master: Aes256Gcm,
-    generated: AtomicUsize,
-}
-
-impl Default for FakeKms {
-    fn default() -> Self {
-        FakeKms {
-            master: Aes256Gcm::new(&Aes256Gcm::generate_key(&mut OsRng)),
-            generated: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl FakeKms {
-    pub fn generated(&self) -> usize {
-        self.generated.load(Ordering::SeqCst)
-    }
-
-    fn ctx_aad(context: &[(&str, &str)]) -> Vec<u8> {
-        let mut c: Vec<_> = context.to_vec();
-        c.sort();
-        format!("{c:?}").into_bytes()
-    }
-
-    /// Wrap an arbitrary key under an arbitrary context (to forge parts in tests).
-    pub fn wrap(&self, key: &[u8], context: &[(&str, &str)]) -> Vec<u8> {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = Self::ctx_aad(context);
-        let mut out = nonce.to_vec();
-        out.extend(
-            self.master
-                .encrypt(
-                    &nonce,
-                    Payload {
-                        msg: key,
-                        aad: &aad,
-                    },
-                )
-                .unwrap(),
-        );
-        out
-    }
-}
-
-pub const FAKE_KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/fake";
-
-#[async_trait]
-impl KeyService for FakeKms {
-    async fn generate_data_key(&self, context: &[(&str, &str)]) -> Result<DataKey, ApiError> {
-        self.generated.fetch_add(1, Ordering::SeqCst);
-        let key = Aes256Gcm::generate_key(&mut OsRng);
-        Ok(DataKey {
-            wrapped: self.wrap(&key, context),
-            plaintext: Zeroizing::new(key.to_vec()),
-            key_id: FAKE_KEY_ARN.into(),
-        })
-    }
-
-    async fn decrypt(
-        &self,
-        wrapped: &[u8],
-        context: &[(&str, &str)],
-    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-        if wrapped.len() < 12 {
-            return Err(ApiError::new(
-                ErrorKind::InvalidCiphertext,
-                "InvalidCiphertextException",
-            ));
-        }
-        let (nonce, ct) = wrapped.split_at(12);
-        let aad = Self::ctx_aad(context);
-        self.master
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-            .map(Zeroizing::new)
-            .map_err(|_| ApiError::new(ErrorKind::InvalidCiphertext, "InvalidCiphertextException"))
-    }
-}
-
-pub struct FakeIdentity(pub &'static str);
-
-#[async_trait]
-impl Identity for FakeIdentity {
-    async fn account_id(&self) -> Result<String, ApiError> {
-        Ok(self.0.to_string())
     }
 }

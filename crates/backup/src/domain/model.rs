@@ -11,9 +11,35 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
-pub const AWSCURRENT: &str = "AWSCURRENT";
-pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
-pub const AWSPENDING: &str = "AWSPENDING";
+pub use rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+
+/// The service a secret was read from, recorded on every record of a snapshot so that verify and
+/// restore talk to the right one. Records written before sources existed carry no `source` field
+/// and read as [`SourceKind::SecretsManager`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum SourceKind {
+    /// AWS Secrets Manager (`"secretsmanager"`).
+    #[default]
+    #[serde(rename = "secretsmanager")]
+    SecretsManager,
+}
+
+impl SourceKind {
+    /// The name written in manifests and parts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::SecretsManager => "secretsmanager",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Labels that restore puts back on an existing secret and that the live comparison checks.
 /// `AWSPREVIOUS` is history that Secrets Manager moves by itself whenever `AWSCURRENT` moves, and
@@ -27,23 +53,32 @@ pub fn is_reserved_tag(key: &str) -> bool {
     key.starts_with("aws:")
 }
 
+/// A secret's tag.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tag {
+    /// The key.
     pub key: String,
+    /// The value.
     pub value: String,
 }
 
+/// A secret's rotation settings (recorded and reported, never restored).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
+    /// Whether rotation is on.
     pub enabled: bool,
+    /// The rotation function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_arn: Option<String>,
+    /// Rotation interval in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatically_after_days: Option<i64>,
+    /// Rotation schedule expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
+    /// Rotation window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
 }
@@ -52,20 +87,29 @@ pub struct Rotation {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretMeta {
+    /// The secret's name.
     pub name: String,
+    /// Its ARN.
     pub arn: String,
+    /// Its description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Its KMS key (`None`: the account's default key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    /// Its tags (reserved `aws:` ones included).
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Its resource policy (JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_policy: Option<String>,
+    /// Its rotation settings.
     #[serde(default)]
     pub rotation: Rotation,
+    /// The AWS service that manages it, if any (restore leaves it to that service).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owning_service: Option<String>,
+    /// When it was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<DateTime<Utc>>,
 }
@@ -87,42 +131,54 @@ impl SecretMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionLabels {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
 }
 
 /// DescribeSecret: metadata plus the versions that carry a staging label.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Described {
+    /// Metadata (the resource policy is read separately).
     pub meta: SecretMeta,
+    /// Every version that carries a label.
     pub versions: Vec<VersionLabels>,
     /// Set when the secret is scheduled for deletion.
     pub deleted: Option<DateTime<Utc>>,
 }
 
+/// Whether a value is a string or binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ValueKind {
+    /// `SecretString`.
     String,
+    /// `SecretBinary`.
     Binary,
 }
 
 /// A secret value. Zeroed on drop; `Debug` shows only its kind and size.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretValue {
+    /// `SecretString`.
     String(Zeroizing<String>),
+    /// `SecretBinary`.
     Binary(Zeroizing<Vec<u8>>),
 }
 
 impl SecretValue {
+    /// A string value.
     pub fn string(s: impl Into<String>) -> Self {
         SecretValue::String(Zeroizing::new(s.into()))
     }
 
+    /// A binary value.
     pub fn binary(b: impl Into<Vec<u8>>) -> Self {
         SecretValue::Binary(Zeroizing::new(b.into()))
     }
 
+    /// String or binary.
     pub fn kind(&self) -> ValueKind {
         match self {
             SecretValue::String(_) => ValueKind::String,
@@ -138,6 +194,7 @@ impl SecretValue {
         }
     }
 
+    /// Whether the value is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -198,14 +255,19 @@ impl<'de> Deserialize<'de> for SecretValue {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionRecord {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
+    /// When it was created (not recorded by this version of the writer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<DateTime<Utc>>,
+    /// Its value.
     pub value: SecretValue,
 }
 
 impl VersionRecord {
+    /// Whether the version carries `label`.
     pub fn has_label(&self, label: &str) -> bool {
         self.labels.iter().any(|l| l == label)
     }
@@ -215,12 +277,18 @@ impl VersionRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRecord {
+    /// The service the secret was read from (absent in records written before sources existed).
+    #[serde(default)]
+    pub source: SourceKind,
+    /// Metadata (flattened into the record).
     #[serde(flatten)]
     pub meta: SecretMeta,
+    /// Every labelled version, `AWSCURRENT` first.
     pub versions: Vec<VersionRecord>,
 }
 
 impl SecretRecord {
+    /// The version that carries `label`.
     pub fn version_with_label(&self, label: &str) -> Option<&VersionRecord> {
         self.versions.iter().find(|v| v.has_label(label))
     }

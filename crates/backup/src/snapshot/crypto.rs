@@ -16,10 +16,13 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{ApiError, KeyService};
-use crate::zbuf::ZeroBuf;
+use crate::snapshot::zbuf::ZeroBuf;
 
+/// The first bytes of every part.
 pub const MAGIC: &[u8; 4] = b"SBK1";
+/// The only algorithm.
 pub const ALGORITHM: &str = "AES-256-GCM";
+/// Version of the part format this code writes and reads.
 pub const PART_FORMAT_VERSION: u32 = 1;
 /// Value of the `purpose` entry of every encryption context (usable in key-policy conditions).
 pub const PURPOSE: &str = "secrets-backup";
@@ -27,12 +30,17 @@ const TAG_LEN: usize = 16;
 const NONCE_LEN: usize = 12;
 const MAX_HEADER_LEN: usize = 64 * 1024;
 
+/// The JSON header of a part, stored in clear before the ciphertext.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PartHeader {
+    /// [`PART_FORMAT_VERSION`].
     pub format_version: u32,
+    /// [`ALGORITHM`].
     pub algorithm: String,
+    /// The snapshot the part belongs to.
     pub snapshot_id: String,
+    /// The part's number.
     pub part: u32,
     /// ARN of the KMS key that wrapped the data key.
     pub kms_key_id: String,
@@ -56,10 +64,13 @@ pub fn aad(snapshot_id: &str, part: u32) -> Vec<u8> {
     format!("{PURPOSE}/v{PART_FORMAT_VERSION}\0snapshot={snapshot_id}\0part={part}").into_bytes()
 }
 
+/// Why a part could not be sealed.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
+    /// KMS did not give a data key.
     #[error("KMS GenerateDataKey failed: {0}")]
     Kms(ApiError),
+    /// Encryption failed.
     #[error("{0}")]
     Crypto(String),
 }
@@ -67,12 +78,21 @@ pub enum SealError {
 /// Why a part does not open. Messages never include plaintext.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OpenError {
+    /// The object is not a part.
     #[error("malformed part: {0}")]
     Malformed(String),
+    /// The header names another snapshot or part (a swapped or copied object).
     #[error("part header names snapshot {snapshot} part {part}: it does not belong here")]
-    HeaderMismatch { snapshot: String, part: u32 },
+    HeaderMismatch {
+        /// The snapshot the header names.
+        snapshot: String,
+        /// The part the header names.
+        part: u32,
+    },
+    /// KMS would not unwrap the data key.
     #[error("KMS would not unwrap the data key under this part's encryption context (wrong context, key or damaged wrapped key): {0}")]
     KeyUnwrap(ApiError),
+    /// The GCM tag does not verify.
     #[error("AES-GCM authentication failed: ciphertext, nonce or associated data altered")]
     Authentication,
 }
@@ -207,7 +227,7 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::FakeKms;
+    use crate::ports::fakes::FakeKms;
 
     fn buf(data: &[u8]) -> ZeroBuf {
         let mut b = ZeroBuf::default();

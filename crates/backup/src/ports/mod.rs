@@ -1,5 +1,9 @@
-//! One small trait per AWS dependency. The library is written against these; `aws` implements
-//! them over the SDK and the unit tests use in-memory fakes.
+//! One small trait per AWS dependency. The library is written against these; [`aws`] implements
+//! them over the SDK and [`fakes`] (cargo feature `testing`) in memory, one file per port.
+
+pub mod aws;
+#[cfg(any(test, feature = "testing"))]
+pub mod fakes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,28 +12,34 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use zeroize::Zeroizing;
 
-use crate::model::{Described, SecretValue, Tag};
+use crate::domain::model::{Described, SecretValue, SourceKind, Tag};
 
 /// An AWS call that failed. `message` is the service's error code and message: Secrets Manager,
 /// S3 and KMS never put a secret value in those.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{message}")]
 pub struct ApiError {
+    /// What the caller may act on.
     pub kind: ErrorKind,
+    /// The operation, error code and message.
     pub message: String,
 }
 
+/// The failures callers treat differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// The secret, object or key does not exist.
     NotFound,
     /// S3 `If-None-Match: *` found an object already there.
     AlreadyExists,
     /// KMS could not decrypt (wrong key, wrong encryption context or damaged ciphertext).
     InvalidCiphertext,
+    /// Anything else.
     Other,
 }
 
 impl ApiError {
+    /// An error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError {
             kind,
@@ -37,10 +47,12 @@ impl ApiError {
         }
     }
 
+    /// An error of kind [`ErrorKind::Other`].
     pub fn other(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Other, message)
     }
 
+    /// Whether the thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
     }
@@ -49,26 +61,38 @@ impl ApiError {
 /// A secret as ListSecrets returns it: enough to apply filters before reading it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedSecret {
+    /// Its name.
     pub name: String,
+    /// Its ARN.
     pub arn: String,
+    /// Its tags as listed (DescribeSecret's are authoritative).
     pub tags: Vec<Tag>,
 }
 
 /// Everything needed to create a secret again.
 #[derive(Clone, Debug)]
 pub struct NewSecret<'a> {
+    /// Its name.
     pub name: &'a str,
+    /// Its description.
     pub description: Option<&'a str>,
+    /// Its KMS key (`None`: the account's default key).
     pub kms_key_id: Option<&'a str>,
+    /// Its tags.
     pub tags: Vec<Tag>,
     /// Becomes the version id of the first version.
     pub client_request_token: &'a str,
+    /// The value of the first version (labelled `AWSCURRENT`).
     pub value: &'a SecretValue,
 }
 
 /// Secrets Manager.
 #[async_trait]
 pub trait SecretsApi: Send + Sync {
+    /// The service behind this port, stamped on every record read through it.
+    fn source(&self) -> SourceKind {
+        SourceKind::SecretsManager
+    }
     /// Secrets (not those scheduled for deletion), optionally narrowed server-side by
     /// case-insensitive name prefixes; callers apply the exact filters.
     fn list<'a>(
@@ -77,11 +101,13 @@ pub trait SecretsApi: Send + Sync {
     ) -> BoxStream<'a, Result<ListedSecret, ApiError>>;
     /// `Ok(None)` when the secret does not exist.
     async fn describe(&self, id: &str) -> Result<Option<Described>, ApiError>;
+    /// The resource policy, `Ok(None)` when there is none.
     async fn resource_policy(&self, id: &str) -> Result<Option<String>, ApiError>;
     /// Always by explicit version id (see DESIGN.md: the emulator can return a stale value
     /// otherwise, and ids make a snapshot consistent with the labels DescribeSecret returned).
     async fn get_value(&self, id: &str, version_id: &str) -> Result<SecretValue, ApiError>;
 
+    /// CreateSecret; returns the new secret's ARN.
     async fn create(&self, secret: NewSecret<'_>) -> Result<String, ApiError>;
     /// Adds a version; returns its id. `token` becomes the version id when given.
     async fn put_value(
@@ -91,6 +117,7 @@ pub trait SecretsApi: Send + Sync {
         labels: &[String],
         token: Option<&str>,
     ) -> Result<String, ApiError>;
+    /// UpdateSecretVersionStage: move `label` to `to_version` (from `from_version`, if given).
     async fn move_label(
         &self,
         id: &str,
@@ -106,9 +133,13 @@ pub trait SecretsApi: Send + Sync {
         description: Option<&str>,
         kms_key_id: Option<&str>,
     ) -> Result<(), ApiError>;
+    /// TagResource: set these tags.
     async fn tag(&self, id: &str, tags: &[Tag]) -> Result<(), ApiError>;
+    /// UntagResource: remove these tag keys.
     async fn untag(&self, id: &str, keys: &[String]) -> Result<(), ApiError>;
+    /// PutResourcePolicy.
     async fn put_resource_policy(&self, id: &str, policy: &str) -> Result<(), ApiError>;
+    /// DeleteResourcePolicy.
     async fn delete_resource_policy(&self, id: &str) -> Result<(), ApiError>;
     /// Cancel a scheduled deletion.
     async fn cancel_deletion(&self, id: &str) -> Result<(), ApiError>;
@@ -117,6 +148,7 @@ pub trait SecretsApi: Send + Sync {
 /// What to upload.
 #[derive(Debug)]
 pub enum Body {
+    /// Bytes in memory (a part).
     Bytes(Vec<u8>),
     /// A local file, streamed (used for the manifest, which grows with the number of secrets).
     File(PathBuf),
@@ -143,7 +175,9 @@ pub trait ObjectStore: Send + Sync {
 
 /// A data key from KMS GenerateDataKey.
 pub struct DataKey {
+    /// The key itself (zeroed on drop).
     pub plaintext: Zeroizing<Vec<u8>>,
+    /// The key encrypted under the KMS key, stored in the part's header.
     pub wrapped: Vec<u8>,
     /// ARN of the KMS key that wrapped it.
     pub key_id: String,
@@ -152,7 +186,9 @@ pub struct DataKey {
 /// KMS.
 #[async_trait]
 pub trait KeyService: Send + Sync {
+    /// GenerateDataKey (AES-256) under the encryption context.
     async fn generate_data_key(&self, context: &[(&str, &str)]) -> Result<DataKey, ApiError>;
+    /// Decrypt a wrapped data key under the encryption context it was made with.
     async fn decrypt(
         &self,
         wrapped: &[u8],
@@ -163,5 +199,28 @@ pub trait KeyService: Send + Sync {
 /// STS: which account the source credentials belong to.
 #[async_trait]
 pub trait Identity: Send + Sync {
+    /// The account id.
     async fn account_id(&self) -> Result<String, ApiError>;
+}
+
+/// The ports an operation uses: backup writes through them, verify and restore read (and restore
+/// writes secrets) through them.
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    /// Secrets Manager.
+    pub secrets: &'a dyn SecretsApi,
+    /// The snapshot bucket.
+    pub store: &'a dyn ObjectStore,
+    /// KMS.
+    pub keys: &'a dyn KeyService,
+}
+
+impl<'a> Ports<'a> {
+    /// The port of the service a record came from: the one place that dispatches on
+    /// [`SourceKind`] (a second source adds its port here).
+    pub fn secrets_of(&self, kind: SourceKind) -> &'a dyn SecretsApi {
+        match kind {
+            SourceKind::SecretsManager => self.secrets,
+        }
+    }
 }

@@ -6,17 +6,25 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
-use backup::aws::{base_config, AwsPorts};
-use backup::config::{self, Filters, NamePattern, TagFilter};
-use backup::format::{account_region_prefix, Destination, Source};
-use backup::reader::{list_snapshots, load_manifest, parse_time, select, Selector};
-use backup::restore::{restore, RestoreError};
-use backup::verify::{verify, ReadPorts};
-use backup::writer::{run_backup, BackupParams, BackupPorts};
-use backup::{render, telemetry};
-use clap::{Args, Parser, Subcommand};
+mod render;
+mod telemetry;
 
+use anyhow::{bail, Context as _};
+use backup::domain::filters::{Filters, NamePattern, TagFilter};
+use backup::domain::settings;
+use backup::operations::restore::{restore, RestoreError};
+use backup::operations::verify::verify;
+use backup::ports::aws::{base_config, AwsPorts, Settings};
+use backup::ports::Identity;
+use backup::snapshot::layout::account_region_prefix;
+use backup::snapshot::manifest::{Destination, Manifest, Source};
+use backup::snapshot::reader::{list_snapshots, load_manifest, parse_time, select, Selector};
+use backup::snapshot::writer::{run_backup, BackupParams};
+use clap::{Args, Parser, Subcommand};
+use lambda_support::env::{non_empty, parse_bool};
+
+/// Path-style S3 addressing (also implied by a custom endpoint), as for the function.
+const FORCE_PATH_STYLE: &str = "BACKUP_S3_FORCE_PATH_STYLE";
 const EXIT_INTEGRITY: u8 = 3;
 const EXIT_DRIFT: u8 = 4;
 
@@ -41,7 +49,7 @@ struct Global {
     #[arg(long, env = "BACKUP_BUCKET", global = true)]
     bucket: Option<String>,
     /// Key prefix of the snapshots.
-    #[arg(long, env = "BACKUP_PREFIX", default_value = config::DEFAULT_PREFIX, global = true)]
+    #[arg(long, env = "BACKUP_PREFIX", default_value = settings::DEFAULT_PREFIX, global = true)]
     prefix: String,
     /// Source account whose snapshots to use [default: the caller's, from STS].
     #[arg(long, global = true)]
@@ -58,8 +66,8 @@ struct Global {
     #[arg(long, env = "BACKUP_ROLE_EXTERNAL_ID", global = true)]
     external_id: Option<String>,
     /// Secrets read or written at the same time.
-    #[arg(long, env = "BACKUP_CONCURRENCY", default_value_t = config::DEFAULT_CONCURRENCY,
-          value_parser = |s: &str| config::parse_concurrency(s), global = true)]
+    #[arg(long, env = "BACKUP_CONCURRENCY", default_value_t = settings::DEFAULT_CONCURRENCY,
+          value_parser = |s: &str| settings::parse_concurrency(s), global = true)]
     concurrency: usize,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -120,7 +128,7 @@ enum Command {
         tags: Vec<TagFilter>,
         /// Part size (bytes, KiB or MiB).
         #[arg(long, env = "BACKUP_PART_SIZE", default_value = "4MiB",
-              value_parser = |s: &str| config::parse_part_size(s))]
+              value_parser = |s: &str| settings::parse_part_size(s))]
         part_size: usize,
     },
 }
@@ -166,7 +174,7 @@ struct Ctx {
 
 impl Ctx {
     fn prefix(&self) -> String {
-        config::normalize_prefix(&self.global.prefix)
+        settings::normalize_prefix(&self.global.prefix)
     }
 
     fn location(&self) -> String {
@@ -181,15 +189,7 @@ impl Ctx {
         self.global.bucket.as_deref().unwrap_or_default()
     }
 
-    fn read_ports(&self) -> ReadPorts<'_> {
-        ReadPorts {
-            secrets: &self.ports.secrets,
-            store: &self.ports.store,
-            keys: &self.ports.keys,
-        }
-    }
-
-    async fn manifest(&self, selector: &Selector) -> anyhow::Result<backup::format::Manifest> {
+    async fn manifest(&self, selector: &Selector) -> anyhow::Result<Manifest> {
         let list = list_snapshots(
             &self.ports.store,
             &self.prefix(),
@@ -224,29 +224,30 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             kms_key_id,
             s3_kms_key_id,
             ..
-        } => (Some(kms_key_id.as_str()), s3_kms_key_id.as_deref()),
+        } => (Some(kms_key_id.clone()), s3_kms_key_id.clone()),
         _ => (None, None),
     };
-    let ports = AwsPorts::new(
-        &base,
-        &bucket,
-        global.destination_region.as_deref(),
-        global.role_arn.as_deref(),
-        global.external_id.as_deref(),
+    let s3_force_path_style = match non_empty(|k| std::env::var(k).ok(), FORCE_PATH_STYLE) {
+        Some(v) => parse_bool(FORCE_PATH_STYLE, &v)?,
+        None => false,
+    };
+    let settings = Settings {
+        bucket: bucket.clone(),
+        destination_region: global.destination_region.clone(),
+        role_arn: global.role_arn.clone(),
+        external_id: global.external_id.clone(),
         kms_key_id,
         s3_kms_key_id,
-    )
-    .await;
+        s3_force_path_style,
+    };
+    let ports = AwsPorts::new(&base, &settings).await;
     let account = match &global.account {
         Some(a) => a.clone(),
-        None => {
-            use backup::ports::Identity;
-            ports
-                .identity
-                .account_id()
-                .await
-                .context("finding the source account (pass --account to skip STS)")?
-        }
+        None => ports
+            .identity
+            .account_id()
+            .await
+            .context("finding the source account (pass --account to skip STS)")?,
     };
     let ctx = Ctx {
         ports,
@@ -296,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 m.secrets.len()
             );
             let report = verify(
-                ctx.read_ports(),
+                ctx.ports.ports(),
                 &m,
                 !no_live,
                 &patterns(&filters),
@@ -337,7 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 m.secrets.len()
             );
             match restore(
-                ctx.read_ports(),
+                ctx.ports.ports(),
                 &m,
                 &patterns(&filters),
                 apply,
@@ -389,12 +390,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 concurrency,
                 part_size,
             };
-            let ports = BackupPorts {
-                secrets: &ctx.ports.secrets,
-                store: &ctx.ports.store,
-                keys: &ctx.ports.keys,
-            };
-            let report = run_backup(ports, &params).await?;
+            let report = run_backup(ctx.ports.ports(), &params).await?;
             if json {
                 ctx.print_json(&report.head);
             } else {

@@ -3,39 +3,45 @@
 
 use std::collections::HashSet;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 
-use crate::config::NamePattern;
-use crate::diff::{self, SecretDiff, Status};
-use crate::format::{Failure, Manifest};
-use crate::ports::{ApiError, KeyService, ObjectStore, SecretsApi};
-use crate::reader::{read_part, PartCheck};
+use crate::domain::filters::{matches_any, NamePattern};
+use crate::operations::diff::{self, new_secrets, SecretDiff, Status};
+use crate::operations::Progress;
+use crate::ports::{ApiError, Ports};
+use crate::snapshot::manifest::{Failure, Manifest};
+use crate::snapshot::reader::{read_part, PartCheck};
 
-#[derive(Clone, Copy)]
-pub struct ReadPorts<'a> {
-    pub secrets: &'a dyn SecretsApi,
-    pub store: &'a dyn ObjectStore,
-    pub keys: &'a dyn KeyService,
-}
-
+/// How many secrets of the snapshot are in each state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
+    /// Live equals the snapshot.
     pub unchanged: u64,
+    /// Live differs.
     pub changed: u64,
+    /// Deleted (or scheduled for deletion) since.
     pub missing: u64,
+    /// Live but not in the snapshot.
     pub new: u64,
+    /// Could not be checked.
     pub unverified: u64,
 }
 
+/// What verify found.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
+    /// The snapshot id.
     pub snapshot_id: String,
+    /// Its key prefix.
     pub folder: String,
+    /// When it was taken.
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Secrets the manifest lists.
     pub secrets_in_snapshot: u64,
+    /// The checks of every part.
     pub parts: Vec<PartCheck>,
     /// Whether the live comparison ran.
     pub compared_live: bool,
@@ -48,59 +54,31 @@ pub struct VerifyReport {
     pub backup_failures: Vec<Failure>,
     /// Inconsistencies of the manifest itself.
     pub manifest_problems: Vec<String>,
+    /// How many secrets are in each state.
     pub counts: Counts,
 }
 
 impl VerifyReport {
+    /// Every part passed every check and the manifest is consistent.
     pub fn integrity_ok(&self) -> bool {
         self.parts.iter().all(PartCheck::ok) && self.manifest_problems.is_empty()
     }
 
+    /// The parts that failed a check.
     pub fn failed_parts(&self) -> Vec<&PartCheck> {
         self.parts.iter().filter(|p| !p.ok()).collect()
     }
 
+    /// Live differs from the snapshot (changed, missing or new secrets).
     pub fn drift(&self) -> bool {
         self.counts.changed + self.counts.missing + self.counts.new > 0
     }
 }
 
-pub fn matches(patterns: &[NamePattern], name: &str) -> bool {
-    patterns.is_empty() || patterns.iter().any(|p| p.matches(name))
-}
-
-/// Live secrets that match the snapshot's filters (and `patterns`) but are not in it.
-pub async fn new_secrets(
-    api: &dyn SecretsApi,
-    manifest: &Manifest,
-    patterns: &[NamePattern],
-) -> Result<Vec<String>, ApiError> {
-    let known: HashSet<&str> = manifest
-        .secrets
-        .iter()
-        .map(|s| s.name.as_str())
-        .chain(manifest.head.failures.iter().map(|f| f.name.as_str()))
-        .collect();
-    let filters = &manifest.head.filters;
-    let mut names: Vec<String> = api
-        .list(&filters.name_prefixes)
-        .try_filter_map(|l| {
-            let keep = filters.matches(&l.name, &l.tags)
-                && matches(patterns, &l.name)
-                && !known.contains(l.name.as_str());
-            std::future::ready(Ok(keep.then_some(l.name)))
-        })
-        .try_collect()
-        .await?;
-    names.sort();
-    Ok(names)
-}
-
-/// Progress callback: (parts done, parts total).
-pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
-
+/// Check every part of `manifest`; with `compare_live`, compare every secret that matches
+/// `patterns` with its live state, and list live secrets that are not in the snapshot.
 pub async fn verify(
-    ports: ReadPorts<'_>,
+    ports: Ports<'_>,
     manifest: &Manifest,
     compare_live: bool,
     patterns: &[NamePattern],
@@ -129,10 +107,12 @@ pub async fn verify(
         match records {
             Some(records) if compare_live => {
                 let results: Vec<Result<SecretDiff, Failure>> = futures::stream::iter(
-                    records.iter().filter(|r| matches(patterns, &r.meta.name)),
+                    records
+                        .iter()
+                        .filter(|r| matches_any(patterns, &r.meta.name)),
                 )
                 .map(|r| async move {
-                    match diff::fetch_live(ports.secrets, &r.meta.name).await {
+                    match diff::fetch_live(ports.secrets_of(r.source), &r.meta.name).await {
                         Ok(live) => Ok(diff::compare(r, &live)),
                         Err(e) => Err(Failure {
                             name: r.meta.name.clone(),
@@ -170,7 +150,7 @@ pub async fn verify(
                     manifest
                         .secrets
                         .iter()
-                        .filter(|s| s.part == part.number && matches(patterns, &s.name))
+                        .filter(|s| s.part == part.number && matches_any(patterns, &s.name))
                         .map(|s| Failure {
                             name: s.name.clone(),
                             arn: s.arn.clone(),
@@ -194,7 +174,7 @@ pub async fn verify(
         report
             .manifest_problems
             .push(format!("secret {}: {reason}", s.name));
-        if matches(patterns, &s.name) {
+        if matches_any(patterns, &s.name) {
             report.unverified.push(Failure {
                 name: s.name.clone(),
                 arn: s.arn.clone(),

@@ -1,98 +1,76 @@
-//! Snapshot layout and the manifest.
+//! The manifest: everything about a snapshot except the values.
 //!
-//! ```text
-//! <prefix>/<account>/<region>/<YYYYMMDDTHHMMSS.mmmZ>-<snapshot id>/
-//!     part-00001.sbk   encrypted JSON lines, one secret (metadata + labelled versions) per line
-//!     part-00002.sbk
-//!     manifest.json    written last: a snapshot without one is incomplete
-//! ```
-//! The manifest holds no secret value: names, ARNs, version ids, labels, sizes, which part holds
-//! each secret, each part's SHA-256, and the secrets that could not be read with the reason.
+//! It holds names, ARNs, version ids, labels, sizes, the source of each secret, which part
+//! holds it, each part's SHA-256, and the secrets that could not be read with the reason.
+//! Layout of the objects: [`crate::snapshot::layout`].
 
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Filters;
-use crate::model::{SecretRecord, ValueKind};
+use crate::domain::filters::Filters;
+use crate::domain::model::{SecretRecord, SourceKind, ValueKind};
 
+/// Version of the manifest format this code writes and reads.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
-pub const MANIFEST_NAME: &str = "manifest.json";
-const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
 
-/// `<prefix>/<account>/<region>/` (the prefix may be empty).
-pub fn account_region_prefix(prefix: &str, account: &str, region: &str) -> String {
-    if prefix.is_empty() {
-        format!("{account}/{region}/")
-    } else {
-        format!("{prefix}/{account}/{region}/")
-    }
-}
-
-pub fn folder_name(started: DateTime<Utc>, snapshot_id: &str) -> String {
-    format!("{}-{snapshot_id}", started.format(TIMESTAMP_FORMAT))
-}
-
-/// Parse `20250102T030405.123Z-<id>` into its time and id.
-pub fn parse_folder_name(name: &str) -> Option<(DateTime<Utc>, String)> {
-    let name = name.trim_end_matches('/');
-    let name = name.rsplit('/').next()?;
-    let (ts, id) = name.split_once("Z-")?;
-    let t = NaiveDateTime::parse_from_str(&format!("{ts}Z"), TIMESTAMP_FORMAT).ok()?;
-    if id.is_empty() {
-        return None;
-    }
-    Some((t.and_utc(), id.to_string()))
-}
-
-pub fn part_key(folder: &str, number: u32) -> String {
-    format!("{folder}part-{number:05}.sbk")
-}
-
-pub fn manifest_key(folder: &str) -> String {
-    format!("{folder}{MANIFEST_NAME}")
-}
-
+/// The account and region whose secrets the snapshot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Source {
+    /// The account id.
     pub account_id: String,
+    /// The region.
     pub region: String,
 }
 
+/// Where the snapshot was written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
+    /// The bucket.
     pub bucket: String,
+    /// Its region.
     pub region: String,
+    /// The role assumed to write it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
 }
 
+/// A snapshot's totals.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// Secrets in the snapshot.
     pub secrets: u64,
+    /// Versions in the snapshot.
     pub versions: u64,
     /// Bytes of secret values (not of the encoded parts).
     pub value_bytes: u64,
+    /// Number of parts.
     pub parts: u64,
     /// Bytes of the part objects as stored.
     pub stored_bytes: u64,
+    /// Secrets that could not be read.
     pub failures: u64,
+    /// Secrets deleted between listing and reading.
     pub skipped: u64,
 }
 
+/// One part object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartEntry {
+    /// Its number, from 1.
     pub number: u32,
+    /// Its key.
     pub key: String,
     /// Object size in bytes.
     pub size: u64,
     /// SHA-256 (hex) of the object as stored.
     pub sha256: String,
+    /// Secrets it holds.
     pub secrets: u64,
 }
 
@@ -100,32 +78,51 @@ pub struct PartEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
+    /// The secret's name (`*` when listing itself failed).
     pub name: String,
+    /// Its ARN.
     pub arn: String,
+    /// Why it is not in the snapshot.
     pub reason: String,
 }
 
+/// A version as the manifest records it (no value).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestVersion {
+    /// The version id.
     pub version_id: String,
+    /// Its staging labels.
     pub labels: Vec<String>,
+    /// Size of its value in bytes.
     pub size: u64,
+    /// String or binary.
     pub kind: ValueKind,
 }
 
+/// A secret as the manifest records it (no value).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestSecret {
+    /// The service the secret was read from (absent in manifests written before sources
+    /// existed, which read as Secrets Manager).
+    #[serde(default)]
+    pub source: SourceKind,
+    /// The secret's name.
     pub name: String,
+    /// Its ARN.
     pub arn: String,
+    /// The part that holds it.
     pub part: u32,
+    /// Its labelled versions.
     pub versions: Vec<ManifestVersion>,
 }
 
 impl ManifestSecret {
+    /// The manifest entry of `record`, stored in `part`.
     pub fn of(record: &SecretRecord, part: u32) -> Self {
         ManifestSecret {
+            source: record.source,
             name: record.meta.name.clone(),
             arn: record.meta.arn.clone(),
             part,
@@ -147,34 +144,49 @@ impl ManifestSecret {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestHead {
+    /// [`MANIFEST_FORMAT_VERSION`].
     pub format_version: u32,
+    /// The snapshot id.
     pub snapshot_id: String,
     /// Key prefix of the snapshot, ending in `/`.
     pub folder: String,
+    /// When the run started.
     pub started_at: DateTime<Utc>,
+    /// When the run finished.
     pub completed_at: DateTime<Utc>,
+    /// The account and region of the secrets.
     pub source: Source,
+    /// Where the snapshot was written.
     pub destination: Destination,
     /// KMS key that wraps the parts' data keys.
     pub kms_key_id: String,
+    /// Which secrets the run covered.
     pub filters: Filters,
+    /// The configured part size.
     pub part_size: u64,
+    /// The totals.
     pub summary: Summary,
+    /// Every part.
     pub parts: Vec<PartEntry>,
+    /// Secrets that could not be read.
     pub failures: Vec<Failure>,
     /// Secrets listed but deleted before they could be read (not failures).
     pub skipped: Vec<Failure>,
 }
 
+/// A snapshot's manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
+    /// Everything but the per-secret list (flattened).
     #[serde(flatten)]
     pub head: ManifestHead,
+    /// Every secret in the snapshot.
     pub secrets: Vec<ManifestSecret>,
 }
 
 impl Manifest {
+    /// The part numbered `number`.
     pub fn part(&self, number: u32) -> Option<&PartEntry> {
         self.head.parts.iter().find(|p| p.number == number)
     }
@@ -187,6 +199,7 @@ pub struct ManifestSpool {
 }
 
 impl ManifestSpool {
+    /// An empty spool in a temporary file.
     pub fn new() -> std::io::Result<Self> {
         Ok(ManifestSpool {
             entries: BufWriter::new(tempfile::tempfile()?),
@@ -194,6 +207,7 @@ impl ManifestSpool {
         })
     }
 
+    /// Appends a secret's entry.
     pub fn add(&mut self, secret: &ManifestSecret) -> std::io::Result<()> {
         if self.count > 0 {
             self.entries.write_all(b",\n")?;
@@ -203,10 +217,12 @@ impl ManifestSpool {
         Ok(())
     }
 
+    /// Entries so far.
     pub fn len(&self) -> u64 {
         self.count
     }
 
+    /// No entry yet.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -236,28 +252,12 @@ impl ManifestSpool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SecretMeta, SecretValue, VersionRecord};
-    use chrono::TimeZone;
-
-    #[test]
-    fn folder_names_round_trip_and_sort_by_time() {
-        let t =
-            Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::milliseconds(67);
-        let name = folder_name(t, "0b9c");
-        assert_eq!(name, "20250102T030405.067Z-0b9c");
-        assert_eq!(
-            parse_folder_name(&format!("p/1/r/{name}/")),
-            Some((t, "0b9c".into()))
-        );
-        assert!(folder_name(t, "zzz") < folder_name(t + chrono::Duration::milliseconds(1), "aaa"));
-        assert_eq!(parse_folder_name("garbage"), None);
-        assert_eq!(account_region_prefix("", "1", "r"), "1/r/");
-        assert_eq!(part_key("a/", 7), "a/part-00007.sbk");
-    }
+    use crate::domain::model::{SecretMeta, SecretValue, VersionRecord};
 
     #[test]
     fn spooled_manifest_parses_and_holds_no_values() {
         let record = SecretRecord {
+            source: SourceKind::SecretsManager,
             meta: SecretMeta {
                 name: "app/db".into(),
                 arn: "arn:x".into(),
@@ -310,5 +310,39 @@ mod tests {
         let m: Manifest =
             serde_json::from_str(&std::fs::read_to_string(empty.path()).unwrap()).unwrap();
         assert!(m.secrets.is_empty());
+    }
+
+    #[test]
+    fn every_record_names_its_source_and_old_manifests_read_as_secrets_manager() {
+        let entry = ManifestSecret {
+            source: SourceKind::SecretsManager,
+            name: "app/db".into(),
+            arn: "arn:x".into(),
+            part: 1,
+            versions: vec![],
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["source"], "secretsmanager");
+        assert_eq!(
+            serde_json::from_value::<ManifestSecret>(json).unwrap(),
+            entry
+        );
+        // Written before the `source` field existed.
+        let old: ManifestSecret = serde_json::from_str(
+            r#"{"name": "app/db", "arn": "arn:x", "part": 1, "versions": []}"#,
+        )
+        .unwrap();
+        assert_eq!(old.source, SourceKind::SecretsManager);
+        assert_eq!(old, entry);
+        let old_record: SecretRecord =
+            serde_json::from_str(r#"{"name": "app/db", "arn": "arn:x", "versions": []}"#).unwrap();
+        assert_eq!(old_record.source, SourceKind::SecretsManager);
+        let new_record = serde_json::to_value(&old_record).unwrap();
+        assert_eq!(new_record["source"], "secretsmanager");
+        // An unknown source is an error, never silently Secrets Manager.
+        assert!(serde_json::from_str::<ManifestSecret>(
+            r#"{"source": "ssm", "name": "a", "arn": "b", "part": 1, "versions": []}"#
+        )
+        .is_err());
     }
 }

@@ -15,42 +15,57 @@ use std::fmt;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::config::NamePattern;
-use crate::diff::{self, Change, Live, SecretDiff, Status};
-use crate::format::Manifest;
-use crate::model::*;
-use crate::ports::{ApiError, NewSecret};
-use crate::reader::{read_part, PartCheck};
-use crate::verify::{matches, new_secrets, ReadPorts};
+use crate::domain::filters::{matches_any, NamePattern};
+use crate::domain::model::*;
+use crate::operations::diff::{self, new_secrets, Change, Live, SecretDiff, Status};
+use crate::operations::Progress;
+use crate::ports::{ApiError, NewSecret, Ports, SecretsApi};
+use crate::snapshot::manifest::Manifest;
+use crate::snapshot::reader::{read_part, PartCheck};
 
+/// One step of a restore plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "action")]
 pub enum Action {
     /// CreateSecret and its versions, labels and resource policy.
     #[serde(rename_all = "camelCase")]
     Recreate {
+        /// Versions created.
         versions: usize,
     },
+    /// RestoreSecret: cancel the scheduled deletion.
     CancelDeletion,
     /// PutSecretValue: the value of the snapshot's `from_version` as a new version.
     #[serde(rename_all = "camelCase")]
     PutValue {
+        /// Labels the new version carries.
         labels: Vec<String>,
+        /// The snapshot's version whose value is put.
         from_version: String,
     },
+    /// UpdateSecret: the snapshot's description.
     SetDescription,
+    /// UpdateSecret: the snapshot's KMS key.
     SetKmsKey,
+    /// TagResource: the snapshot's values of these tags.
     #[serde(rename_all = "camelCase")]
     SetTags {
+        /// The tag keys.
         keys: Vec<String>,
     },
+    /// UntagResource: tags the snapshot does not have.
     #[serde(rename_all = "camelCase")]
     RemoveTags {
+        /// The tag keys.
         keys: Vec<String>,
     },
+    /// PutResourcePolicy: the snapshot's policy.
     PutResourcePolicy,
+    /// DeleteResourcePolicy: the snapshot had none.
     DeleteResourcePolicy,
+    /// Nothing is done.
     Skip {
+        /// Why.
         reason: String,
     },
 }
@@ -161,11 +176,15 @@ pub fn plan(snapshot: &SecretRecord, diff: &SecretDiff) -> Vec<Action> {
     puts
 }
 
+/// A restore step that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("secret {secret}: {action}: {error}")]
 pub struct ApplyError {
+    /// The secret.
     pub secret: String,
+    /// The step.
     pub action: String,
+    /// What AWS said.
     pub error: ApiError,
 }
 
@@ -176,7 +195,7 @@ fn version<'a>(s: &'a SecretRecord, id: &str) -> &'a VersionRecord {
         .expect("plan names versions of the snapshot")
 }
 
-async fn recreate(api: &dyn crate::ports::SecretsApi, s: &SecretRecord) -> Result<(), ApplyError> {
+async fn recreate(api: &dyn SecretsApi, s: &SecretRecord) -> Result<(), ApplyError> {
     let err = |action: &str| {
         let action = action.to_string();
         let secret = s.meta.name.clone();
@@ -236,7 +255,7 @@ async fn recreate(api: &dyn crate::ports::SecretsApi, s: &SecretRecord) -> Resul
 }
 
 async fn apply_actions(
-    api: &dyn crate::ports::SecretsApi,
+    api: &dyn SecretsApi,
     s: &SecretRecord,
     live_arn: &str,
     actions: &[Action],
@@ -304,45 +323,67 @@ async fn apply_actions(
     Ok(())
 }
 
+/// What restore planned or did for one secret.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretOutcome {
+    /// The secret's name.
     pub name: String,
+    /// How it compared with the snapshot.
     pub status: Status,
+    /// What differed.
     pub detail: String,
+    /// The steps, as text.
     pub actions: Vec<String>,
+    /// Why a step failed, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// What a restore (or its dry run) planned or did.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreReport {
+    /// The snapshot id.
     pub snapshot_id: String,
+    /// Its key prefix.
     pub folder: String,
+    /// Whether anything was written (`--apply`).
     pub applied: bool,
     /// Secrets of the snapshot (after the filter) that differ from live, sorted by name.
     pub secrets: Vec<SecretOutcome>,
+    /// Secrets that needed nothing.
     pub unchanged: u64,
     /// Live secrets not in the snapshot (left alone).
     pub new: Vec<String>,
 }
 
 impl RestoreReport {
+    /// Secrets whose restore failed.
     pub fn errors(&self) -> usize {
         self.secrets.iter().filter(|s| s.error.is_some()).count()
     }
 }
 
+/// Why a restore did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// A part failed its checks: nothing was written.
     #[error("snapshot {snapshot}: refusing to restore: {}", describe_parts(.parts))]
     Integrity {
+        /// The snapshot id.
         snapshot: String,
+        /// The failed parts.
         parts: Vec<PartCheck>,
     },
+    /// An AWS call failed.
     #[error("snapshot {snapshot}: {error}")]
-    Api { snapshot: String, error: ApiError },
+    Api {
+        /// The snapshot id.
+        snapshot: String,
+        /// What AWS said.
+        error: ApiError,
+    },
 }
 
 fn describe_parts(parts: &[PartCheck]) -> String {
@@ -355,19 +396,19 @@ fn describe_parts(parts: &[PartCheck]) -> String {
 
 /// Restore (or, without `apply`, plan) the secrets of `manifest` that match `patterns`.
 pub async fn restore(
-    ports: ReadPorts<'_>,
+    ports: Ports<'_>,
     manifest: &Manifest,
     patterns: &[NamePattern],
     apply: bool,
     concurrency: usize,
-    progress: crate::verify::Progress<'_>,
+    progress: Progress<'_>,
 ) -> Result<RestoreReport, RestoreError> {
     let snapshot = manifest.head.snapshot_id.clone();
     // Pass 1: every part must pass every check before anything is written.
     let wanted: HashSet<u32> = manifest
         .secrets
         .iter()
-        .filter(|s| matches(patterns, &s.name))
+        .filter(|s| matches_any(patterns, &s.name))
         .map(|s| s.part)
         .collect();
     let mut bad = vec![];
@@ -379,16 +420,7 @@ pub async fn restore(
     }
     let listed: HashSet<u32> = manifest.head.parts.iter().map(|p| p.number).collect();
     for missing in wanted.iter().filter(|n| !listed.contains(n)) {
-        bad.push(PartCheck {
-            part: *missing,
-            key: String::new(),
-            secrets: 0,
-            size: 0,
-            sha256: crate::reader::Check::NotChecked,
-            decrypt: crate::reader::Check::NotChecked,
-            content: crate::reader::Check::NotChecked,
-            problems: vec!["the manifest places secrets in this part but does not list it".into()],
-        });
+        bad.push(PartCheck::unlisted(*missing));
     }
     if !bad.is_empty() {
         return Err(RestoreError::Integrity {
@@ -419,12 +451,15 @@ pub async fn restore(
                 parts: vec![check],
             });
         };
-        let outcomes: Vec<Option<SecretOutcome>> =
-            futures::stream::iter(records.iter().filter(|r| matches(patterns, &r.meta.name)))
-                .map(|r| restore_one(ports, r, apply))
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
+        let outcomes: Vec<Option<SecretOutcome>> = futures::stream::iter(
+            records
+                .iter()
+                .filter(|r| matches_any(patterns, &r.meta.name)),
+        )
+        .map(|r| restore_one(ports, r, apply))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
         for o in outcomes {
             match o {
                 Some(o) => report.secrets.push(o),
@@ -444,8 +479,8 @@ pub async fn restore(
 }
 
 /// `None` when the secret is unchanged.
-async fn restore_one(ports: ReadPorts<'_>, s: &SecretRecord, apply: bool) -> Option<SecretOutcome> {
-    let api = ports.secrets;
+async fn restore_one(ports: Ports<'_>, s: &SecretRecord, apply: bool) -> Option<SecretOutcome> {
+    let api = ports.secrets_of(s.source);
     let fail = |diff: Option<&SecretDiff>, actions: Vec<String>, e: String| {
         Some(SecretOutcome {
             name: s.meta.name.clone(),

@@ -1,0 +1,214 @@
+//! The function's configuration, read once from the environment at start.
+//!
+//! Every variable follows `lambda_support::env`: unset or blank means the default, an unusable
+//! value is a [`ConfigError`] naming the variable, and booleans go through
+//! [`lambda_support::parse_bool`].
+
+use lambda_support::env::{non_empty, parse_bool, ConfigError};
+
+use crate::domain::filters::{Filters, TagFilter};
+use crate::domain::settings::{
+    normalize_prefix, parse_concurrency, parse_part_size, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE,
+    DEFAULT_PREFIX,
+};
+use crate::lambda::metrics::DEFAULT_NAMESPACE;
+use crate::ports::aws::Settings;
+
+/// Where snapshots go and how a run behaves. Read once from the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// `BACKUP_BUCKET` (required).
+    pub bucket: String,
+    /// `BACKUP_PREFIX`, default `secrets-backup`.
+    pub prefix: String,
+    /// `BACKUP_KMS_KEY_ID`: the key that wraps each part's data key (required for backups).
+    pub kms_key_id: Option<String>,
+    /// `BACKUP_S3_KMS_KEY_ID`: the SSE-KMS key for the objects; defaults to `kms_key_id`.
+    pub s3_kms_key_id: Option<String>,
+    /// `BACKUP_ROLE_ARN`: role assumed (STS) for the S3 and KMS calls of another account.
+    pub role_arn: Option<String>,
+    /// `BACKUP_ROLE_EXTERNAL_ID`.
+    pub external_id: Option<String>,
+    /// `BACKUP_REGION`: region of the bucket and key; defaults to the function's region.
+    pub destination_region: Option<String>,
+    /// `BACKUP_S3_FORCE_PATH_STYLE`: path-style S3 addressing (also implied by a custom endpoint).
+    pub s3_force_path_style: bool,
+    /// `BACKUP_NAME_PREFIXES` (comma-separated) and `BACKUP_TAGS` (`k=v,k2`).
+    pub filters: Filters,
+    /// `BACKUP_CONCURRENCY`, default 8: secrets read at the same time.
+    pub concurrency: usize,
+    /// `BACKUP_PART_SIZE` (bytes, or with KiB/MiB), default 4 MiB.
+    pub part_size: usize,
+    /// `BACKUP_METRICS_NAMESPACE`, default `SecretsBackup`: CloudWatch namespace of the metrics.
+    pub metrics_namespace: String,
+}
+
+impl BackupConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the variables through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| non_empty(&lookup, name);
+        let parsed = |name: &'static str, parse: fn(&str) -> Result<usize, String>| {
+            get(name)
+                .map(|v| parse(&v).map_err(|expected| ConfigError::invalid(name, v, expected)))
+                .transpose()
+        };
+        let bucket = get("BACKUP_BUCKET").ok_or(ConfigError::missing("BACKUP_BUCKET"))?;
+        let prefix =
+            normalize_prefix(&get("BACKUP_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.into()));
+        let name_prefixes = get("BACKUP_NAME_PREFIXES")
+            .map(|v| split_list(&v))
+            .unwrap_or_default();
+        let tags = match get("BACKUP_TAGS") {
+            None => vec![],
+            Some(v) => split_list(&v)
+                .iter()
+                .map(|t| TagFilter::parse(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
+        };
+        let s3_force_path_style = match get("BACKUP_S3_FORCE_PATH_STYLE") {
+            None => false,
+            Some(v) => parse_bool("BACKUP_S3_FORCE_PATH_STYLE", &v)?,
+        };
+        Ok(BackupConfig {
+            bucket,
+            prefix,
+            kms_key_id: get("BACKUP_KMS_KEY_ID"),
+            s3_kms_key_id: get("BACKUP_S3_KMS_KEY_ID"),
+            role_arn: get("BACKUP_ROLE_ARN"),
+            external_id: get("BACKUP_ROLE_EXTERNAL_ID"),
+            destination_region: get("BACKUP_REGION"),
+            s3_force_path_style,
+            filters: Filters {
+                name_prefixes,
+                tags,
+            },
+            concurrency: parsed("BACKUP_CONCURRENCY", parse_concurrency)?
+                .unwrap_or(DEFAULT_CONCURRENCY),
+            part_size: parsed("BACKUP_PART_SIZE", parse_part_size)?.unwrap_or(DEFAULT_PART_SIZE),
+            metrics_namespace: get("BACKUP_METRICS_NAMESPACE")
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+        })
+    }
+
+    /// What the AWS adapters need to reach the bucket and the key.
+    pub fn aws_settings(&self) -> Settings {
+        Settings {
+            bucket: self.bucket.clone(),
+            destination_region: self.destination_region.clone(),
+            role_arn: self.role_arn.clone(),
+            external_id: self.external_id.clone(),
+            kms_key_id: self.kms_key_id.clone(),
+            s3_kms_key_id: self.s3_kms_key_id.clone(),
+            s3_force_path_style: self.s3_force_path_style,
+        }
+    }
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<BackupConfig, ConfigError> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        BackupConfig::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn env_defaults_and_overrides() {
+        assert_eq!(cfg(&[]).unwrap_err(), ConfigError::missing("BACKUP_BUCKET"));
+        let c = cfg(&[("BACKUP_BUCKET", "b")]).unwrap();
+        assert_eq!(c.prefix, "secrets-backup");
+        assert_eq!(c.concurrency, 8);
+        assert_eq!(c.part_size, 4 << 20);
+        assert!(c.filters.is_empty());
+        let c = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            ("BACKUP_PREFIX", "/backups/prod/"),
+            ("BACKUP_NAME_PREFIXES", "app/, db/ ,"),
+            ("BACKUP_TAGS", "env=prod, backup"),
+            ("BACKUP_CONCURRENCY", "16"),
+            ("BACKUP_PART_SIZE", "512KiB"),
+            ("BACKUP_ROLE_ARN", "arn:aws:iam::222222222222:role/w"),
+        ])
+        .unwrap();
+        assert_eq!(c.prefix, "backups/prod");
+        assert_eq!(c.filters.name_prefixes, vec!["app/", "db/"]);
+        assert_eq!(
+            c.filters.tags,
+            vec![
+                TagFilter {
+                    key: "env".into(),
+                    value: Some("prod".into())
+                },
+                TagFilter {
+                    key: "backup".into(),
+                    value: None
+                }
+            ]
+        );
+        assert_eq!(c.concurrency, 16);
+        assert_eq!(c.part_size, 512 * 1024);
+        assert!(matches!(
+            cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_CONCURRENCY", "0")]),
+            Err(ConfigError::Invalid {
+                name: "BACKUP_CONCURRENCY",
+                ..
+            })
+        ));
+        assert!(matches!(
+            cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_PART_SIZE", "10")]),
+            Err(ConfigError::Invalid {
+                name: "BACKUP_PART_SIZE",
+                ..
+            })
+        ));
+        assert!(matches!(
+            cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_TAGS", "=x")]),
+            Err(ConfigError::Invalid {
+                name: "BACKUP_TAGS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn booleans_are_strict_and_errors_name_the_variable() {
+        let c = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            ("BACKUP_S3_FORCE_PATH_STYLE", "yes"),
+        ])
+        .unwrap();
+        assert!(c.s3_force_path_style);
+        assert!(!cfg(&[("BACKUP_BUCKET", "b")]).unwrap().s3_force_path_style);
+        let err = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            ("BACKUP_S3_FORCE_PATH_STYLE", "maybe"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name(), "BACKUP_S3_FORCE_PATH_STYLE");
+        let err = cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_CONCURRENCY", "lots")]).unwrap_err();
+        assert!(err.to_string().contains("BACKUP_CONCURRENCY"), "{err}");
+        assert_eq!(
+            cfg(&[("BACKUP_BUCKET", "b")]).unwrap().metrics_namespace,
+            "SecretsBackup"
+        );
+    }
+}

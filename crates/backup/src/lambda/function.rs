@@ -1,0 +1,325 @@
+//! The Lambda function's logic, independent of the Lambda runtime: one event in, a typed
+//! summary out, or an [`InvocationError`] with a type the runtime reports (so the invocation
+//! fails and alarms fire).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use lambda_support::InvocationError;
+use serde_json::Value;
+
+use crate::domain::filters::NamePattern;
+use crate::lambda::config::BackupConfig;
+use crate::lambda::event::{self, Mode, Request};
+use crate::lambda::metrics::{emf_line, Metric, Unit};
+use crate::lambda::summary::{
+    BackupOutcome, BackupSummary, Difference, FailedPart, FailedSecret, RunSummary, Totals,
+    VerifyOutcome, VerifySummary, Written,
+};
+use crate::operations::verify::verify;
+use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi};
+use crate::snapshot::layout::account_region_prefix;
+use crate::snapshot::manifest::{Destination, Source};
+use crate::snapshot::reader::{list_snapshots, load_manifest, select, Selector};
+use crate::snapshot::writer::{run_backup, BackupParams};
+
+/// The function: its configuration and its ports, built once per execution environment.
+pub struct Function {
+    /// From the environment.
+    pub config: BackupConfig,
+    /// Secrets Manager.
+    pub secrets: Arc<dyn SecretsApi>,
+    /// The snapshot bucket.
+    pub store: Arc<dyn ObjectStore>,
+    /// KMS.
+    pub keys: Arc<dyn KeyService>,
+    /// The source account.
+    pub identity: Arc<dyn Identity>,
+    /// Region of the secrets.
+    pub source_region: String,
+    /// Region of the bucket and key.
+    pub destination_region: String,
+    /// Where the summary (EMF) line goes: stdout in Lambda.
+    pub emit: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+const MAX_NAMED_FAILURES: usize = 20;
+
+fn duration(started: Instant) -> Metric {
+    Metric {
+        name: "DurationMs",
+        value: started.elapsed().as_millis() as f64,
+        unit: Unit::Milliseconds,
+    }
+}
+
+impl Function {
+    /// Handles one event: a backup (the default) or a verify.
+    pub async fn handle(&self, event: Value) -> Result<RunSummary, InvocationError> {
+        let started = Instant::now();
+        let request =
+            event::parse(&event).map_err(|e| InvocationError::invalid_event(e.to_string()))?;
+        let account = self
+            .identity
+            .account_id()
+            .await
+            .map_err(|e| InvocationError::new("SourceAccountUnknown", format!("STS: {e}")))?;
+        match request.mode {
+            Mode::Backup => self
+                .backup(&request, account, started)
+                .await
+                .map(RunSummary::Backup),
+            Mode::Verify => self
+                .verify(&request, account, started)
+                .await
+                .map(RunSummary::Verify),
+        }
+    }
+
+    fn ports(&self) -> Ports<'_> {
+        Ports {
+            secrets: self.secrets.as_ref(),
+            store: self.store.as_ref(),
+            keys: self.keys.as_ref(),
+        }
+    }
+
+    fn emit(&self, mode: &str, metrics: &[Metric], summary: &impl serde::Serialize) {
+        let line = emf_line(
+            &self.config.metrics_namespace,
+            mode,
+            Utc::now().timestamp_millis(),
+            metrics,
+            summary,
+        );
+        (self.emit)(&line);
+    }
+
+    async fn backup(
+        &self,
+        request: &Request,
+        account: String,
+        started: Instant,
+    ) -> Result<BackupSummary, InvocationError> {
+        let kms_key_id = self.config.kms_key_id.clone().ok_or_else(|| {
+            InvocationError::new("ConfigurationError", "BACKUP_KMS_KEY_ID is not set")
+        })?;
+        let params = BackupParams {
+            snapshot_id: uuid::Uuid::new_v4().to_string(),
+            started_at: Utc::now(),
+            prefix: self.config.prefix.clone(),
+            source: Source {
+                account_id: account,
+                region: self.source_region.clone(),
+            },
+            destination: Destination {
+                bucket: self.config.bucket.clone(),
+                region: self.destination_region.clone(),
+                role_arn: self.config.role_arn.clone(),
+            },
+            kms_key_id,
+            filters: request.effective_filters(&self.config.filters).clone(),
+            concurrency: self.config.concurrency,
+            part_size: self.config.part_size,
+        };
+        let result = run_backup(self.ports(), &params).await;
+        let elapsed = duration(started);
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let mut summary = BackupSummary::new(
+                    params.snapshot_id.clone(),
+                    request.trigger.clone(),
+                    BackupOutcome::Error,
+                );
+                summary.error = Some(e.to_string());
+                self.emit("backup", &[Metric::count("Errors", 1), elapsed], &summary);
+                return Err(InvocationError::new("SnapshotNotWritten", e.to_string()));
+            }
+        };
+        let s = &report.head.summary;
+        let failures = &report.head.failures;
+        let mut summary = BackupSummary::new(
+            params.snapshot_id.clone(),
+            request.trigger.clone(),
+            if failures.is_empty() {
+                BackupOutcome::Complete
+            } else {
+                BackupOutcome::Incomplete
+            },
+        );
+        summary.written = Some(Written {
+            location: report.location(),
+            manifest: report.manifest_key.clone(),
+            filters: params.filters.clone(),
+            stored_bytes: s.stored_bytes,
+            parts: s.parts,
+            skipped: s.skipped,
+            failed_secrets: failures
+                .iter()
+                .map(|f| FailedSecret {
+                    name: f.name.clone(),
+                    reason: f.reason.clone(),
+                })
+                .collect(),
+        });
+        self.emit(
+            "backup",
+            &[
+                Metric::count("Secrets", s.secrets),
+                Metric::count("Versions", s.versions),
+                Metric {
+                    name: "Bytes",
+                    value: s.value_bytes as f64,
+                    unit: Unit::Bytes,
+                },
+                Metric::count("Failures", s.failures),
+                elapsed,
+            ],
+            &summary,
+        );
+        if !failures.is_empty() {
+            let mut names: Vec<String> = failures
+                .iter()
+                .take(MAX_NAMED_FAILURES)
+                .map(|f| format!("{} ({})", f.name, f.reason))
+                .collect();
+            if failures.len() > MAX_NAMED_FAILURES {
+                names.push(format!("and {} more", failures.len() - MAX_NAMED_FAILURES));
+            }
+            return Err(InvocationError::new(
+                "SnapshotIncomplete",
+                format!(
+                    "snapshot {} at {} holds {} secret(s) but {} could not be read: {}",
+                    params.snapshot_id,
+                    report.location(),
+                    s.secrets,
+                    failures.len(),
+                    names.join("; ")
+                ),
+            ));
+        }
+        summary.totals = Some(Totals {
+            secrets: s.secrets,
+            versions: s.versions,
+            bytes: s.value_bytes,
+            duration_ms: elapsed.value,
+        });
+        Ok(summary)
+    }
+
+    async fn verify(
+        &self,
+        request: &Request,
+        account: String,
+        started: Instant,
+    ) -> Result<VerifySummary, InvocationError> {
+        let patterns: Vec<NamePattern> = match &request.filters {
+            Some(f) if !f.tags.is_empty() => {
+                return Err(InvocationError::invalid_event(
+                    "verify mode takes namePrefixes only (the snapshot's own filters apply)",
+                ))
+            }
+            Some(f) => f.name_prefixes.iter().map(NamePattern::new).collect(),
+            None => vec![],
+        };
+        let snapshots = list_snapshots(
+            self.store.as_ref(),
+            &self.config.prefix,
+            &account,
+            &self.source_region,
+        )
+        .await
+        .map_err(|e| InvocationError::new("SnapshotListFailed", e.to_string()))?;
+        let selector = request
+            .snapshot
+            .as_deref()
+            .map(Selector::parse)
+            .unwrap_or(Selector::Latest);
+        let location = format!(
+            "s3://{}/{}",
+            self.config.bucket,
+            account_region_prefix(&self.config.prefix, &account, &self.source_region)
+        );
+        let info = select(&snapshots, &selector, &location)
+            .map_err(|e| InvocationError::new("SnapshotNotFound", e.to_string()))?;
+        let manifest = load_manifest(self.store.as_ref(), info)
+            .await
+            .map_err(|e| InvocationError::new("ManifestInvalid", e.to_string()))?;
+        let report = verify(
+            self.ports(),
+            &manifest,
+            true,
+            &patterns,
+            self.config.concurrency,
+            &|_, _| {},
+        )
+        .await
+        .map_err(|e| {
+            InvocationError::new(
+                "VerifyFailed",
+                format!("snapshot {}: {e}", manifest.head.snapshot_id),
+            )
+        })?;
+        let elapsed = duration(started);
+        let failed_parts = report.failed_parts();
+        let mut summary = VerifySummary {
+            message: "verify summary",
+            snapshot_id: report.snapshot_id.clone(),
+            location: format!("s3://{}/{}", self.config.bucket, report.folder),
+            trigger: request.trigger.clone(),
+            outcome: if report.integrity_ok() {
+                VerifyOutcome::Intact
+            } else {
+                VerifyOutcome::IntegrityFailure
+            },
+            counts: report.counts.clone(),
+            differences: report
+                .differences
+                .iter()
+                .map(|d| Difference {
+                    name: d.name.clone(),
+                    status: d.status,
+                    detail: d.detail(),
+                })
+                .collect(),
+            failed_parts: failed_parts
+                .iter()
+                .map(|p| FailedPart {
+                    part: p.part,
+                    key: p.key.clone(),
+                    problems: p.problems.clone(),
+                })
+                .collect(),
+            manifest_problems: report.manifest_problems.clone(),
+            duration_ms: None,
+        };
+        self.emit(
+            "verify",
+            &[
+                Metric::count("PartsChecked", report.parts.len() as u64),
+                Metric::count("IntegrityFailures", failed_parts.len() as u64),
+                Metric::count("SecretsChanged", report.counts.changed),
+                Metric::count("SecretsMissing", report.counts.missing),
+                Metric::count("SecretsNew", report.counts.new),
+                Metric::count("SecretsUnverified", report.counts.unverified),
+                elapsed,
+            ],
+            &summary,
+        );
+        if !report.integrity_ok() {
+            let mut problems: Vec<String> = failed_parts
+                .iter()
+                .map(|p| format!("part {} ({}): {}", p.part, p.key, p.problems.join("; ")))
+                .collect();
+            problems.extend(report.manifest_problems.iter().cloned());
+            return Err(InvocationError::new(
+                "IntegrityFailure",
+                format!("snapshot {}: {}", report.snapshot_id, problems.join(" | ")),
+            ));
+        }
+        summary.duration_ms = Some(elapsed.value);
+        Ok(summary)
+    }
+}

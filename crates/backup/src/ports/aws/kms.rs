@@ -1,0 +1,83 @@
+//! KMS over the SDK.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_kms::types::DataKeySpec;
+use aws_smithy_types::Blob;
+use zeroize::Zeroizing;
+
+use super::api_err;
+use crate::ports::{ApiError, DataKey, KeyService};
+
+/// KMS over the SDK.
+#[derive(Clone, Debug)]
+pub struct KmsKeys {
+    client: aws_sdk_kms::Client,
+    key_id: Option<String>,
+}
+
+impl KmsKeys {
+    /// `key_id` is needed to generate data keys; decrypting finds the key in the ciphertext.
+    pub fn new(client: aws_sdk_kms::Client, key_id: Option<String>) -> Self {
+        KmsKeys { client, key_id }
+    }
+}
+
+fn context_map(context: &[(&str, &str)]) -> HashMap<String, String> {
+    context
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[async_trait]
+impl KeyService for KmsKeys {
+    async fn generate_data_key(&self, context: &[(&str, &str)]) -> Result<DataKey, ApiError> {
+        let key_id = self
+            .key_id
+            .as_deref()
+            .ok_or_else(|| ApiError::other("no KMS key configured (BACKUP_KMS_KEY_ID)"))?;
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(Some(context_map(context)))
+            .send()
+            .await
+            .map_err(|e| api_err("GenerateDataKey", e))?;
+        let key_arn = out.key_id().unwrap_or(key_id).to_string();
+        let wrapped = out
+            .ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| ApiError::other("GenerateDataKey returned no ciphertext"))?;
+        let plaintext = out
+            .plaintext
+            .map(|b| Zeroizing::new(b.into_inner()))
+            .ok_or_else(|| ApiError::other("GenerateDataKey returned no plaintext"))?;
+        Ok(DataKey {
+            plaintext,
+            wrapped,
+            key_id: key_arn,
+        })
+    }
+
+    async fn decrypt(
+        &self,
+        wrapped: &[u8],
+        context: &[(&str, &str)],
+    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        let out = self
+            .client
+            .decrypt()
+            .ciphertext_blob(Blob::new(wrapped))
+            .set_encryption_context(Some(context_map(context)))
+            .send()
+            .await
+            .map_err(|e| api_err("Decrypt", e))?;
+        out.plaintext
+            .map(|b| Zeroizing::new(b.into_inner()))
+            .ok_or_else(|| ApiError::other("Decrypt returned no plaintext"))
+    }
+}

@@ -1,0 +1,181 @@
+//! The ports over the AWS SDK, one file per service, and the SDK configuration (built once, no
+//! network I/O). `api_err` here is the one mapping of an SDK error to an [`ApiError`].
+
+mod kms;
+mod s3;
+mod secrets;
+mod sts;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::SharedCredentialsProvider;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use chrono::{DateTime, Utc};
+
+use crate::ports::{ApiError, ErrorKind, Ports};
+
+pub use kms::KmsKeys;
+pub use s3::S3Store;
+pub use secrets::AwsSecrets;
+pub use sts::StsIdentity;
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// Map an SDK error to an [`ApiError`] naming the operation, the error code and message.
+fn api_err<E>(op: &str, e: aws_sdk_secretsmanager::error::SdkError<E>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = e.code().map(str::to_string);
+    let kind = match code.as_deref() {
+        Some("ResourceNotFoundException" | "NoSuchKey" | "NotFound") => ErrorKind::NotFound,
+        Some("PreconditionFailed") => ErrorKind::AlreadyExists,
+        Some("InvalidCiphertextException" | "IncorrectKeyException") => {
+            ErrorKind::InvalidCiphertext
+        }
+        _ => ErrorKind::Other,
+    };
+    let text = lambda_support::describe_sdk_error(&e);
+    ApiError::new(kind, format!("{op}: {text}"))
+}
+
+/// The SDK configuration of the source account: from the environment, with standard retries
+/// (exponential backoff with jitter, throttling included) unless `AWS_MAX_ATTEMPTS` or
+/// `AWS_RETRY_MODE` say otherwise. Does no network I/O.
+pub async fn base_config() -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+        && std::env::var_os("AWS_RETRY_MODE").is_none()
+    {
+        loader = loader.retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(10)),
+        );
+    }
+    loader.load().await
+}
+
+/// The configuration for the destination (bucket and key): another region and, with a role,
+/// another account. Credentials are fetched by STS lazily, on the first S3 or KMS call.
+pub async fn destination_config(
+    base: &SdkConfig,
+    region: Option<&str>,
+    role_arn: Option<&str>,
+    external_id: Option<&str>,
+) -> SdkConfig {
+    let mut builder = base.to_builder();
+    if let Some(r) = region {
+        builder = builder.region(Region::new(r.to_string()));
+    }
+    if let Some(role) = role_arn {
+        let mut provider = AssumeRoleProvider::builder(role)
+            .session_name("secrets-backup")
+            .configure(base);
+        if let Some(id) = external_id {
+            provider = provider.external_id(id);
+        }
+        let provider = provider.build().await;
+        builder = builder.credentials_provider(SharedCredentialsProvider::new(provider));
+    }
+    builder.build()
+}
+
+/// Path-style S3 addressing: for emulators and custom endpoints (`AWS_ENDPOINT_URL[_S3]`), or
+/// when `force_path_style` (`BACKUP_S3_FORCE_PATH_STYLE`) is set.
+pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
+    let custom = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(force_path_style || custom)
+            .build(),
+    )
+}
+
+/// Where the snapshots go and which keys protect them: what the adapters need besides the
+/// source account's SDK configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The snapshot bucket.
+    pub bucket: String,
+    /// Region of the bucket and key; `None`: the source region.
+    pub destination_region: Option<String>,
+    /// Role assumed (STS) for the S3 and KMS calls when the bucket is in another account.
+    pub role_arn: Option<String>,
+    /// External id for that role.
+    pub external_id: Option<String>,
+    /// KMS key that wraps the parts' data keys (needed to write snapshots, not to read them).
+    pub kms_key_id: Option<String>,
+    /// SSE-KMS key of the objects; `None`: `kms_key_id`.
+    pub s3_kms_key_id: Option<String>,
+    /// Path-style S3 addressing.
+    pub s3_force_path_style: bool,
+}
+
+/// Everything the function and the CLI talk to, built once.
+pub struct AwsPorts {
+    /// Secrets Manager of the source account.
+    pub secrets: AwsSecrets,
+    /// The snapshot bucket.
+    pub store: S3Store,
+    /// The KMS key of the snapshots.
+    pub keys: KmsKeys,
+    /// The source account.
+    pub identity: StsIdentity,
+    /// Region of the secrets.
+    pub source_region: String,
+    /// Region of the bucket and key.
+    pub destination_region: String,
+}
+
+impl AwsPorts {
+    /// Builds the clients (no network I/O: STS credentials for a role are fetched lazily).
+    pub async fn new(base: &SdkConfig, settings: &Settings) -> Self {
+        let dest = destination_config(
+            base,
+            settings.destination_region.as_deref(),
+            settings.role_arn.as_deref(),
+            settings.external_id.as_deref(),
+        )
+        .await;
+        let source_region = base
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
+        let destination_region = dest
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| source_region.clone());
+        AwsPorts {
+            secrets: AwsSecrets::new(aws_sdk_secretsmanager::Client::new(base)),
+            store: S3Store::new(
+                s3_client(&dest, settings.s3_force_path_style),
+                settings.bucket.clone(),
+                settings
+                    .s3_kms_key_id
+                    .clone()
+                    .or_else(|| settings.kms_key_id.clone()),
+            ),
+            keys: KmsKeys::new(aws_sdk_kms::Client::new(&dest), settings.kms_key_id.clone()),
+            identity: StsIdentity::new(aws_sdk_sts::Client::new(base)),
+            source_region,
+            destination_region,
+        }
+    }
+
+    /// The ports the operations use.
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            secrets: &self.secrets,
+            store: &self.store,
+            keys: &self.keys,
+        }
+    }
+}

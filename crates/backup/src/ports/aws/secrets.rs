@@ -1,0 +1,297 @@
+//! Secrets Manager over the SDK.
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_smithy_types::Blob;
+use futures::stream::{self, BoxStream, StreamExt};
+use zeroize::Zeroizing;
+
+use super::{api_err, to_chrono};
+use crate::domain::model::{Described, Rotation, SecretMeta, SecretValue, Tag, VersionLabels};
+use crate::ports::{ApiError, ListedSecret, NewSecret, SecretsApi};
+
+/// Secrets Manager over the SDK.
+#[derive(Clone, Debug)]
+pub struct AwsSecrets {
+    client: aws_sdk_secretsmanager::Client,
+}
+
+impl AwsSecrets {
+    /// Over this client.
+    pub fn new(client: aws_sdk_secretsmanager::Client) -> Self {
+        AwsSecrets { client }
+    }
+}
+
+fn sm_tags(tags: &[aws_sdk_secretsmanager::types::Tag]) -> Vec<Tag> {
+    tags.iter()
+        .map(|t| Tag {
+            key: t.key().unwrap_or_default().to_string(),
+            value: t.value().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+fn to_sm_tag(t: &Tag) -> aws_sdk_secretsmanager::types::Tag {
+    aws_sdk_secretsmanager::types::Tag::builder()
+        .key(&t.key)
+        .value(&t.value)
+        .build()
+}
+
+#[async_trait]
+impl SecretsApi for AwsSecrets {
+    fn list<'a>(
+        &'a self,
+        name_prefixes: &'a [String],
+    ) -> BoxStream<'a, Result<ListedSecret, ApiError>> {
+        let mut req = self.client.list_secrets().max_results(100);
+        // The server-side `name` filter only narrows (callers check exactly); use it when
+        // ListSecrets accepts the values: at most 10, no leading `!` (negation), its charset.
+        let server_side = !name_prefixes.is_empty()
+            && name_prefixes.len() <= 10
+            && name_prefixes.iter().all(|p| {
+                !p.starts_with('!')
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || " :_@/+=.-".contains(c))
+            });
+        if server_side {
+            req = req.filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .set_values(Some(name_prefixes.to_vec()))
+                    .build(),
+            );
+        }
+        let pages = req.into_paginator().send();
+        stream::unfold(Some(pages), |pages| async move {
+            let mut pages = pages?;
+            match pages.next().await? {
+                Ok(page) => {
+                    let items: Vec<_> = page
+                        .secret_list()
+                        .iter()
+                        .map(|s| {
+                            Ok(ListedSecret {
+                                name: s.name().unwrap_or_default().to_string(),
+                                arn: s.arn().unwrap_or_default().to_string(),
+                                tags: sm_tags(s.tags()),
+                            })
+                        })
+                        .collect();
+                    Some((stream::iter(items), Some(pages)))
+                }
+                // Stop after an error: the caller records it.
+                Err(e) => Some((stream::iter(vec![Err(api_err("ListSecrets", e))]), None)),
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn describe(&self, id: &str) -> Result<Option<Described>, ApiError> {
+        let out = match self.client.describe_secret().secret_id(id).send().await {
+            Ok(o) => o,
+            Err(e) => {
+                let e = api_err("DescribeSecret", e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let rules = out.rotation_rules();
+        let mut versions: Vec<VersionLabels> = out
+            .version_ids_to_stages()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, labels)| !labels.is_empty())
+                    .map(|(id, labels)| VersionLabels {
+                        version_id: id.clone(),
+                        labels: labels.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        versions.sort_by(|a, b| a.version_id.cmp(&b.version_id));
+        Ok(Some(Described {
+            meta: SecretMeta {
+                name: out.name().unwrap_or_default().to_string(),
+                arn: out.arn().unwrap_or_default().to_string(),
+                description: out.description().map(String::from),
+                kms_key_id: out.kms_key_id().map(String::from),
+                tags: sm_tags(out.tags()),
+                resource_policy: None,
+                rotation: Rotation {
+                    enabled: out.rotation_enabled().unwrap_or(false),
+                    lambda_arn: out.rotation_lambda_arn().map(String::from),
+                    automatically_after_days: rules.and_then(|r| r.automatically_after_days()),
+                    schedule_expression: rules
+                        .and_then(|r| r.schedule_expression())
+                        .map(String::from),
+                    duration: rules.and_then(|r| r.duration()).map(String::from),
+                },
+                owning_service: out.owning_service().map(String::from),
+                created: out.created_date().and_then(to_chrono),
+            },
+            versions,
+            deleted: out.deleted_date().and_then(to_chrono),
+        }))
+    }
+
+    async fn resource_policy(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let out = self
+            .client
+            .get_resource_policy()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| api_err("GetResourcePolicy", e))?;
+        Ok(out
+            .resource_policy()
+            .filter(|p| !p.trim().is_empty())
+            .map(String::from))
+    }
+
+    async fn get_value(&self, id: &str, version_id: &str) -> Result<SecretValue, ApiError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| api_err("GetSecretValue", e))?;
+        if let Some(s) = out.secret_string {
+            Ok(SecretValue::String(Zeroizing::new(s)))
+        } else if let Some(b) = out.secret_binary {
+            Ok(SecretValue::Binary(Zeroizing::new(b.into_inner())))
+        } else {
+            Err(ApiError::other("GetSecretValue: the version has no value"))
+        }
+    }
+
+    async fn create(&self, new: NewSecret<'_>) -> Result<String, ApiError> {
+        let mut req = self
+            .client
+            .create_secret()
+            .name(new.name)
+            .set_description(new.description.map(String::from))
+            .set_kms_key_id(new.kms_key_id.map(String::from))
+            .set_tags((!new.tags.is_empty()).then(|| new.tags.iter().map(to_sm_tag).collect()))
+            .client_request_token(new.client_request_token);
+        req = match new.value {
+            SecretValue::String(s) => req.secret_string(s.as_str()),
+            SecretValue::Binary(b) => req.secret_binary(Blob::new(b.as_slice())),
+        };
+        let out = req.send().await.map_err(|e| api_err("CreateSecret", e))?;
+        Ok(out.arn().unwrap_or(new.name).to_string())
+    }
+
+    async fn put_value(
+        &self,
+        id: &str,
+        value: &SecretValue,
+        labels: &[String],
+        token: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let mut req = self
+            .client
+            .put_secret_value()
+            .secret_id(id)
+            .set_client_request_token(token.map(String::from))
+            .set_version_stages(Some(labels.to_vec()));
+        req = match value {
+            SecretValue::String(s) => req.secret_string(s.as_str()),
+            SecretValue::Binary(b) => req.secret_binary(Blob::new(b.as_slice())),
+        };
+        let out = req.send().await.map_err(|e| api_err("PutSecretValue", e))?;
+        Ok(out.version_id().unwrap_or_default().to_string())
+    }
+
+    async fn move_label(
+        &self,
+        id: &str,
+        label: &str,
+        to_version: &str,
+        from_version: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(id)
+            .version_stage(label)
+            .move_to_version_id(to_version)
+            .set_remove_from_version_id(from_version.map(String::from))
+            .send()
+            .await
+            .map_err(|e| api_err("UpdateSecretVersionStage", e))?;
+        Ok(())
+    }
+
+    async fn update_metadata(
+        &self,
+        id: &str,
+        description: Option<&str>,
+        kms_key_id: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.client
+            .update_secret()
+            .secret_id(id)
+            .set_description(description.map(String::from))
+            .set_kms_key_id(kms_key_id.map(String::from))
+            .send()
+            .await
+            .map_err(|e| api_err("UpdateSecret", e))?;
+        Ok(())
+    }
+
+    async fn tag(&self, id: &str, tags: &[Tag]) -> Result<(), ApiError> {
+        self.client
+            .tag_resource()
+            .secret_id(id)
+            .set_tags(Some(tags.iter().map(to_sm_tag).collect()))
+            .send()
+            .await
+            .map_err(|e| api_err("TagResource", e))?;
+        Ok(())
+    }
+
+    async fn untag(&self, id: &str, keys: &[String]) -> Result<(), ApiError> {
+        self.client
+            .untag_resource()
+            .secret_id(id)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| api_err("UntagResource", e))?;
+        Ok(())
+    }
+
+    async fn put_resource_policy(&self, id: &str, policy: &str) -> Result<(), ApiError> {
+        self.client
+            .put_resource_policy()
+            .secret_id(id)
+            .resource_policy(policy)
+            .send()
+            .await
+            .map_err(|e| api_err("PutResourcePolicy", e))?;
+        Ok(())
+    }
+
+    async fn delete_resource_policy(&self, id: &str) -> Result<(), ApiError> {
+        self.client
+            .delete_resource_policy()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| api_err("DeleteResourcePolicy", e))?;
+        Ok(())
+    }
+
+    async fn cancel_deletion(&self, id: &str) -> Result<(), ApiError> {
+        self.client
+            .restore_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| api_err("RestoreSecret", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! In-memory fakes of the ports, one file per port, for the crate's tests and for other crates'
+//! tests (cargo feature `testing`). The real adapters (`ports::aws`) are tested against moto in
+//! the end-to-end tests.
+
+mod identity;
+mod kms;
+mod secrets;
+mod store;
+
+pub use identity::FakeIdentity;
+pub use kms::{FakeKms, FAKE_KEY_ARN};
+pub use secrets::{FakeSecret, FakeSecrets, FakeVersion};
+pub use store::{FakeStore, StoredObject};
