@@ -13,6 +13,7 @@ pub struct RotationError {
     pub secret: String,
     /// The step as named in the event.
     pub step: String,
+    /// What went wrong.
     pub kind: ErrorKind,
 }
 
@@ -23,53 +24,77 @@ impl RotationError {
     }
 }
 
+/// What went wrong in a step. Field values are never part of a message; user names, hosts and
+/// ARNs are.
+#[allow(missing_docs)] // The variant fields are named for what they hold and shown in the messages.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
+    /// The secret's `RotationEnabled` is false.
     #[error("Secret is not enabled for rotation")]
     NotEnabled,
+    /// The token is not a version of the secret.
     #[error("Secret version {token} has no stage for rotation")]
     TokenNotAVersion { token: String },
+    /// The token is a version but not AWSPENDING.
     #[error("Secret version {token} not set as AWSPENDING for rotation")]
     TokenNotPending { token: String },
+    /// The event's step is not one of the four.
     #[error("invalid step {0:?}: expected createSecret, setSecret, testSecret or finishSecret")]
     UnknownStep(String),
+    /// No version carries the label.
     #[error("no version is labelled {stage}")]
     NoVersion { stage: &'static str },
+    /// The labelled version has no value.
     #[error("the {stage} version has no value{hint}")]
     NoValue {
         stage: &'static str,
         hint: &'static str,
     },
+    /// A field of the labelled version is missing or invalid.
     #[error("the {stage} version: {source}")]
     Field {
         stage: &'static str,
         #[source]
         source: FieldError,
     },
+    /// A field of the labelled version differs from AWSCURRENT's.
     #[error("field '{field}' of the {stage} version must equal AWSCURRENT's{detail}")]
     Mismatch {
         field: &'static str,
         stage: &'static str,
         detail: String,
     },
-    #[error("username {username:?} cannot get the alternate suffix: the result would be {len} bytes, over PostgreSQL's 63-byte limit")]
-    NameTooLong { username: String, len: usize },
+    /// The alternate user's name would exceed the engine's identifier limit.
+    #[error("username {username:?} cannot get the alternate suffix: the result would be {len} bytes, over {engine}'s {limit}-byte limit")]
+    NameTooLong {
+        username: String,
+        len: usize,
+        engine: &'static str,
+        limit: usize,
+    },
+    /// No credential could log in.
     #[error("unable to log into the database with the {attempts}")]
     LoginFailed { attempts: String },
+    /// AWSPENDING's session acts as another role than expected.
     #[error("logged in with AWSPENDING but current_user is {actual:?}, expected {expected:?}")]
     WrongUser { actual: String, expected: String },
+    /// AWSPENDING logged in as another user than its own.
     #[error("logged in with AWSPENDING but session_user is {actual:?}, expected {expected:?}")]
     WrongSessionUser { actual: String, expected: String },
+    /// AWSPENDING's user is not AWSCURRENT's alternate.
     #[error("field 'username' of the AWSPENDING version must be the alternate of AWSCURRENT's (AWSCURRENT has {current:?}, so AWSPENDING must have {expected:?}, but has {pending:?})")]
     NotAlternate {
         current: String,
         pending: String,
         expected: String,
     },
+    /// Alternating users: AWSCURRENT cannot log in, so nothing is changed.
     #[error("refusing to change anything: AWSCURRENT cannot log into the database ({reason}); the alternating-users strategy only rotates a user whose current credentials work")]
     CurrentLoginFailed { reason: String },
+    /// The master secret cannot be read.
     #[error("master secret {master}: {detail}")]
     MasterSecret { master: String, detail: String },
+    /// A field of the master secret is missing or invalid.
     #[error("master secret {master}: {source}{hint}")]
     MasterField {
         master: String,
@@ -77,8 +102,10 @@ pub enum ErrorKind {
         source: FieldError,
         hint: &'static str,
     },
+    /// The master secret cannot log in.
     #[error("unable to log into the database with the master secret {master} ({reason})")]
     MasterLoginFailed { master: String, reason: String },
+    /// The master's server is neither the user's nor its primary.
     #[error("AWSCURRENT's server {current_host} is neither the server of master secret {master} ({master_host}{origin}) nor an RDS read replica or Aurora reader of it: {reason}")]
     MasterElsewhere {
         master: String,
@@ -87,17 +114,22 @@ pub enum ErrorKind {
         origin: String,
         reason: String,
     },
+    /// An RDS look-up failed.
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    /// The target cannot do what the strategy needs.
     #[error("{0}")]
     Unsupported(String),
+    /// A Secrets Manager call failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A database operation failed.
     #[error(transparent)]
     Target(#[from] TargetError),
 }
 
 impl ErrorKind {
+    /// A short, stable name for the kind of failure (the Lambda `errorType`).
     pub fn name(&self) -> &'static str {
         match self {
             ErrorKind::NotEnabled => "RotationNotEnabled",
