@@ -177,7 +177,10 @@ impl SecretJson {
     /// `shared_owner` (alternating users): both users act as the original role, so that objects
     /// either creates stay usable by the other. Boolean or `"true"`/`"false"`; absent is `None`.
     pub fn shared_owner(&self) -> Result<Option<bool>, FieldError> {
-        let invalid = FieldError::invalid(SHARED_OWNER_FIELD, "must be true or false (boolean or string)");
+        let invalid = FieldError::invalid(
+            SHARED_OWNER_FIELD,
+            "must be true or false (boolean or string)",
+        );
         match self.0.get(SHARED_OWNER_FIELD) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -205,25 +208,19 @@ impl SecretJson {
                     ),
                 ))
             }
-            Some(_) => {
-                return Err(FieldError::invalid("engine", "must be a string"))
-            }
+            Some(_) => return Err(FieldError::invalid("engine", "must be a string")),
         };
         let host = self.host()?.to_string();
         let username = self.username()?.to_string();
         let password = match self.0.get("password") {
             None | Some(Value::Null) => return Err(FieldError::Missing("password")),
             Some(Value::String(s)) => Password::new(s.clone()),
-            Some(_) => {
-                return Err(FieldError::invalid("password", "must be a string"))
-            }
+            Some(_) => return Err(FieldError::invalid("password", "must be a string")),
         };
         let port = self.port(profile.default_port)?;
         let dbname = match self.optional_str("dbname")? {
             None => profile.default_database.to_string(),
-            Some("") => {
-                return Err(FieldError::invalid("dbname", "must not be empty"))
-            }
+            Some("") => return Err(FieldError::invalid("dbname", "must not be empty")),
             Some(db) => db.to_string(),
         };
         let tls = self.tls_mode()?;

@@ -4,7 +4,9 @@ use rotation::testing::{
     alternating_secret as user_secret, master_secret, RotationFixture, MASTER_ARN,
     PRIMARY_HOST as HOST, REPLICA_HOST as REPLICA,
 };
-use rotation::{DbEndpoint, ErrorKind, Outcome, Relation, SecretJson, Step, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use rotation::{
+    DbEndpoint, ErrorKind, Outcome, Relation, SecretJson, Step, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+};
 
 fn fixture_with(user_host: &str, master_value: &str) -> RotationFixture {
     RotationFixture::alternating(user_host, master_value)

@@ -79,20 +79,28 @@ async fn called_on_failure_with_the_error_kind_and_no_value() {
     // A secret that cannot even be described is reported under the id asked for.
     f.observer.clear();
     f.rotator
-        .handle(&rotation::RotationEvent::new("createSecret", "missing", "t9"))
+        .handle(&rotation::RotationEvent::new(
+            "createSecret",
+            "missing",
+            "t9",
+        ))
         .await
         .unwrap_err();
     let notices = f.observer.notices();
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].secret, "missing");
-    assert_eq!(notices[0].result.clone().unwrap_err().0, "SecretsManagerError");
+    assert_eq!(
+        notices[0].result.clone().unwrap_err().0,
+        "SecretsManagerError"
+    );
 }
 
 #[tokio::test]
 async fn the_default_observer_changes_nothing() {
     // A rotator without an observer rotates exactly as one with it.
     let f = fixture();
-    let plain = fixture().with_rotator(|r| r.with_observer(std::sync::Arc::new(rotation::NoopObserver)));
+    let plain =
+        fixture().with_rotator(|r| r.with_observer(std::sync::Arc::new(rotation::NoopObserver)));
     assert_eq!(f.rotate("t1").await, plain.rotate("t1").await);
     assert!(plain.observer.notices().is_empty());
 }

@@ -23,9 +23,7 @@ async fn full_rotation_changes_the_password_and_moves_labels() {
     assert_eq!(current.password.expose().len(), 32);
     assert_eq!(f.db.password_of("app").unwrap(), current.password.expose());
     assert_eq!(
-        f.credentials(AWSPREVIOUS)
-            .password
-            .expose(),
+        f.credentials(AWSPREVIOUS).password.expose(),
         "initial-password"
     );
     let labels = f.store.labels(&f.arn);
@@ -337,9 +335,18 @@ async fn alternating_strategy_toggles_the_clone_suffix_in_create() {
 
 #[test]
 fn alternate_username_toggles_and_enforces_63_bytes() {
-    assert_eq!(alternate_username("app", &MEMORY_PROFILE).unwrap(), "app_clone");
-    assert_eq!(alternate_username("app_clone", &MEMORY_PROFILE).unwrap(), "app");
-    assert_eq!(alternate_username("_clone", &MEMORY_PROFILE).unwrap(), "_clone_clone");
+    assert_eq!(
+        alternate_username("app", &MEMORY_PROFILE).unwrap(),
+        "app_clone"
+    );
+    assert_eq!(
+        alternate_username("app_clone", &MEMORY_PROFILE).unwrap(),
+        "app"
+    );
+    assert_eq!(
+        alternate_username("_clone", &MEMORY_PROFILE).unwrap(),
+        "_clone_clone"
+    );
     let max = "a".repeat(57);
     assert_eq!(alternate_username(&max, &MEMORY_PROFILE).unwrap().len(), 63);
     let err = alternate_username(&"a".repeat(58), &MEMORY_PROFILE).unwrap_err();

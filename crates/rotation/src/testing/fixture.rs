@@ -118,7 +118,9 @@ impl RotationFixture {
     /// Changes the rotator (e.g. a forced strategy or another policy).
     pub fn with_rotator(
         mut self,
-        change: impl FnOnce(Rotator<MemoryStore, MemoryDatabase>) -> Rotator<MemoryStore, MemoryDatabase>,
+        change: impl FnOnce(
+            Rotator<MemoryStore, MemoryDatabase>,
+        ) -> Rotator<MemoryStore, MemoryDatabase>,
     ) -> Self {
         self.rotator = change(self.rotator);
         self

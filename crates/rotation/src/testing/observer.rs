@@ -48,9 +48,7 @@ impl RotationObserver for RecordingObserver {
             secret: notice.secret.to_string(),
             step: notice.step.to_string(),
             token: notice.token.to_string(),
-            result: notice
-                .result
-                .map_err(|e| (e.error_type(), e.to_string())),
+            result: notice.result.map_err(|e| (e.error_type(), e.to_string())),
         });
     }
 }

@@ -8,8 +8,8 @@
 use crate::profile::{EngineAdvice, EngineProfile};
 use crate::secret::{DbCredentials, Password};
 use crate::target::{
-    AlternateChange, AlternateUser, ConnectError, CredentialTarget, LoginIdentity,
-    RolePrivileges, TargetError, TargetSession,
+    AlternateChange, AlternateUser, ConnectError, CredentialTarget, LoginIdentity, RolePrivileges,
+    TargetError, TargetSession,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -1,6 +1,8 @@
 //! [`MemoryTopology`]: in-memory RDS look-ups.
 
-use crate::topology::{DbEndpoint, DbTopology, MasterLocation, RdsResource, Relation, TopologyError};
+use crate::topology::{
+    DbEndpoint, DbTopology, MasterLocation, RdsResource, Relation, TopologyError,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
