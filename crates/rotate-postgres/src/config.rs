@@ -211,18 +211,6 @@ mod tests {
     }
 
     #[test]
-    fn policy_defaults_match_the_templates() {
-        let p = policy(&[]).unwrap();
-        assert_eq!(p.length, 32);
-        assert_eq!(p.exclude_characters, ":/@\"'\\");
-        assert!(!p.exclude_numbers);
-        assert!(!p.exclude_punctuation);
-        assert!(!p.exclude_uppercase);
-        assert!(!p.exclude_lowercase);
-        assert!(p.require_each_included_type);
-    }
-
-    #[test]
     fn each_policy_variable_is_read() {
         let p = policy(&[
             ("EXCLUDE_CHARACTERS", "abc"),

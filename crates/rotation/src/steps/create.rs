@@ -16,9 +16,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         }
         let current = self.require_stage(ctx, AWSCURRENT).await?;
         // Refuse to copy a secret that could never log in.
-        current
-            .credentials(self.target.profile())
-            .map_err(ErrorKind::field(AWSCURRENT))?;
+        self.credentials(&current, AWSCURRENT)?;
         let mut pending = current.clone();
         if self.strategy(&current, AWSCURRENT)? == Strategy::AlternatingUsers {
             let username = current.username().map_err(ErrorKind::field(AWSCURRENT))?;

@@ -14,7 +14,7 @@ mod test;
 use crate::error::ErrorKind;
 use crate::event::RotationEvent;
 use crate::rotator::Rotator;
-use crate::secret::SecretJson;
+use crate::secret::{DbCredentials, SecretJson};
 use crate::settings::Strategy;
 use crate::store::{SecretMetadata, SecretStore, AWSPENDING};
 use crate::target::CredentialTarget;
@@ -72,6 +72,17 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         self.read_stage(ctx, stage)
             .await?
             .ok_or(ErrorKind::NoValue { stage, hint })
+    }
+
+    /// The credentials in the version labelled `stage`, read with the target's engine profile.
+    pub(crate) fn credentials(
+        &self,
+        secret: &SecretJson,
+        stage: &'static str,
+    ) -> Result<DbCredentials, ErrorKind> {
+        secret
+            .credentials(self.target.profile())
+            .map_err(ErrorKind::field(stage))
     }
 
     /// The strategy for the version labelled `stage`.

@@ -16,9 +16,7 @@ use crate::target::{
 impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     pub(crate) async fn set_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
         let pending = self.require_stage(ctx, AWSPENDING).await?;
-        let pending_creds = pending
-            .credentials(self.target.profile())
-            .map_err(ErrorKind::field(AWSPENDING))?;
+        let pending_creds = self.credentials(&pending, AWSPENDING)?;
         let pending_error = match self.target.connect(&pending_creds).await {
             Ok(_) => return Ok(Outcome::PasswordAlreadySet),
             Err(e) => e,
@@ -46,9 +44,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         current: &SecretJson,
     ) -> Result<Outcome, ErrorKind> {
         let profile = self.target.profile();
-        let current_creds = current
-            .credentials(profile)
-            .map_err(ErrorKind::field(AWSCURRENT))?;
+        let current_creds = self.credentials(current, AWSCURRENT)?;
         let pair = UserPair::of(&current_creds.username, profile)?;
         let expected = if pair.original == current_creds.username {
             pair.clone.clone()
@@ -130,9 +126,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         pending_error: ConnectError,
         current: &SecretJson,
     ) -> Result<Outcome, ErrorKind> {
-        let current_creds = current
-            .credentials(self.target.profile())
-            .map_err(ErrorKind::field(AWSCURRENT))?;
+        let current_creds = self.credentials(current, AWSCURRENT)?;
         require_same(
             AWSPENDING,
             "username",
@@ -178,9 +172,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
             attempts.push("AWSPREVIOUS (no such version)".into());
             return Ok(None);
         };
-        let mut previous = previous
-            .credentials(self.target.profile())
-            .map_err(ErrorKind::field(AWSPREVIOUS))?;
+        let mut previous = self.credentials(&previous, AWSPREVIOUS)?;
         require_same(
             AWSPREVIOUS,
             "username",

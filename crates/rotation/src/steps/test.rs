@@ -12,9 +12,7 @@ use crate::target::{CredentialTarget, LoginIdentity};
 impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     pub(crate) async fn test_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
         let pending = self.require_stage(ctx, AWSPENDING).await?;
-        let creds = pending
-            .credentials(self.target.profile())
-            .map_err(ErrorKind::field(AWSPENDING))?;
+        let creds = self.credentials(&pending, AWSPENDING)?;
         let mut session =
             self.target
                 .connect(&creds)
