@@ -6,7 +6,8 @@ use lambda_support::env::{parse_bool, ConfigError};
 use lambda_support::InvocationError;
 use preflight::{preflight, Ports, PreflightOptions, Report};
 use rotation::{
-    CredentialTarget, DbTopology, RotationEvent, RotationSettings, Rotator, SecretStore,
+    CredentialTarget, DbTopology, RotationEvent, RotationObserver, RotationSettings, Rotator,
+    SecretStore,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -42,6 +43,13 @@ impl<S: SecretStore, T: CredentialTarget> Service<S, T> {
             rotator,
             preflight,
         }
+    }
+
+    /// Tells `observer` about every rotation step (e.g. a notification adapter); the default
+    /// observer does nothing.
+    pub fn with_observer(mut self, observer: Arc<dyn RotationObserver>) -> Self {
+        self.rotator = self.rotator.with_observer(observer);
+        self
     }
 
     /// The rotator.

@@ -2,12 +2,12 @@
 
 use rotation::alternating::alternate_username;
 use rotation::testing::{
-    single_user_secret as secret_json, MemoryDatabase, MemoryStore, RotationFixture,
-    MEMORY_PROFILE, SINGLE_USER_HOST as HOST,
+    single_user_secret as secret_json, MemoryDatabase, RotationFixture, MEMORY_PROFILE,
+    SINGLE_USER_HOST as HOST,
 };
 use rotation::{
-    ErrorKind, Outcome, PasswordPolicy, RotationEvent, Rotator, SecretJson, Step, Strategy,
-    AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+    ErrorKind, Outcome, PasswordPolicy, RotationEvent, RotationSettings, SecretJson, Step,
+    Strategy, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
 
 fn fixture() -> RotationFixture {
@@ -270,25 +270,20 @@ async fn rotation_stays_within_twelve_secrets_manager_calls() {
 
 #[tokio::test]
 async fn password_policy_reaches_get_random_password() {
-    let store = MemoryStore::new();
-    let db = MemoryDatabase::new(HOST);
-    db.add_user("app", "initial-password");
-    let arn = store.create_secret("app", "v0", &secret_json("app", "initial-password"));
     let policy = PasswordPolicy {
         length: 48,
         exclude_punctuation: true,
         ..PasswordPolicy::default()
     };
-    let rotator = Rotator::new(store.clone(), db, policy);
-    store.begin_rotation(&arn, "t1");
-    rotator
-        .handle(&RotationEvent::new("createSecret", &arn, "t1"))
-        .await
-        .unwrap();
-    let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap())
-        .unwrap()
-        .credentials(&MEMORY_PROFILE)
-        .unwrap();
+    let f = fixture().with_rotator(|r| {
+        r.with_settings(RotationSettings {
+            policy,
+            ..RotationSettings::default()
+        })
+    });
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let pending = f.credentials(AWSPENDING);
     assert_eq!(pending.password.expose().len(), 48);
     assert!(pending
         .password
@@ -299,38 +294,25 @@ async fn password_policy_reaches_get_random_password() {
 
 #[tokio::test]
 async fn alternating_strategy_toggles_the_clone_suffix_in_create() {
-    let store = MemoryStore::new();
-    let db = MemoryDatabase::new(HOST);
+    let f = fixture();
     let json = SecretJson::parse(&secret_json("app", "pw"))
         .unwrap()
         .with_str(
             "masterarn",
             "arn:aws:secretsmanager:us-east-1:1:secret:master",
         );
-    let arn = store.create_secret("app", "v0", &json.to_json_string());
-    let rotator = Rotator::new(store.clone(), db, PasswordPolicy::default());
-    store.begin_rotation(&arn, "t1");
-    rotator
-        .handle(&RotationEvent::new("createSecret", &arn, "t1"))
-        .await
-        .unwrap();
-    let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap()).unwrap();
-    assert_eq!(pending.username().unwrap(), "app_clone");
+    f.store
+        .put_version(&f.arn, "v0", &json.to_json_string(), &[AWSCURRENT]);
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    assert_eq!(f.stage(AWSPENDING).username().unwrap(), "app_clone");
 
     // The override forces single user even with masterarn.
-    let single = Rotator::new(
-        store.clone(),
-        MemoryDatabase::new(HOST),
-        PasswordPolicy::default(),
-    )
-    .with_strategy_override(Some(Strategy::SingleUser));
-    store.begin_rotation(&arn, "t2");
-    single
-        .handle(&RotationEvent::new("createSecret", &arn, "t2"))
-        .await
-        .unwrap();
-    let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap()).unwrap();
-    assert_eq!(pending.username().unwrap(), "app");
+    let single = RotationFixture::new(f.store.clone(), MemoryDatabase::new(HOST), &f.arn)
+        .with_rotator(|r| r.with_strategy_override(Some(Strategy::SingleUser)));
+    f.store.begin_rotation(&f.arn, "t2");
+    single.step("createSecret", "t2").await.unwrap();
+    assert_eq!(f.stage(AWSPENDING).username().unwrap(), "app");
 }
 
 #[test]
