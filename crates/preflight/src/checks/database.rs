@@ -3,7 +3,7 @@
 
 use crate::report::{Report, Status};
 use crate::Ports;
-use rotation::{ConnectError, DbCredentials, LoginIdentity, TlsMode};
+use rotation::{ConnectError, DbCredentials, LoginIdentity, TlsMode, AWSCURRENT};
 
 /// Adds the checks of AWSCURRENT's login.
 pub(crate) async fn login_checks(ports: &Ports<'_>, report: &mut Report, creds: &DbCredentials) {
@@ -40,7 +40,7 @@ pub(crate) async fn login_checks(ports: &Ports<'_>, report: &mut Report, creds: 
                 ),
             );
         }
-        Err(e) => connect_failure(ports, report, creds, &e, "current-login", "AWSCURRENT"),
+        Err(e) => connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT),
     }
 }
 
