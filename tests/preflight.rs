@@ -5,6 +5,7 @@ use e2e::alternating::{
     master_json, rds_fixture, setup_roles, user_json, APP_PASSWORD, MASTER_PASSWORD,
 };
 use e2e::{assert_no_secrets, World};
+use rotation::AWSCURRENT;
 use serde_json::{json, Value};
 use std::process::Command;
 
@@ -105,8 +106,8 @@ async fn healthy_secrets_pass_every_check_from_the_cli_and_the_lambda_event() {
         APP_PASSWORD.to_string(),
         MASTER_PASSWORD.to_string(),
         "Single-Password-1".to_string(),
-        world.password_at(&alternating, "AWSCURRENT").await,
-        world.password_at(&single, "AWSCURRENT").await,
+        world.password_at(&alternating, AWSCURRENT).await,
+        world.password_at(&single, AWSCURRENT).await,
     ];
     secrets.sort();
 
@@ -361,7 +362,7 @@ async fn a_managed_master_secret_is_resolved_and_its_host_checked() {
             &user_json(&world, "app", APP_PASSWORD, &f.primary_secret),
         )
         .await;
-    let (_, managed) = world.stage(&f.primary_secret, "AWSCURRENT").await.unwrap();
+    let (_, managed) = world.stage(&f.primary_secret, AWSCURRENT).await.unwrap();
     let (code, report, all) = json_report(&world, &arn, &[]).await;
     assert_eq!(code, 1);
     let (status, detail, _) = status_of(&report, "master-secret");

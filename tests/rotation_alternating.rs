@@ -7,7 +7,8 @@ use e2e::alternating::{
     connect, has_privileges_of, ident, logs_in, master_json, role_exists, role_profile,
     setup_roles, user_json, verifier, APP_DB, APP_PASSWORD, APP_SCHEMA, MASTER_PASSWORD,
 };
-use e2e::{assert_no_secrets, World, STEPS};
+use e2e::{assert_no_secrets, World};
+use rotation::{Step, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use serde_json::{json, Value};
 
 struct Setup {
@@ -83,10 +84,10 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
     // Cycle 1: app → app_clone (created), every step run twice.
     let token = world.begin_rotation(&s.arn).await;
     let mut outcomes = Vec::new();
-    for step in STEPS {
+    for step in Step::ALL {
         outcomes.push(lambda.step(step, &s.arn, &token).unwrap()["outcome"].clone());
         let labels = world.labels(&s.arn).await;
-        let pending = world.stage(&s.arn, "AWSPENDING").await;
+        let pending = world.stage(&s.arn, AWSPENDING).await;
         let clone_verifier = verifier(world, "app_clone").await;
         let app_verifier = verifier(world, "app").await;
         let again = lambda.step(step, &s.arn, &token).unwrap();
@@ -102,7 +103,7 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
         );
         assert_eq!(world.labels(&s.arn).await, labels, "{step} twice");
         assert_eq!(
-            world.stage(&s.arn, "AWSPENDING").await,
+            world.stage(&s.arn, AWSPENDING).await,
             pending,
             "{step} twice"
         );
@@ -122,7 +123,7 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
             json!("finished")
         ]
     );
-    let (user, password) = s.user_and_password("AWSCURRENT").await;
+    let (user, password) = s.user_and_password(AWSCURRENT).await;
     assert_eq!(user, "app_clone");
     assert_eq!(password.len(), 32);
     seen.push(password.clone());
@@ -130,7 +131,7 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
         logs_in(world, "app_clone", &password).await,
         "AWSCURRENT logs in"
     );
-    let (prev_user, prev_password) = s.user_and_password("AWSPREVIOUS").await;
+    let (prev_user, prev_password) = s.user_and_password(AWSPREVIOUS).await;
     assert_eq!(
         (prev_user.as_str(), prev_password.as_str()),
         ("app", APP_PASSWORD)
@@ -149,11 +150,11 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
     // Cycle 2: app_clone → app (password changed).
     let token = world.begin_rotation(&s.arn).await;
     let mut outcomes = Vec::new();
-    for step in STEPS {
+    for step in Step::ALL {
         outcomes.push(lambda.step(step, &s.arn, &token).unwrap()["outcome"].clone());
     }
     assert_eq!(outcomes[1], json!("password_set"));
-    let (user, password) = s.user_and_password("AWSCURRENT").await;
+    let (user, password) = s.user_and_password(AWSCURRENT).await;
     assert_eq!(user, "app");
     seen.push(password.clone());
     assert!(logs_in(world, "app", &password).await, "AWSCURRENT logs in");
@@ -161,7 +162,7 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
         !logs_in(world, "app", APP_PASSWORD).await,
         "app's old password is gone"
     );
-    let (prev_user, prev_password) = s.user_and_password("AWSPREVIOUS").await;
+    let (prev_user, prev_password) = s.user_and_password(AWSPREVIOUS).await;
     assert_eq!(prev_user, "app_clone");
     assert!(
         logs_in(world, "app_clone", &prev_password).await,
@@ -170,14 +171,14 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
     assert_clone_matches_original(world).await;
 
     // Every field but username and password is untouched, with its JSON type.
-    let (_, value) = world.stage(&s.arn, "AWSCURRENT").await.unwrap();
+    let (_, value) = world.stage(&s.arn, AWSCURRENT).await.unwrap();
     let mut expected = user_json(world, "app", &password, &s.master_arn);
     expected["password"] = value["password"].clone();
     assert_eq!(value, expected);
     assert!(value["port"].is_string());
 
     // The master secret was only read.
-    let (_, master) = world.stage(&s.master_arn, "AWSCURRENT").await.unwrap();
+    let (_, master) = world.stage(&s.master_arn, AWSCURRENT).await.unwrap();
     assert_eq!(master, master_json(world));
     assert_no_secrets(&lambda.output(), &seen);
 }
@@ -202,7 +203,7 @@ async fn current_that_cannot_log_in_is_refused_and_nothing_changes() {
         "nothing was created"
     );
     assert!(logs_in(world, "app", "Drifted-Password-9").await);
-    let pending = world.password_at(&s.arn, "AWSPENDING").await;
+    let pending = world.password_at(&s.arn, AWSPENDING).await;
     assert_no_secrets(
         &lambda.output(),
         &[pending, MASTER_PASSWORD.into(), "Drifted-Password-9".into()],
@@ -232,7 +233,7 @@ async fn master_that_cannot_log_in_is_a_clear_error() {
         "{err}"
     );
     assert!(!role_exists(world, "app_clone").await);
-    let pending = world.password_at(&s.arn, "AWSPENDING").await;
+    let pending = world.password_at(&s.arn, AWSPENDING).await;
     assert_no_secrets(&lambda.output(), &[pending, MASTER_PASSWORD.into()]);
 }
 
@@ -269,7 +270,7 @@ async fn pending_user_that_is_not_the_alternate_is_refused() {
         .secret_string(
             user_json(world, "intruder", "Intruder-Password-1", &s.master_arn).to_string(),
         )
-        .version_stages("AWSPENDING")
+        .version_stages(AWSPENDING)
         .send()
         .await
         .unwrap();
@@ -308,7 +309,7 @@ async fn username_whose_clone_would_pass_63_bytes_is_refused() {
         .get_secret_value()
         .secret_id(&arn)
         .version_id(&token)
-        .version_stage("AWSPENDING")
+        .version_stage(AWSPENDING)
         .send()
         .await;
     assert!(pending.is_err(), "nothing was stored for the token");
@@ -327,7 +328,7 @@ async fn username_whose_clone_would_pass_63_bytes_is_refused() {
         .await;
     let token = world.begin_rotation(&arn).await;
     lambda.step("createSecret", &arn, &token).unwrap();
-    let (_, pending) = world.stage(&arn, "AWSPENDING").await.unwrap();
+    let (_, pending) = world.stage(&arn, AWSPENDING).await.unwrap();
     assert_eq!(pending["username"].as_str().unwrap().len(), 63);
 }
 
@@ -388,8 +389,8 @@ async fn shared_owner_opt_in_keeps_objects_usable_by_both_users() {
     let world = &s.world;
     let lambda = world.rotation_lambda(&[]).await;
     lambda.rotate(world, &s.arn).await;
-    let (clone, clone_pw) = s.user_and_password("AWSCURRENT").await;
-    let (original, original_pw) = s.user_and_password("AWSPREVIOUS").await;
+    let (clone, clone_pw) = s.user_and_password(AWSCURRENT).await;
+    let (original, original_pw) = s.user_and_password(AWSPREVIOUS).await;
     assert_eq!((clone.as_str(), original.as_str()), ("app_clone", "app"));
 
     // A table created through the clone's credentials is owned by app, and app can read, write
@@ -423,8 +424,8 @@ async fn shared_owner_opt_in_keeps_objects_usable_by_both_users() {
 
     // The next cycle (back to app) keeps it so, and testSecret accepts app_clone acting as app.
     lambda.rotate(world, &s.arn).await;
-    let (user, password) = s.user_and_password("AWSCURRENT").await;
-    let (prev, prev_pw) = s.user_and_password("AWSPREVIOUS").await;
+    let (user, password) = s.user_and_password(AWSCURRENT).await;
+    let (prev, prev_pw) = s.user_and_password(AWSPREVIOUS).await;
     assert_eq!((user.as_str(), prev.as_str()), ("app", "app_clone"));
     share_table(world, (&prev, &prev_pw), (&user, &password), "t3")
         .await
@@ -453,7 +454,7 @@ async fn shared_owner_from_the_environment() {
         .rotation_lambda(&[("ALTERNATING_SHARED_OWNER", "true")])
         .await;
     lambda.rotate(world, &s.arn).await;
-    let (clone, clone_pw) = s.user_and_password("AWSCURRENT").await;
+    let (clone, clone_pw) = s.user_and_password(AWSCURRENT).await;
     share_table(world, (&clone, &clone_pw), ("app", APP_PASSWORD), "t1")
         .await
         .unwrap();
@@ -467,7 +468,7 @@ async fn without_the_opt_in_the_original_cannot_use_what_the_clone_creates() {
     let world = &s.world;
     let lambda = world.rotation_lambda(&[]).await;
     lambda.rotate(world, &s.arn).await;
-    let (clone, clone_pw) = s.user_and_password("AWSCURRENT").await;
+    let (clone, clone_pw) = s.user_and_password(AWSCURRENT).await;
     share_table(
         world,
         ("app", APP_PASSWORD),

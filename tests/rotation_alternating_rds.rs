@@ -19,6 +19,7 @@ use e2e::alternating::{
     logs_in, rds_fixture, role_exists, setup_roles, user_json, APP_PASSWORD, MASTER_PASSWORD,
 };
 use e2e::{assert_no_secrets, World};
+use rotation::AWSCURRENT;
 use rotation::{DbEndpoint, DbTopology, MasterLocation, RdsResource, Relation};
 use secrets_manager::RdsTopology;
 
@@ -188,7 +189,7 @@ async fn the_binary_resolves_a_managed_master_and_refuses_an_unrelated_host() {
     setup_roles(&world).await;
     let f = rds_fixture(&world).await;
     let lambda = world.rotation_lambda(&[]).await;
-    let (_, managed) = world.stage(&f.primary_secret, "AWSCURRENT").await.unwrap();
+    let (_, managed) = world.stage(&f.primary_secret, AWSCURRENT).await.unwrap();
     let managed_password = managed["password"].as_str().unwrap().to_string();
     assert_eq!(
         managed.as_object().unwrap().keys().collect::<Vec<_>>(),

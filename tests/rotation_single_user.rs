@@ -1,7 +1,8 @@
 //! Single-user rotation end to end: the real `rotate-postgres` binary behind a Lambda Runtime
 //! API, a real PostgreSQL with TLS, and moto as Secrets Manager. The test plays Secrets Manager.
 
-use e2e::{assert_no_secrets, World, STEPS};
+use e2e::{assert_no_secrets, World};
+use rotation::{Step, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -12,10 +13,10 @@ async fn rotates_three_times_and_reruns_change_nothing() {
     let mut seen = vec!["initial-Password-1".to_string()];
 
     for round in 1..=3 {
-        let before = world.password_at(&arn, "AWSCURRENT").await;
+        let before = world.password_at(&arn, AWSCURRENT).await;
         let token = lambda.rotate(&world, &arn).await;
-        let current = world.password_at(&arn, "AWSCURRENT").await;
-        let previous = world.password_at(&arn, "AWSPREVIOUS").await;
+        let current = world.password_at(&arn, AWSCURRENT).await;
+        let previous = world.password_at(&arn, AWSPREVIOUS).await;
         assert_ne!(current, before, "round {round}: the password changed");
         assert_eq!(current.len(), 32, "default PASSWORD_LENGTH");
         assert_eq!(
@@ -25,11 +26,11 @@ async fn rotates_three_times_and_reruns_change_nothing() {
         assert!(world.can_login("app", &current).await, "round {round}");
         assert!(!world.can_login("app", &previous).await, "round {round}");
         let labels = world.labels(&arn).await;
-        assert!(labels[&token].contains(&"AWSCURRENT".to_string()));
+        assert!(labels[&token].contains(&AWSCURRENT.to_string()));
         seen.push(current.clone());
 
         // Secrets Manager retries: every finished step again changes nothing.
-        for step in STEPS {
+        for step in Step::ALL {
             let response = lambda.step(step, &arn, &token).unwrap();
             assert_eq!(response["outcome"], "already_current", "{step}");
         }
@@ -37,7 +38,7 @@ async fn rotates_three_times_and_reruns_change_nothing() {
         assert!(world.can_login("app", &current).await);
     }
     // Every other field of the secret is untouched.
-    let (_, value) = world.stage(&arn, "AWSCURRENT").await.unwrap();
+    let (_, value) = world.stage(&arn, AWSCURRENT).await.unwrap();
     let mut expected = world.secret_json("app", "x");
     expected["password"] = value["password"].clone();
     assert_eq!(value, expected);
@@ -55,12 +56,12 @@ async fn each_step_twice_within_a_rotation_is_a_no_op() {
         lambda.step("createSecret", &arn, &token).unwrap()["outcome"],
         "pending_created"
     );
-    let pending = world.password_at(&arn, "AWSPENDING").await;
+    let pending = world.password_at(&arn, AWSPENDING).await;
     assert_eq!(
         lambda.step("createSecret", &arn, &token).unwrap()["outcome"],
         "pending_exists"
     );
-    assert_eq!(world.password_at(&arn, "AWSPENDING").await, pending);
+    assert_eq!(world.password_at(&arn, AWSPENDING).await, pending);
 
     assert_eq!(
         lambda.step("setSecret", &arn, &token).unwrap()["outcome"],
@@ -86,7 +87,7 @@ async fn each_step_twice_within_a_rotation_is_a_no_op() {
         lambda.step("finishSecret", &arn, &token).unwrap()["outcome"],
         "already_current"
     );
-    assert_eq!(world.password_at(&arn, "AWSCURRENT").await, pending);
+    assert_eq!(world.password_at(&arn, AWSCURRENT).await, pending);
     assert_no_secrets(
         &lambda.output(),
         &["initial-Password-1".to_string(), pending],
@@ -99,13 +100,13 @@ async fn drifted_current_password_still_rotates_via_previous() {
     let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world.rotation_lambda(&[]).await;
     lambda.rotate(&world, &arn).await;
-    let current = world.password_at(&arn, "AWSCURRENT").await;
+    let current = world.password_at(&arn, AWSCURRENT).await;
     // Someone puts the old password back: AWSCURRENT no longer logs in, AWSPREVIOUS does.
     world.set_password("app", "initial-Password-1").await;
     assert!(!world.can_login("app", &current).await);
 
     lambda.rotate(&world, &arn).await;
-    let newest = world.password_at(&arn, "AWSCURRENT").await;
+    let newest = world.password_at(&arn, AWSCURRENT).await;
     assert!(world.can_login("app", &newest).await);
     assert!(!world.can_login("app", "initial-Password-1").await);
     assert_no_secrets(
@@ -127,14 +128,14 @@ async fn no_password_logs_in_fails_naming_each_attempt_and_changes_nothing() {
     for needle in [
         "setSecret",
         arn.as_str(),
-        "AWSPENDING",
-        "AWSCURRENT",
-        "AWSPREVIOUS",
+        AWSPENDING,
+        AWSCURRENT,
+        AWSPREVIOUS,
     ] {
         assert!(err.error_message.contains(needle), "{needle}: {err}");
     }
     assert!(world.can_login("app", "changed-by-someone-9").await);
-    let pending = world.password_at(&arn, "AWSPENDING").await;
+    let pending = world.password_at(&arn, AWSPENDING).await;
     assert_no_secrets(
         &format!("{}{}", lambda.output(), err.error_message),
         &[
@@ -178,7 +179,7 @@ async fn ssl_false_rotates_without_tls() {
         secret["ssl"] = ssl.clone();
         let arn = world.create_secret(user, &secret).await;
         lambda.rotate(&world, &arn).await;
-        let (_, value) = world.stage(&arn, "AWSCURRENT").await.unwrap();
+        let (_, value) = world.stage(&arn, AWSCURRENT).await.unwrap();
         assert_eq!(value["ssl"], ssl, "ssl keeps its value and JSON type");
         let current = value["password"].as_str().unwrap();
         assert!(world.can_login(user, current).await);
@@ -211,11 +212,11 @@ async fn usernames_and_passwords_that_need_quoting_rotate() {
             .secret_id(&arn)
             .client_request_token(&token)
             .secret_string(world.secret_json(user, next).to_string())
-            .version_stages("AWSPENDING")
+            .version_stages(AWSPENDING)
             .send()
             .await
             .unwrap();
-        for step in STEPS {
+        for step in Step::ALL {
             lambda
                 .step(step, &arn, &token)
                 .unwrap_or_else(|e| panic!("{user}: {step}: {e}"));
@@ -224,7 +225,7 @@ async fn usernames_and_passwords_that_need_quoting_rotate() {
         assert!(!world.can_login(user, initial).await, "{user}");
         // And a generated password works for the same user afterwards.
         lambda.rotate(&world, &arn).await;
-        let generated = world.password_at(&arn, "AWSCURRENT").await;
+        let generated = world.password_at(&arn, AWSCURRENT).await;
         assert!(world.can_login(user, &generated).await, "{user}");
         secrets.extend([initial.to_string(), next.to_string(), generated]);
     }
@@ -278,7 +279,7 @@ async fn password_policy_from_the_environment_reaches_the_new_password() {
         ])
         .await;
     lambda.rotate(&world, &arn).await;
-    let current = world.password_at(&arn, "AWSCURRENT").await;
+    let current = world.password_at(&arn, AWSCURRENT).await;
     assert_eq!(current.len(), 48);
     assert!(current
         .chars()

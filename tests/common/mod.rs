@@ -13,8 +13,6 @@ pub mod backup;
 
 pub use postgres_protocol::escape::{escape_identifier, escape_literal};
 
-pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
-
 /// PostgreSQL + moto + a Secrets Manager client. The Lambda is started separately so a test can
 /// choose its environment.
 pub struct World {
@@ -144,19 +142,25 @@ pub struct Lambda {
 }
 
 impl Lambda {
-    /// Invokes one step the way Secrets Manager does.
-    pub fn step(&self, step: &str, arn: &str, token: &str) -> Result<Value, InvokeError> {
-        let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
+    /// Invokes one step (a [`Step`](testkit::rotation::Step) or any wire name) the way Secrets
+    /// Manager does.
+    pub fn step(
+        &self,
+        step: impl std::fmt::Display,
+        arn: &str,
+        token: &str,
+    ) -> Result<Value, InvokeError> {
+        let event = testkit::rotation::event(&step.to_string(), arn, token);
         tokio::task::block_in_place(|| self.host.invoke(&event))
     }
 
     /// A full rotation: begin (as Secrets Manager), then the four steps, each must succeed.
     pub async fn rotate(&self, world: &World, arn: &str) -> String {
         let token = world.begin_rotation(arn).await;
-        for step in STEPS {
-            if let Err(e) = self.step(step, arn, &token) {
-                panic!("{step} failed: {e}\n--- output ---\n{}", self.host.output());
-            }
+        let run =
+            tokio::task::block_in_place(|| testkit::rotation::run_steps(&self.host, arn, &token));
+        if let Err(failure) = run {
+            panic!("{failure}\n--- output ---\n{}", self.host.output());
         }
         token
     }

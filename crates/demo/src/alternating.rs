@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use testkit::lambda::LambdaHost;
 use testkit::moto::Moto;
 use testkit::postgres::PgServer;
+use testkit::rotation::{run_steps, AWSCURRENT, AWSPREVIOUS};
 
 async fn stage(sm: &aws_sdk_secretsmanager::Client, arn: &str, stage: &str) -> (String, String) {
     let (_, value) = testkit::secrets::stage_json(sm, arn, stage)
@@ -79,19 +80,16 @@ pub async fn run(pg: &PgServer, moto: &Moto, sm: &aws_sdk_secretsmanager::Client
     let mut seen = vec![master_pw.clone(), user_pw.clone()];
     for round in 1..=2 {
         let token = moto.begin_rotation(sm, &arn).await;
-        let mut outcomes = Vec::new();
-        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-            let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
-            match tokio::task::block_in_place(|| host.invoke(&event)) {
-                Ok(r) => outcomes.push(r["outcome"].as_str().unwrap_or("?").to_string()),
-                Err(e) => {
-                    println!("  {step} FAILED: {e}");
+        let outcomes: Vec<String> =
+            match tokio::task::block_in_place(|| run_steps(&host, &arn, &token)) {
+                Ok(done) => done.iter().map(|s| s.outcome().to_string()).collect(),
+                Err(failure) => {
+                    println!("  {} FAILED: {}", failure.step, failure.error);
                     return false;
                 }
-            }
-        }
-        let (cur_user, cur_pw) = stage(sm, &arn, "AWSCURRENT").await;
-        let (prev_user, prev_pw) = stage(sm, &arn, "AWSPREVIOUS").await;
+            };
+        let (cur_user, cur_pw) = stage(sm, &arn, AWSCURRENT).await;
+        let (prev_user, prev_pw) = stage(sm, &arn, AWSPREVIOUS).await;
         let cur_ok = pg.try_login(&cur_user, &cur_pw, "postgres").await.is_ok();
         let prev_ok = pg.try_login(&prev_user, &prev_pw, "postgres").await.is_ok();
         println!(

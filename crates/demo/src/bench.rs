@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use testkit::lambda::LambdaHost;
 use testkit::moto::Moto;
 use testkit::postgres::PgServer;
+use testkit::rotation::{run_steps, Step};
 
 const COLD_STARTS: usize = 20;
 const ROTATIONS: usize = 5;
-const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
 
 fn stats(mut samples: Vec<f64>) -> String {
     samples.sort_by(f64::total_cmp);
@@ -114,18 +114,16 @@ async fn main() {
         .unwrap()
         .to_string();
     let host = LambdaHost::start(&binary, &env);
-    let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
+    let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); Step::ALL.len()];
     let mut calls_per_rotation = Vec::new();
     let mut breakdown = String::new();
     for round in 0..ROTATIONS {
         let token = moto.begin_rotation(&sm, &arn).await;
         moto.start_recording();
-        for (i, step) in STEPS.iter().enumerate() {
-            let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
-            let t = Instant::now();
-            tokio::task::block_in_place(|| host.invoke(&event))
-                .unwrap_or_else(|e| panic!("{step}: {e}"));
-            per_step[i].push(t.elapsed().as_secs_f64() * 1000.0);
+        let done = tokio::task::block_in_place(|| run_steps(&host, &arn, &token))
+            .unwrap_or_else(|failure| panic!("{failure}"));
+        for (i, step) in done.iter().enumerate() {
+            per_step[i].push(step.elapsed.as_secs_f64() * 1000.0);
         }
         let ops: Vec<String> = moto
             .recorded_operations()
@@ -142,8 +140,8 @@ async fn main() {
         calls_per_rotation.push(ops.len());
     }
     println!("Step latency, ms ({ROTATIONS} rotations; first includes connection set-up):");
-    for (i, step) in STEPS.iter().enumerate() {
-        println!("  {:<13} {}", step, stats(per_step[i].clone()));
+    for (i, step) in Step::ALL.iter().enumerate() {
+        println!("  {:<13} {}", step.as_str(), stats(per_step[i].clone()));
     }
     let max_calls = calls_per_rotation.iter().copied().max().unwrap_or(0);
     println!("\nSecrets Manager calls per rotation: {calls_per_rotation:?}");

@@ -13,6 +13,7 @@ use std::time::Instant;
 use testkit::lambda::LambdaHost;
 use testkit::moto::Moto;
 use testkit::postgres::PgServer;
+use testkit::rotation::{run_steps, AWSCURRENT, AWSPREVIOUS};
 
 type Labels = BTreeMap<String, Vec<String>>;
 
@@ -96,23 +97,22 @@ async fn main() {
     let token = moto.begin_rotation(&sm, &arn).await;
     println!("Secrets Manager starts rotation with token {token}");
     println!("\n  {:<14} {:<22} {:>9}", "step", "outcome", "time");
-    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-        let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
-        let t = Instant::now();
-        let result = tokio::task::block_in_place(|| host.invoke(&event));
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            Ok(response) => println!(
-                "  {:<14} {:<22} {:>7.1} ms",
-                step,
-                response["outcome"].as_str().unwrap_or("?"),
-                ms
-            ),
-            Err(e) => {
-                println!("  {step:<14} FAILED: {e}");
-                std::process::exit(1);
-            }
-        }
+    let run = tokio::task::block_in_place(|| run_steps(&host, &arn, &token));
+    let (done, failure) = match run {
+        Ok(done) => (done, None),
+        Err(failure) => (failure.done.clone(), Some(failure)),
+    };
+    for step in &done {
+        println!(
+            "  {:<14} {:<22} {:>7.1} ms",
+            step.step.as_str(),
+            step.outcome(),
+            step.elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    if let Some(failure) = failure {
+        println!("  {:<14} FAILED: {}", failure.step.as_str(), failure.error);
+        std::process::exit(1);
     }
     if let Some(init) = host.init_duration() {
         println!(
@@ -123,8 +123,8 @@ async fn main() {
     println!();
     print_labels("Versions after rotation:", &labels(&sm, &arn).await);
 
-    let current = password_at(&sm, &arn, "AWSCURRENT").await;
-    let previous = password_at(&sm, &arn, "AWSPREVIOUS").await;
+    let current = password_at(&sm, &arn, AWSCURRENT).await;
+    let previous = password_at(&sm, &arn, AWSPREVIOUS).await;
     let new_ok = pg.try_login("app", &current, "postgres").await.is_ok();
     let old_ok = pg.try_login("app", &previous, "postgres").await.is_ok();
     println!("\nDatabase check:");

@@ -12,8 +12,11 @@ use rotation::Password;
 /// The attributes of a role that its alternate copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleAttributes {
+    /// `LOGIN`.
     pub login: bool,
+    /// `CREATEDB`.
     pub create_db: bool,
+    /// `CREATEROLE`.
     pub create_role: bool,
     /// -1: no limit.
     pub connection_limit: i32,
@@ -26,7 +29,9 @@ pub struct RoleAttributes {
 pub struct RoleSetting {
     /// `None`: every database.
     pub database: Option<String>,
+    /// The variable.
     pub name: String,
+    /// Its value as `setconfig` holds it.
     pub value: String,
 }
 

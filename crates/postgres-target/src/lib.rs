@@ -5,19 +5,24 @@
 //!   as the RDS CA bundle. The TLS configuration is built once, on first use.
 //! * Passwords reach the server only as SCRAM-SHA-256 verifiers; identifiers and literals are
 //!   escaped with `postgres-protocol`.
+//! * [`profile`]: PostgreSQL's engine profile ([`POSTGRES`]: engine names, port 5432, database
+//!   `postgres`, the 63-byte identifier limit) and its fix texts ([`PostgresAdvice`]).
+//! * [`alternate`]: the SQL that creates the alternate user of the alternating-users strategy.
 
 pub mod alternate;
+pub mod profile;
 mod sql;
 mod tls;
 
+pub use profile::{PostgresAdvice, POSTGRES};
 pub use sql::{alter_password_sql, scram_verifier};
 pub use tls::{TlsConfigError, TlsRoots};
 
 use alternate::{RoleAttributes, RoleSetting};
 use async_trait::async_trait;
 use rotation::{
-    AlternateChange, AlternateUser, ConnectError, CredentialTarget, DbCredentials, Password,
-    RolePrivileges, TargetError, TargetSession, TlsMode,
+    AlternateChange, AlternateUser, ConnectError, CredentialTarget, DbCredentials, EngineAdvice,
+    EngineProfile, LoginIdentity, Password, RolePrivileges, TargetError, TargetSession, TlsMode,
 };
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -45,6 +50,7 @@ impl PostgresTarget {
         }
     }
 
+    /// Replaces the connect timeout (default [`CONNECT_TIMEOUT`]).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -173,6 +179,7 @@ impl Drop for PgSession {
 }
 
 impl PgSession {
+    /// The driver's client, for SQL beyond the [`TargetSession`] trait.
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -192,6 +199,14 @@ impl CredentialTarget for PostgresTarget {
         credentials: &DbCredentials,
     ) -> Result<Box<dyn TargetSession>, ConnectError> {
         Ok(Box::new(self.open(credentials).await?))
+    }
+
+    fn profile(&self) -> &EngineProfile {
+        &POSTGRES
+    }
+
+    fn advice(&self) -> &dyn EngineAdvice {
+        &PostgresAdvice
     }
 }
 
@@ -217,13 +232,16 @@ impl TargetSession for PgSession {
             .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))
     }
 
-    async fn login_identity(&mut self) -> Result<(String, String), TargetError> {
+    async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError> {
         let row = self
             .client
             .query_one("SELECT session_user::text, current_user::text", &[])
             .await
             .map_err(|e| db_error("SELECT session_user, current_user", e))?;
-        Ok((row.get(0), row.get(1)))
+        Ok(LoginIdentity {
+            session_user: row.get(0),
+            current_user: row.get(1),
+        })
     }
 
     async fn ensure_alternate(

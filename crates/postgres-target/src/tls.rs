@@ -10,16 +10,31 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// The extra CA bundle could not be used. Names the file, not its content.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TlsConfigError {
+    /// The file cannot be read.
     #[error("DB_CA_BUNDLE {path:?} cannot be read: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
-    #[error("DB_CA_BUNDLE {path:?} holds no PEM certificate")]
-    Empty { path: PathBuf },
-    #[error("DB_CA_BUNDLE {path:?}: certificate {index} is not usable as a root: {reason}")]
-    BadCertificate {
+    Unreadable {
+        /// The bundle's path.
         path: PathBuf,
-        index: usize,
+        /// Why it cannot be read.
         reason: String,
     },
+    /// The file holds no certificate.
+    #[error("DB_CA_BUNDLE {path:?} holds no PEM certificate")]
+    Empty {
+        /// The bundle's path.
+        path: PathBuf,
+    },
+    /// A certificate of the file cannot be a trusted root.
+    #[error("DB_CA_BUNDLE {path:?}: certificate {index} is not usable as a root: {reason}")]
+    BadCertificate {
+        /// The bundle's path.
+        path: PathBuf,
+        /// The certificate's position in the file, from 0.
+        index: usize,
+        /// Why it is not usable.
+        reason: String,
+    },
+    /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
 }
@@ -31,6 +46,7 @@ pub struct TlsRoots {
 }
 
 impl TlsRoots {
+    /// The Mozilla roots plus those of `ca_bundle` (read on first use).
     pub fn new(ca_bundle: Option<PathBuf>) -> Self {
         TlsRoots {
             ca_bundle,

@@ -1,6 +1,6 @@
 //! Lambda entry point: read configuration once, build clients once, serve events.
 
-use rotate_postgres::{build_rotator, Config, Handler};
+use rotate_postgres::{build_service, Config, Handler};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -9,11 +9,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let options = config
-        .as_ref()
-        .map(Config::preflight_options)
-        .unwrap_or_default();
-    let handler =
-        Handler::new(config.map(|c| build_rotator(&c, &sdk))).with_preflight_options(options);
+    let handler = Handler::new(config.map(|c| build_service(&c, &sdk)));
     lambda_runtime::run(lambda_runtime::service_fn(|event| handler.handle(event))).await
 }

@@ -13,6 +13,7 @@ pub struct RotationError {
     pub secret: String,
     /// The step as named in the event.
     pub step: String,
+    /// What went wrong.
     pub kind: ErrorKind,
 }
 
@@ -23,81 +24,168 @@ impl RotationError {
     }
 }
 
+/// What went wrong in a step. Field values are never part of a message; user names, hosts and
+/// ARNs are.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
+    /// The secret's `RotationEnabled` is false.
     #[error("Secret is not enabled for rotation")]
     NotEnabled,
+    /// The token is not a version of the secret.
     #[error("Secret version {token} has no stage for rotation")]
-    TokenNotAVersion { token: String },
+    TokenNotAVersion {
+        /// The event's token.
+        token: String,
+    },
+    /// The token is a version but not AWSPENDING.
     #[error("Secret version {token} not set as AWSPENDING for rotation")]
-    TokenNotPending { token: String },
+    TokenNotPending {
+        /// The event's token.
+        token: String,
+    },
+    /// The event's step is not one of the four.
     #[error("invalid step {0:?}: expected createSecret, setSecret, testSecret or finishSecret")]
     UnknownStep(String),
+    /// No version carries the label.
     #[error("no version is labelled {stage}")]
-    NoVersion { stage: &'static str },
+    NoVersion {
+        /// The staging label.
+        stage: &'static str,
+    },
+    /// The labelled version has no value.
     #[error("the {stage} version has no value{hint}")]
     NoValue {
+        /// The staging label.
         stage: &'static str,
+        /// What to do, or empty.
         hint: &'static str,
     },
+    /// A field of the labelled version is missing or invalid.
     #[error("the {stage} version: {source}")]
     Field {
+        /// The staging label.
         stage: &'static str,
         #[source]
+        /// The field at fault.
         source: FieldError,
     },
+    /// A field of the labelled version differs from AWSCURRENT's.
     #[error("field '{field}' of the {stage} version must equal AWSCURRENT's{detail}")]
     Mismatch {
+        /// The field.
         field: &'static str,
+        /// The staging label.
         stage: &'static str,
+        /// Both values, or what went wrong.
         detail: String,
     },
-    #[error("username {username:?} cannot get the alternate suffix: the result would be {len} bytes, over PostgreSQL's 63-byte limit")]
-    NameTooLong { username: String, len: usize },
+    /// The alternate user's name would exceed the engine's identifier limit.
+    #[error("username {username:?} cannot get the alternate suffix: the result would be {len} bytes, over {engine}'s {limit}-byte limit")]
+    NameTooLong {
+        /// The user name.
+        username: String,
+        /// The alternate name's length, in bytes.
+        len: usize,
+        /// The engine, e.g. PostgreSQL.
+        engine: &'static str,
+        /// The engine's limit, in bytes.
+        limit: usize,
+    },
+    /// No credential could log in.
     #[error("unable to log into the database with the {attempts}")]
-    LoginFailed { attempts: String },
+    LoginFailed {
+        /// Each credential tried and why it failed.
+        attempts: String,
+    },
+    /// AWSPENDING's session acts as another role than expected.
     #[error("logged in with AWSPENDING but current_user is {actual:?}, expected {expected:?}")]
-    WrongUser { actual: String, expected: String },
-    #[error("logged in with AWSPENDING but session_user is {actual:?}, expected {expected:?}")]
-    WrongSessionUser { actual: String, expected: String },
-    #[error("field 'username' of the AWSPENDING version must be the alternate of AWSCURRENT's (AWSCURRENT has {current:?}, so AWSPENDING must have {expected:?}, but has {pending:?})")]
-    NotAlternate {
-        current: String,
-        pending: String,
+    WrongUser {
+        /// What the session reported.
+        actual: String,
+        /// What it should be.
         expected: String,
     },
-    #[error("refusing to change anything: AWSCURRENT cannot log into the database ({reason}); the alternating-users strategy only rotates a user whose current credentials work")]
-    CurrentLoginFailed { reason: String },
-    #[error("master secret {master}: {detail}")]
-    MasterSecret { master: String, detail: String },
-    #[error("master secret {master}: {source}{hint}")]
-    MasterField {
-        master: String,
-        #[source]
-        source: FieldError,
-        hint: &'static str,
+    /// AWSPENDING logged in as another user than its own.
+    #[error("logged in with AWSPENDING but session_user is {actual:?}, expected {expected:?}")]
+    WrongSessionUser {
+        /// What the session reported.
+        actual: String,
+        /// What it should be.
+        expected: String,
     },
-    #[error("unable to log into the database with the master secret {master} ({reason})")]
-    MasterLoginFailed { master: String, reason: String },
-    #[error("AWSCURRENT's server {current_host} is neither the server of master secret {master} ({master_host}{origin}) nor an RDS read replica or Aurora reader of it: {reason}")]
-    MasterElsewhere {
-        master: String,
-        current_host: String,
-        master_host: String,
-        origin: String,
+    /// AWSPENDING's user is not AWSCURRENT's alternate.
+    #[error("field 'username' of the AWSPENDING version must be the alternate of AWSCURRENT's (AWSCURRENT has {current:?}, so AWSPENDING must have {expected:?}, but has {pending:?})")]
+    NotAlternate {
+        /// AWSCURRENT's user.
+        current: String,
+        /// AWSPENDING's user.
+        pending: String,
+        /// What it should be.
+        expected: String,
+    },
+    /// Alternating users: AWSCURRENT cannot log in, so nothing is changed.
+    #[error("refusing to change anything: AWSCURRENT cannot log into the database ({reason}); the alternating-users strategy only rotates a user whose current credentials work")]
+    CurrentLoginFailed {
+        /// Why.
         reason: String,
     },
+    /// The master secret cannot be read.
+    #[error("master secret {master}: {detail}")]
+    MasterSecret {
+        /// The master secret's ARN.
+        master: String,
+        /// Both values, or what went wrong.
+        detail: String,
+    },
+    /// A field of the master secret is missing or invalid.
+    #[error("master secret {master}: {source}{hint}")]
+    MasterField {
+        /// The master secret's ARN.
+        master: String,
+        #[source]
+        /// The field at fault.
+        source: FieldError,
+        /// What to do, or empty.
+        hint: &'static str,
+    },
+    /// The master secret cannot log in.
+    #[error("unable to log into the database with the master secret {master} ({reason})")]
+    MasterLoginFailed {
+        /// The master secret's ARN.
+        master: String,
+        /// Why.
+        reason: String,
+    },
+    /// The master's server is neither the user's nor its primary.
+    #[error("AWSCURRENT's server {current_host} is neither the server of master secret {master} ({master_host}{origin}) nor an RDS read replica or Aurora reader of it: {reason}")]
+    MasterElsewhere {
+        /// The master secret's ARN.
+        master: String,
+        /// AWSCURRENT's `host:port`.
+        current_host: String,
+        /// The master's `host:port`.
+        master_host: String,
+        /// Where the master's host came from.
+        origin: String,
+        /// Why.
+        reason: String,
+    },
+    /// An RDS look-up failed.
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    /// The target cannot do what the strategy needs.
     #[error("{0}")]
     Unsupported(String),
+    /// A Secrets Manager call failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A database operation failed.
     #[error(transparent)]
     Target(#[from] TargetError),
 }
 
 impl ErrorKind {
+    /// A short, stable name for the kind of failure (the Lambda `errorType`).
     pub fn name(&self) -> &'static str {
         match self {
             ErrorKind::NotEnabled => "RotationNotEnabled",

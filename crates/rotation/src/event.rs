@@ -9,10 +9,13 @@ use std::str::FromStr;
 /// `Step` is kept as received so that an unknown step can be reported by name after the gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotationEvent {
+    /// The step's wire name, e.g. `createSecret`.
     #[serde(rename = "Step")]
     pub step: String,
+    /// The secret's ARN or name.
     #[serde(rename = "SecretId")]
     pub secret_id: String,
+    /// The version being rotated to.
     #[serde(rename = "ClientRequestToken")]
     pub client_request_token: String,
     /// Present when Secrets Manager rotates a secret for another service; passed on to
@@ -26,7 +29,8 @@ pub struct RotationEvent {
 }
 
 impl RotationEvent {
-    /// The event Secrets Manager sends for `step` of the rotation to version `token`.
+    /// The event Secrets Manager sends for `step` (a wire name, known or not) of the rotation
+    /// to version `token`.
     pub fn new(step: &str, secret_id: &str, token: &str) -> Self {
         RotationEvent {
             step: step.to_string(),
@@ -35,18 +39,28 @@ impl RotationEvent {
             rotation_token: None,
         }
     }
+
+    /// The event for one of the four steps.
+    pub fn for_step(step: Step, secret_id: &str, token: &str) -> Self {
+        Self::new(step.as_str(), secret_id, token)
+    }
 }
 
 /// One of the four rotation steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
+    /// Store a new AWSPENDING value.
     CreateSecret,
+    /// Make the database accept AWSPENDING.
     SetSecret,
+    /// Check AWSPENDING logs in.
     TestSecret,
+    /// Move AWSCURRENT to AWSPENDING's version.
     FinishSecret,
 }
 
 impl Step {
+    /// The four steps in the order Secrets Manager runs them.
     pub const ALL: [Step; 4] = [
         Step::CreateSecret,
         Step::SetSecret,

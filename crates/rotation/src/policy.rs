@@ -1,19 +1,31 @@
-//! Password policy, read from the same environment variables as AWS's rotation templates.
+//! The password policy: the arguments of Secrets Manager's `GetRandomPassword`.
+//!
+//! The policy is plain data; reading it from the environment (the variables of AWS's rotation
+//! templates) is the Lambda crate's job (`crates/rotate-postgres/src/config.rs`).
 
 /// Characters excluded by default: they break connection strings and shell quoting.
 pub const DEFAULT_EXCLUDE_CHARACTERS: &str = ":/@\"'\\";
 /// Default password length.
 pub const DEFAULT_PASSWORD_LENGTH: u32 = 32;
+/// The password lengths a policy may ask for.
+pub const PASSWORD_LENGTHS: std::ops::RangeInclusive<u32> = 4..=4096;
 
 /// The arguments of Secrets Manager's `GetRandomPassword`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordPolicy {
+    /// `PasswordLength`.
     pub length: u32,
+    /// `ExcludeCharacters`.
     pub exclude_characters: String,
+    /// `ExcludeNumbers`.
     pub exclude_numbers: bool,
+    /// `ExcludePunctuation`.
     pub exclude_punctuation: bool,
+    /// `ExcludeUppercase`.
     pub exclude_uppercase: bool,
+    /// `ExcludeLowercase`.
     pub exclude_lowercase: bool,
+    /// `RequireEachIncludedType`.
     pub require_each_included_type: bool,
 }
 
@@ -31,99 +43,23 @@ impl Default for PasswordPolicy {
     }
 }
 
-/// A configuration value that cannot be used; names the variable, shows the (non-secret) value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("environment variable {name}={value:?} is invalid: {expected}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-}
-
-/// Parses a boolean the way the templates do (`true`, `1`, `y`, `yes`, any case), and also accepts
-/// the matching false words; anything else is an error rather than a silent `false`.
-pub fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "y" | "yes" => Ok(true),
-        "false" | "0" | "n" | "no" | "" => Ok(false),
-        _ => Err(ConfigError {
-            name,
-            value: value.to_string(),
-            expected: "expected true/1/y/yes or false/0/n/no",
-        }),
-    }
-}
-
 impl PasswordPolicy {
-    /// Reads the policy from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the policy through `lookup` (a variable that is unset yields `None`).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut policy = PasswordPolicy::default();
-        if let Some(chars) = lookup("EXCLUDE_CHARACTERS") {
-            policy.exclude_characters = chars;
-        }
-        if let Some(length) = lookup("PASSWORD_LENGTH") {
-            policy.length = match length.trim().parse::<u32>() {
-                Ok(n) if (4..=4096).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError {
-                        name: "PASSWORD_LENGTH",
-                        value: length,
-                        expected: "expected a whole number from 4 to 4096",
-                    })
-                }
-            };
-        }
-        let flags: [(&'static str, &mut bool); 5] = [
-            ("EXCLUDE_NUMBERS", &mut policy.exclude_numbers),
-            ("EXCLUDE_PUNCTUATION", &mut policy.exclude_punctuation),
-            ("EXCLUDE_UPPERCASE", &mut policy.exclude_uppercase),
-            ("EXCLUDE_LOWERCASE", &mut policy.exclude_lowercase),
-            (
-                "REQUIRE_EACH_INCLUDED_TYPE",
-                &mut policy.require_each_included_type,
-            ),
-        ];
-        for (name, slot) in flags {
-            if let Some(value) = lookup(name) {
-                *slot = parse_bool(name, &value)?;
-            }
-        }
-        if policy.exclude_numbers
-            && policy.exclude_punctuation
-            && policy.exclude_uppercase
-            && policy.exclude_lowercase
-        {
-            return Err(ConfigError {
-                name: "EXCLUDE_LOWERCASE",
-                value: "true".into(),
-                expected: "at least one character type must stay included",
-            });
-        }
-        Ok(policy)
+    /// Whether every character type is excluded (no password could be generated).
+    pub fn excludes_every_type(&self) -> bool {
+        self.exclude_numbers
+            && self.exclude_punctuation
+            && self.exclude_uppercase
+            && self.exclude_lowercase
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn policy(vars: &[(&str, &str)]) -> Result<PasswordPolicy, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        PasswordPolicy::from_lookup(|k| map.get(k).cloned())
-    }
 
     #[test]
     fn defaults_match_the_templates() {
-        let p = policy(&[]).unwrap();
+        let p = PasswordPolicy::default();
         assert_eq!(p.length, 32);
         assert_eq!(p.exclude_characters, ":/@\"'\\");
         assert!(!p.exclude_numbers);
@@ -131,68 +67,6 @@ mod tests {
         assert!(!p.exclude_uppercase);
         assert!(!p.exclude_lowercase);
         assert!(p.require_each_included_type);
-    }
-
-    #[test]
-    fn each_variable_is_read() {
-        let p = policy(&[
-            ("EXCLUDE_CHARACTERS", "abc"),
-            ("PASSWORD_LENGTH", "64"),
-            ("EXCLUDE_NUMBERS", "true"),
-            ("EXCLUDE_PUNCTUATION", "1"),
-            ("EXCLUDE_UPPERCASE", "Y"),
-            ("EXCLUDE_LOWERCASE", "no"),
-            ("REQUIRE_EACH_INCLUDED_TYPE", "FALSE"),
-        ])
-        .unwrap();
-        assert_eq!(
-            p,
-            PasswordPolicy {
-                length: 64,
-                exclude_characters: "abc".into(),
-                exclude_numbers: true,
-                exclude_punctuation: true,
-                exclude_uppercase: true,
-                exclude_lowercase: false,
-                require_each_included_type: false,
-            }
-        );
-        // An empty exclusion list is allowed and means "exclude nothing".
-        assert_eq!(
-            policy(&[("EXCLUDE_CHARACTERS", "")])
-                .unwrap()
-                .exclude_characters,
-            ""
-        );
-    }
-
-    #[test]
-    fn booleans_accept_the_template_words() {
-        for yes in ["true", "TRUE", "1", "y", "Yes", " yes "] {
-            assert!(parse_bool("X", yes).unwrap(), "{yes}");
-        }
-        for no in ["false", "0", "n", "NO", ""] {
-            assert!(!parse_bool("X", no).unwrap(), "{no}");
-        }
-    }
-
-    #[test]
-    fn bad_values_name_the_variable() {
-        let err = policy(&[("EXCLUDE_NUMBERS", "sometimes")]).unwrap_err();
-        assert_eq!(err.name, "EXCLUDE_NUMBERS");
-        assert!(err.to_string().contains("EXCLUDE_NUMBERS"));
-        for bad in ["3", "4097", "abc", "-5", ""] {
-            assert_eq!(
-                policy(&[("PASSWORD_LENGTH", bad)]).unwrap_err().name,
-                "PASSWORD_LENGTH"
-            );
-        }
-        assert!(policy(&[
-            ("EXCLUDE_NUMBERS", "1"),
-            ("EXCLUDE_PUNCTUATION", "1"),
-            ("EXCLUDE_UPPERCASE", "1"),
-            ("EXCLUDE_LOWERCASE", "1"),
-        ])
-        .is_err());
+        assert!(!p.excludes_every_type());
     }
 }

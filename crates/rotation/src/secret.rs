@@ -5,13 +5,11 @@
 //! keeps its value, its JSON type and its position. [`DbCredentials`] is the validated view used to
 //! connect. Errors name the field at fault and never contain a value.
 
+use crate::profile::EngineProfile;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
-/// Default PostgreSQL port when the secret has none.
-pub const DEFAULT_PORT: u16 = 5432;
-/// Default database when the secret has none.
-pub const DEFAULT_DBNAME: &str = "postgres";
 /// The secret field of the shared-owner opt-in (alternating users).
 pub const SHARED_OWNER_FIELD: &str = "shared_owner";
 
@@ -20,6 +18,7 @@ pub const SHARED_OWNER_FIELD: &str = "shared_owner";
 pub struct Password(String);
 
 impl Password {
+    /// Wraps a password value.
     pub fn new(value: impl Into<String>) -> Self {
         Password(value.into())
     }
@@ -39,17 +38,33 @@ impl fmt::Debug for Password {
 /// A problem with one field of a secret's JSON. Never carries the field's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
+    /// The text is not JSON; says where it broke, never what it holds.
     #[error("the secret value is not valid JSON ({0})")]
     NotJson(String),
+    /// The JSON is not an object.
     #[error("the secret value is not a JSON object")]
     NotAnObject,
+    /// A required field is absent or null.
     #[error("field '{0}' is missing")]
     Missing(&'static str),
+    /// A field has a value of the wrong type or form.
     #[error("field '{field}' is invalid: {expected}")]
     Invalid {
+        /// The field.
         field: &'static str,
-        expected: &'static str,
+        /// What would have been accepted.
+        expected: Cow<'static, str>,
     },
+}
+
+impl FieldError {
+    /// `field` is invalid: `expected` says what would be accepted.
+    pub fn invalid(field: &'static str, expected: impl Into<Cow<'static, str>>) -> Self {
+        FieldError::Invalid {
+            field,
+            expected: expected.into(),
+        }
+    }
 }
 
 impl FieldError {
@@ -90,10 +105,12 @@ impl SecretJson {
         }
     }
 
+    /// Wraps a JSON object.
     pub fn from_map(map: Map<String, Value>) -> Self {
         SecretJson(map)
     }
 
+    /// The JSON object.
     pub fn as_map(&self) -> &Map<String, Value> {
         &self.0
     }
@@ -108,14 +125,8 @@ impl SecretJson {
         match self.0.get(field) {
             None | Some(Value::Null) => Err(FieldError::Missing(field)),
             Some(Value::String(s)) if !s.is_empty() => Ok(s),
-            Some(Value::String(_)) => Err(FieldError::Invalid {
-                field,
-                expected: "must not be empty",
-            }),
-            Some(_) => Err(FieldError::Invalid {
-                field,
-                expected: "must be a string",
-            }),
+            Some(Value::String(_)) => Err(FieldError::invalid(field, "must not be empty")),
+            Some(_) => Err(FieldError::invalid(field, "must be a string")),
         }
     }
 
@@ -124,10 +135,7 @@ impl SecretJson {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(FieldError::Invalid {
-                field,
-                expected: "must be a string",
-            }),
+            Some(_) => Err(FieldError::invalid(field, "must be a string")),
         }
     }
 
@@ -138,10 +146,12 @@ impl SecretJson {
         SecretJson(map)
     }
 
+    /// `username`, required.
     pub fn username(&self) -> Result<&str, FieldError> {
         self.required_str("username")
     }
 
+    /// `host`, required.
     pub fn host(&self) -> Result<&str, FieldError> {
         self.required_str("host")
     }
@@ -167,10 +177,10 @@ impl SecretJson {
     /// `shared_owner` (alternating users): both users act as the original role, so that objects
     /// either creates stay usable by the other. Boolean or `"true"`/`"false"`; absent is `None`.
     pub fn shared_owner(&self) -> Result<Option<bool>, FieldError> {
-        let invalid = FieldError::Invalid {
-            field: SHARED_OWNER_FIELD,
-            expected: "must be true or false (boolean or string)",
-        };
+        let invalid = FieldError::invalid(
+            SHARED_OWNER_FIELD,
+            "must be true or false (boolean or string)",
+        );
         match self.0.get(SHARED_OWNER_FIELD) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -183,47 +193,34 @@ impl SecretJson {
         }
     }
 
-    /// Validates every field needed to connect.
-    pub fn credentials(&self) -> Result<DbCredentials, FieldError> {
+    /// Validates every field needed to connect to an engine of `profile` (whose defaults fill in
+    /// `port` and `dbname`).
+    pub fn credentials(&self, profile: &EngineProfile) -> Result<DbCredentials, FieldError> {
         let engine = match self.0.get("engine") {
             None | Some(Value::Null) => return Err(FieldError::Missing("engine")),
-            Some(Value::String(s)) => match s.as_str() {
-                "postgres" => Engine::Postgres,
-                "aurora-postgresql" => Engine::AuroraPostgresql,
-                _ => return Err(FieldError::Invalid {
-                    field: "engine",
-                    expected:
-                        "must be \"postgres\" or \"aurora-postgresql\" for this rotation function",
-                }),
-            },
-            Some(_) => {
-                return Err(FieldError::Invalid {
-                    field: "engine",
-                    expected: "must be a string",
-                })
+            Some(Value::String(s)) if profile.accepts(s) => s.clone(),
+            Some(Value::String(_)) => {
+                return Err(FieldError::invalid(
+                    "engine",
+                    format!(
+                        "must be {} for this rotation function",
+                        profile.engine_list()
+                    ),
+                ))
             }
+            Some(_) => return Err(FieldError::invalid("engine", "must be a string")),
         };
         let host = self.host()?.to_string();
         let username = self.username()?.to_string();
         let password = match self.0.get("password") {
             None | Some(Value::Null) => return Err(FieldError::Missing("password")),
             Some(Value::String(s)) => Password::new(s.clone()),
-            Some(_) => {
-                return Err(FieldError::Invalid {
-                    field: "password",
-                    expected: "must be a string",
-                })
-            }
+            Some(_) => return Err(FieldError::invalid("password", "must be a string")),
         };
-        let port = self.port()?;
+        let port = self.port(profile.default_port)?;
         let dbname = match self.optional_str("dbname")? {
-            None => DEFAULT_DBNAME.to_string(),
-            Some("") => {
-                return Err(FieldError::Invalid {
-                    field: "dbname",
-                    expected: "must not be empty",
-                })
-            }
+            None => profile.default_database.to_string(),
+            Some("") => return Err(FieldError::invalid("dbname", "must not be empty")),
             Some(db) => db.to_string(),
         };
         let tls = self.tls_mode()?;
@@ -238,14 +235,11 @@ impl SecretJson {
         })
     }
 
-    fn port(&self) -> Result<u16, FieldError> {
+    fn port(&self, default: u16) -> Result<u16, FieldError> {
         const EXPECTED: &str = "must be a port number from 1 to 65535 (number or numeric string)";
-        let invalid = FieldError::Invalid {
-            field: "port",
-            expected: EXPECTED,
-        };
+        let invalid = FieldError::invalid("port", EXPECTED);
         let port = match self.0.get("port") {
-            None | Some(Value::Null) => return Ok(DEFAULT_PORT),
+            None | Some(Value::Null) => return Ok(default),
             Some(Value::Number(n)) => n.as_u64().ok_or(invalid.clone())?,
             Some(Value::String(s)) => s.trim().parse::<u64>().map_err(|_| invalid.clone())?,
             Some(_) => return Err(invalid),
@@ -257,10 +251,7 @@ impl SecretJson {
     }
 
     fn tls_mode(&self) -> Result<TlsMode, FieldError> {
-        let invalid = FieldError::Invalid {
-            field: "ssl",
-            expected: "must be true or false (boolean or string)",
-        };
+        let invalid = FieldError::invalid("ssl", "must be true or false (boolean or string)");
         let enabled = match self.0.get("ssl") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -279,29 +270,31 @@ impl SecretJson {
     }
 }
 
-/// Database engine named by the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Postgres,
-    AuroraPostgresql,
-}
-
 /// How to use TLS: verify-full unless the secret says `ssl: false`. There is no fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
+    /// TLS required, certificate chain and host name verified.
     VerifyFull,
+    /// No TLS (`ssl: false`).
     Disabled,
 }
 
 /// Everything needed to log in, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbCredentials {
-    pub engine: Engine,
+    /// The secret's `engine`, one the target's profile accepts.
+    pub engine: String,
+    /// The server's host name.
     pub host: String,
+    /// The server's port (the profile's default when the secret has none).
     pub port: u16,
+    /// The database to log into (the profile's default when the secret has none).
     pub dbname: String,
+    /// The user to log in as.
     pub username: String,
+    /// The user's password.
     pub password: Password,
+    /// Whether and how to use TLS.
     pub tls: TlsMode,
 }
 
@@ -309,111 +302,37 @@ pub struct DbCredentials {
 mod tests {
     use super::*;
 
+    /// A profile for the parsing rules alone (the PostgreSQL profile is tested in
+    /// `crates/postgres-target`).
+    const PROFILE: EngineProfile = EngineProfile {
+        name: "Test",
+        engines: &["one", "two"],
+        default_port: 1234,
+        default_database: "main",
+        max_identifier_bytes: 20,
+        superuser_privilege: "SUPER",
+        create_role_privilege: "CREATE USER",
+    };
+
     fn secret(json: &str) -> SecretJson {
         SecretJson::parse(json).unwrap()
     }
 
     #[test]
-    fn minimal_secret_gets_defaults() {
-        let c = secret(r#"{"engine":"postgres","host":"db","username":"app","password":"pw"}"#)
-            .credentials()
+    fn defaults_and_engine_names_come_from_the_profile() {
+        let c = secret(r#"{"engine":"two","host":"db","username":"app","password":"pw"}"#)
+            .credentials(&PROFILE)
             .unwrap();
-        assert_eq!(c.port, 5432);
-        assert_eq!(c.dbname, "postgres");
-        assert_eq!(c.tls, TlsMode::VerifyFull);
-        assert_eq!(c.engine, Engine::Postgres);
-        assert_eq!(c.password.expose(), "pw");
-    }
-
-    #[test]
-    fn port_accepts_number_and_numeric_string() {
-        let base = r#""engine":"aurora-postgresql","host":"db","username":"u","password":"p""#;
-        assert_eq!(
-            secret(&format!("{{{base},\"port\":6543}}"))
-                .credentials()
-                .unwrap()
-                .port,
-            6543
-        );
-        assert_eq!(
-            secret(&format!("{{{base},\"port\":\"6543\"}}"))
-                .credentials()
-                .unwrap()
-                .port,
-            6543
-        );
-        for bad in ["0", "70000", "\"abc\"", "true", "-1", "5432.5"] {
-            let err = secret(&format!("{{{base},\"port\":{bad}}}"))
-                .credentials()
-                .unwrap_err();
-            assert_eq!(err.field(), Some("port"), "port {bad}");
-        }
-    }
-
-    #[test]
-    fn ssl_accepts_bool_and_string_in_any_case() {
-        let base = r#""engine":"postgres","host":"db","username":"u","password":"p""#;
-        for (value, mode) in [
-            ("false", TlsMode::Disabled),
-            ("\"FALSE\"", TlsMode::Disabled),
-            ("\"False\"", TlsMode::Disabled),
-            ("true", TlsMode::VerifyFull),
-            ("\"true\"", TlsMode::VerifyFull),
-        ] {
-            let c = secret(&format!("{{{base},\"ssl\":{value}}}"))
-                .credentials()
-                .unwrap();
-            assert_eq!(c.tls, mode, "ssl {value}");
-        }
-        let err = secret(&format!("{{{base},\"ssl\":\"maybe\"}}"))
-            .credentials()
+        assert_eq!(c.port, 1234);
+        assert_eq!(c.dbname, "main");
+        assert_eq!(c.engine, "two");
+        let err = secret(r#"{"engine":"three","host":"db","username":"app","password":"pw"}"#)
+            .credentials(&PROFILE)
             .unwrap_err();
-        assert_eq!(err.field(), Some("ssl"));
-    }
-
-    #[test]
-    fn missing_and_invalid_fields_are_named_without_values() {
-        for (json, field) in [
-            (r#"{"host":"db","username":"u","password":"p"}"#, "engine"),
-            (
-                r#"{"engine":"mysql","host":"db","username":"u","password":"p"}"#,
-                "engine",
-            ),
-            (
-                r#"{"engine":"postgres","username":"u","password":"p"}"#,
-                "host",
-            ),
-            (
-                r#"{"engine":"postgres","host":"db","password":"p"}"#,
-                "username",
-            ),
-            (
-                r#"{"engine":"postgres","host":"db","username":"u"}"#,
-                "password",
-            ),
-            (
-                r#"{"engine":"postgres","host":"db","username":"u","password":42}"#,
-                "password",
-            ),
-            (
-                r#"{"engine":"postgres","host":"","username":"u","password":"p"}"#,
-                "host",
-            ),
-            (
-                r#"{"engine":"postgres","host":"db","username":"u","password":"p","dbname":7}"#,
-                "dbname",
-            ),
-        ] {
-            let err = secret(json).credentials().unwrap_err();
-            assert_eq!(err.field(), Some(field), "{json}");
-            assert!(err.to_string().contains(field));
-        }
-        let err = secret(
-            r#"{"engine":"postgres","host":"db","username":"u","password":{"x":"hunter2"}}"#,
-        )
-        .credentials()
-        .unwrap_err();
-        assert!(!err.to_string().contains("hunter2"));
+        assert_eq!(
+            err.to_string(),
+            "field 'engine' is invalid: must be \"one\" or \"two\" for this rotation function"
+        );
     }
 
     #[test]
@@ -441,8 +360,8 @@ mod tests {
 
     #[test]
     fn debug_output_hides_values() {
-        let s = secret(r#"{"engine":"postgres","host":"db","username":"u","password":"hunter2"}"#);
+        let s = secret(r#"{"engine":"one","host":"db","username":"u","password":"hunter2"}"#);
         assert!(!format!("{s:?}").contains("hunter2"));
-        assert!(!format!("{:?}", s.credentials().unwrap()).contains("hunter2"));
+        assert!(!format!("{:?}", s.credentials(&PROFILE).unwrap()).contains("hunter2"));
     }
 }

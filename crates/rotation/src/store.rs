@@ -5,14 +5,19 @@ use crate::secret::Password;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
+/// The staging label of the version in use.
 pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The staging label of the version a rotation is creating.
 pub const AWSPENDING: &str = "AWSPENDING";
+/// The staging label of the version AWSCURRENT replaced.
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 
 /// What `DescribeSecret` tells rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretMetadata {
+    /// The secret's ARN.
     pub arn: String,
+    /// The secret's name.
     pub name: String,
     /// `None` when Secrets Manager did not say (tolerated, as in the templates).
     pub rotation_enabled: Option<bool>,
@@ -51,9 +56,11 @@ impl SecretMetadata {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Secrets Manager {operation} failed: {message}")]
 pub struct StoreError {
+    /// The API operation, e.g. `PutSecretValue`.
     pub operation: &'static str,
     /// The service's error code, e.g. `ResourceNotFoundException`, when known.
     pub code: Option<String>,
+    /// The service's message.
     pub message: String,
 }
 
@@ -110,4 +117,56 @@ pub trait SecretStore: Send + Sync {
         to_version: &str,
         from_version: Option<&str>,
     ) -> Result<(), StoreError>;
+}
+
+/// A shared store is a store: the Lambda crate hands one client to the rotator and the preflight.
+#[async_trait]
+impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
+    async fn describe(&self, secret_id: &str) -> Result<SecretMetadata, StoreError> {
+        (**self).describe(secret_id).await
+    }
+
+    async fn get_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        (**self).get_value(secret_id, version_id, stage).await
+    }
+
+    async fn get_stage_value(
+        &self,
+        secret_id: &str,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        (**self).get_stage_value(secret_id, stage).await
+    }
+
+    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError> {
+        (**self).random_password(policy).await
+    }
+
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        secret_string: &str,
+        rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        (**self)
+            .put_pending(secret_id, token, secret_string, rotation_token)
+            .await
+    }
+
+    async fn move_current(
+        &self,
+        secret_id: &str,
+        to_version: &str,
+        from_version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        (**self)
+            .move_current(secret_id, to_version, from_version)
+            .await
+    }
 }

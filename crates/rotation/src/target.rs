@@ -1,21 +1,32 @@
 //! `CredentialTarget`: the database whose password rotation changes.
 
+use crate::profile::{EngineAdvice, EngineProfile};
 use crate::secret::{DbCredentials, Password};
 use async_trait::async_trait;
 
 /// Why a login attempt failed. Never carries a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
+    /// The server refused the user or password.
     #[error("authentication failed for user {user:?}")]
-    Authentication { user: String },
+    Authentication {
+        /// The user that tried to log in.
+        user: String,
+    },
+    /// TLS could not be set up or the certificate did not verify.
     #[error("TLS failed: {0}")]
     Tls(String),
+    /// The server did not answer.
     #[error("cannot reach {host}:{port}: {reason}")]
     Unreachable {
+        /// The host tried.
         host: String,
+        /// The port tried.
         port: u16,
+        /// Why it failed.
         reason: String,
     },
+    /// Anything else the server or driver reported.
     #[error("{0}")]
     Other(String),
 }
@@ -24,7 +35,9 @@ pub enum ConnectError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("database {operation} failed: {message}")]
 pub struct TargetError {
+    /// The statement or operation, e.g. `ALTER ROLE`.
     pub operation: &'static str,
+    /// The server's or driver's message.
     pub message: String,
 }
 
@@ -46,7 +59,9 @@ pub struct AlternateUser<'a> {
 /// The `_clone` user and the original role it acts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActAs<'a> {
+    /// The `_clone` user.
     pub clone: &'a str,
+    /// The original user it acts as.
     pub owner: &'a str,
 }
 
@@ -62,8 +77,20 @@ pub enum AlternateChange {
 /// The privileges of the logged-in role that matter for the alternating-users strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RolePrivileges {
+    /// A superuser (may do anything).
     pub superuser: bool,
+    /// May create users and change their passwords.
     pub create_role: bool,
+}
+
+/// Who a session is: the user that logged in and the role it acts as (they differ when the user
+/// has a `role` setting, as with the shared-owner opt-in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginIdentity {
+    /// The user that logged in (`session_user`).
+    pub session_user: String,
+    /// The role the session acts as (`current_user`).
+    pub current_user: String,
 }
 
 /// Opens sessions on the database named by a secret.
@@ -74,6 +101,31 @@ pub trait CredentialTarget: Send + Sync {
         &self,
         credentials: &DbCredentials,
     ) -> Result<Box<dyn TargetSession>, ConnectError>;
+
+    /// The engine this target speaks: accepted `engine` names, defaults, identifier limit.
+    fn profile(&self) -> &EngineProfile;
+
+    /// The engine's fix texts for the preflight report.
+    fn advice(&self) -> &dyn EngineAdvice;
+}
+
+/// A shared target is a target: the Lambda crate hands one to the rotator and the preflight.
+#[async_trait]
+impl<T: CredentialTarget + ?Sized> CredentialTarget for std::sync::Arc<T> {
+    async fn connect(
+        &self,
+        credentials: &DbCredentials,
+    ) -> Result<Box<dyn TargetSession>, ConnectError> {
+        (**self).connect(credentials).await
+    }
+
+    fn profile(&self) -> &EngineProfile {
+        (**self).profile()
+    }
+
+    fn advice(&self) -> &dyn EngineAdvice {
+        (**self).advice()
+    }
 }
 
 /// An open, authenticated database session.
@@ -89,11 +141,13 @@ pub trait TargetSession: Send {
         password: &Password,
     ) -> Result<(), TargetError>;
 
-    /// `(session_user, current_user)`: the user that logged in and the role it acts as (they
-    /// differ when the role has a `role` setting, as with the shared-owner opt-in).
-    async fn login_identity(&mut self) -> Result<(String, String), TargetError> {
+    /// The user that logged in and the role it acts as.
+    async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError> {
         let user = self.current_user().await?;
-        Ok((user.clone(), user))
+        Ok(LoginIdentity {
+            session_user: user.clone(),
+            current_user: user,
+        })
     }
 
     /// Alternating users, run as the master: create `pending` from `current` (attributes,

@@ -11,17 +11,24 @@
 
 use async_trait::async_trait;
 
-/// Tag keys RDS puts on the master secrets it manages (compared case-insensitively).
+/// Tag key RDS puts on the master secrets of DB instances (compared case-insensitively).
 pub const INSTANCE_TAG: &str = "aws:rds:primarydbinstancearn";
+/// Tag key RDS puts on the master secrets of Aurora clusters (compared case-insensitively).
 pub const CLUSTER_TAG: &str = "aws:rds:primarydbclusterarn";
 
 /// The database an RDS-managed secret belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RdsResource {
     /// A DB instance, by ARN.
-    Instance { arn: String },
+    Instance {
+        /// The instance's ARN.
+        arn: String,
+    },
     /// An Aurora DB cluster, by ARN.
-    Cluster { arn: String },
+    Cluster {
+        /// The cluster's ARN.
+        arn: String,
+    },
 }
 
 impl RdsResource {
@@ -39,6 +46,7 @@ impl RdsResource {
         })
     }
 
+    /// The resource's ARN.
     pub fn arn(&self) -> &str {
         match self {
             RdsResource::Instance { arn } | RdsResource::Cluster { arn } => arn,
@@ -57,7 +65,9 @@ impl RdsResource {
 /// Where a database can be reached, as RDS describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbEndpoint {
+    /// The endpoint's host name.
     pub host: String,
+    /// The endpoint's port.
     pub port: u16,
     /// RDS's engine name, e.g. `postgres` or `aurora-postgresql`.
     pub engine: String,
@@ -66,7 +76,9 @@ pub struct DbEndpoint {
 /// The master's database: its host and, when known from the secret's tag, the RDS resource.
 #[derive(Debug, Clone, Copy)]
 pub struct MasterLocation<'a> {
+    /// The master's host.
     pub host: &'a str,
+    /// The RDS resource named by the master secret's tag, when it has one.
     pub resource: Option<&'a RdsResource>,
 }
 
@@ -74,12 +86,25 @@ pub struct MasterLocation<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relation {
     /// The user's host is the endpoint of `replica`, an RDS read replica of `source`.
-    ReadReplica { replica: String, source: String },
+    ReadReplica {
+        /// The replica instance.
+        replica: String,
+        /// The instance it replicates.
+        source: String,
+    },
     /// The user's host is `member` (a reader instance or the reader endpoint) of Aurora `cluster`,
     /// whose writer the master uses.
-    AuroraReader { member: String, cluster: String },
+    AuroraReader {
+        /// The reader instance or endpoint.
+        member: String,
+        /// The cluster.
+        cluster: String,
+    },
     /// Neither; `reason` says what RDS reported.
-    Unrelated { reason: String },
+    Unrelated {
+        /// What RDS reported.
+        reason: String,
+    },
 }
 
 impl Relation {
@@ -88,6 +113,7 @@ impl Relation {
         !matches!(self, Relation::Unrelated { .. })
     }
 
+    /// The relation in words, for messages.
     pub fn describe(&self) -> String {
         match self {
             Relation::ReadReplica { replica, source } => {
@@ -105,9 +131,11 @@ impl Relation {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("RDS {operation} failed: {message}")]
 pub struct TopologyError {
+    /// The API operation, e.g. `DescribeDBInstances`.
     pub operation: &'static str,
     /// The service's error code, e.g. `AccessDenied`, when known.
     pub code: Option<String>,
+    /// The service's message.
     pub message: String,
 }
 

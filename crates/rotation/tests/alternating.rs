@@ -1,91 +1,19 @@
-//! The alternating-users strategy and the preflight against the in-memory store, database and
-//! RDS look-ups.
+//! The alternating-users strategy against the in-memory store, database and RDS look-ups.
 
-use rotation::memory::{MemoryDatabase, MemoryStore, MemoryTopology};
-use rotation::preflight::{preflight, PreflightOptions, Status};
-use rotation::{
-    DbEndpoint, ErrorKind, Outcome, PasswordPolicy, Relation, RotationEvent, Rotator, SecretJson,
-    AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+use rotation::testing::{
+    alternating_secret as user_secret, master_secret, RotationFixture, MASTER_ARN,
+    PRIMARY_HOST as HOST, REPLICA_HOST as REPLICA,
 };
-use std::sync::Arc;
+use rotation::{
+    DbEndpoint, ErrorKind, Outcome, Relation, SecretJson, Step, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+};
 
-const HOST: &str = "primary.db.internal";
-const REPLICA: &str = "replica.db.internal";
-const MASTER_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:master-AbCdEf";
-
-struct Fixture {
-    store: MemoryStore,
-    db: MemoryDatabase,
-    topology: MemoryTopology,
-    rotator: Rotator<MemoryStore, MemoryDatabase>,
-    arn: String,
+fn fixture_with(user_host: &str, master_value: &str) -> RotationFixture {
+    RotationFixture::alternating(user_host, master_value)
 }
 
-fn user_secret(host: &str, user: &str, password: &str) -> String {
-    serde_json::json!({
-        "engine": "postgres",
-        "host": host,
-        "username": user,
-        "password": password,
-        "dbname": "app",
-        "masterarn": MASTER_ARN,
-        "port": 5432,
-        "note": ["kept", 1]
-    })
-    .to_string()
-}
-
-fn master_secret(host: &str) -> String {
-    serde_json::json!({
-        "engine": "postgres", "host": host, "username": "master", "password": "master-pw"
-    })
-    .to_string()
-}
-
-fn fixture_with(user_host: &str, master_value: &str) -> Fixture {
-    let store = MemoryStore::new();
-    let db = MemoryDatabase::new(HOST);
-    db.add_user("app", "app-pw");
-    db.add_creator("master", "master-pw");
-    db.set_setting("app", "search_path", "app, public");
-    let master = store.create_secret("master", "m0", master_value);
-    assert_eq!(master, MASTER_ARN);
-    let arn = store.create_secret("app", "v0", &user_secret(user_host, "app", "app-pw"));
-    let topology = MemoryTopology::new();
-    let rotator = Rotator::new(store.clone(), db.clone(), PasswordPolicy::default())
-        .with_topology(Arc::new(topology.clone()));
-    Fixture {
-        store,
-        db,
-        topology,
-        rotator,
-        arn,
-    }
-}
-
-fn fixture() -> Fixture {
+fn fixture() -> RotationFixture {
     fixture_with(HOST, &master_secret(HOST))
-}
-
-impl Fixture {
-    async fn step(&self, step: &str, token: &str) -> Result<Outcome, rotation::RotationError> {
-        self.rotator
-            .handle(&RotationEvent::new(step, &self.arn, token))
-            .await
-    }
-
-    async fn rotate(&self, token: &str) -> Vec<Outcome> {
-        self.store.begin_rotation(&self.arn, token);
-        let mut outcomes = Vec::new();
-        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-            outcomes.push(self.step(step, token).await.unwrap());
-        }
-        outcomes
-    }
-
-    fn stage(&self, stage: &str) -> SecretJson {
-        SecretJson::parse(&self.store.value_at(&self.arn, stage).unwrap()).unwrap()
-    }
 }
 
 #[tokio::test]
@@ -93,7 +21,7 @@ async fn two_cycles_alternate_and_keep_previous_working() {
     let f = fixture();
     let outcomes = f.rotate("t1").await;
     assert_eq!(outcomes[1], Outcome::UserCreated);
-    let current = f.stage(AWSCURRENT).credentials().unwrap();
+    let current = f.credentials(AWSCURRENT);
     assert_eq!(current.username, "app_clone");
     assert_eq!(
         f.db.password_of("app_clone").as_deref(),
@@ -116,13 +44,13 @@ async fn two_cycles_alternate_and_keep_previous_working() {
 
     let outcomes = f.rotate("t2").await;
     assert_eq!(outcomes[1], Outcome::PasswordSet);
-    let current = f.stage(AWSCURRENT).credentials().unwrap();
+    let current = f.credentials(AWSCURRENT);
     assert_eq!(current.username, "app");
     assert_eq!(
         f.db.password_of("app").as_deref(),
         Some(current.password.expose())
     );
-    let previous = f.stage(AWSPREVIOUS).credentials().unwrap();
+    let previous = f.credentials(AWSPREVIOUS);
     assert_eq!(previous.username, "app_clone");
     assert_eq!(
         f.db.password_of("app_clone").as_deref(),
@@ -134,7 +62,8 @@ async fn two_cycles_alternate_and_keep_previous_working() {
 async fn every_step_twice_changes_nothing() {
     let f = fixture();
     f.store.begin_rotation(&f.arn, "t1");
-    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+    for step in Step::ALL {
+        let step = step.as_str();
         f.step(step, "t1").await.unwrap();
         let labels = f.store.labels(&f.arn);
         let pending = f.store.value_at(&f.arn, AWSPENDING);
@@ -304,89 +233,6 @@ async fn clone_acting_as_another_role_without_the_opt_in_fails_test_secret() {
     f.step("setSecret", "t3").await.unwrap();
     let err = f.step("testSecret", "t3").await.unwrap_err();
     assert!(matches!(err.kind, ErrorKind::WrongUser { .. }), "{err}");
-}
-
-#[tokio::test]
-async fn preflight_healthy_alternating_secret_passes() {
-    let f = fixture();
-    f.store
-        .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
-    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
-    assert!(report.passed(), "{}", report.to_text());
-    for name in [
-        "secret",
-        "secret-json",
-        "engine",
-        "host-reachable",
-        "tls",
-        "current-login",
-        "alternate-user",
-        "master-secret",
-        "master-host",
-        "master-login",
-        "master-create-role",
-        "rotation",
-        "pending-version",
-    ] {
-        assert_eq!(
-            report.check(name).map(|c| c.status),
-            Some(Status::Pass),
-            "{name}\n{}",
-            report.to_text()
-        );
-    }
-    assert!(report
-        .check("permissions")
-        .unwrap()
-        .detail
-        .contains(MASTER_ARN));
-    assert!(!report.to_text().contains("app-pw"));
-    assert!(!report.to_text().contains("master-pw"));
-}
-
-#[tokio::test]
-async fn preflight_names_the_failing_check_and_its_fix() {
-    // Master without CREATEROLE.
-    let f = fixture();
-    f.db.add_user("weak", "weak-pw");
-    f.store.put_version(
-        MASTER_ARN,
-        "m1",
-        &serde_json::json!({"engine":"postgres","host":HOST,"username":"weak","password":"weak-pw"})
-            .to_string(),
-        &[AWSCURRENT],
-    );
-    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
-    let check = report.check("master-create-role").unwrap();
-    assert_eq!(check.status, Status::Fail, "{}", report.to_text());
-    assert!(check.fix.as_deref().unwrap().contains("CREATEROLE"));
-    assert!(!report.passed());
-
-    // TLS failure: reachable, TLS fails, login skipped.
-    let f = fixture();
-    f.db.fail_tls("invalid peer certificate: UnknownIssuer");
-    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
-    assert_eq!(report.check("host-reachable").unwrap().status, Status::Pass);
-    assert_eq!(report.check("tls").unwrap().status, Status::Fail);
-    assert!(report
-        .check("tls")
-        .unwrap()
-        .fix
-        .as_deref()
-        .unwrap()
-        .contains("DB_CA_BUNDLE"));
-    assert_eq!(report.check("current-login").unwrap().status, Status::Skip);
-
-    // Bad JSON.
-    let f = fixture();
-    f.store
-        .put_version(&f.arn, "v1", "{\"password\": \"hunter2\"", &[AWSCURRENT]);
-    let report = preflight(&f.rotator, &f.arn, &PreflightOptions::default()).await;
-    assert_eq!(report.check("secret-json").unwrap().status, Status::Fail);
-    assert!(!report.to_text().contains("hunter2"));
-    assert!(!serde_json::to_string(&report.to_json())
-        .unwrap()
-        .contains("hunter2"));
 }
 
 #[tokio::test]

@@ -1,80 +1,29 @@
 //! The protocol against the in-memory store and database: gate, steps, idempotency, call budget.
 
-use rotation::memory::{MemoryDatabase, MemoryStore};
+use rotation::alternating::alternate_username;
+use rotation::testing::{
+    single_user_secret as secret_json, MemoryDatabase, RotationFixture, MEMORY_PROFILE,
+    SINGLE_USER_HOST as HOST,
+};
 use rotation::{
-    ErrorKind, Outcome, PasswordPolicy, RotationEvent, Rotator, SecretJson, Strategy, AWSCURRENT,
-    AWSPENDING, AWSPREVIOUS,
+    ErrorKind, Outcome, PasswordPolicy, RotationEvent, RotationSettings, SecretJson, Step,
+    Strategy, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
 
-const HOST: &str = "db.example.internal";
-
-struct Fixture {
-    store: MemoryStore,
-    db: MemoryDatabase,
-    rotator: Rotator<MemoryStore, MemoryDatabase>,
-    arn: String,
-}
-
-fn secret_json(user: &str, password: &str) -> String {
-    serde_json::json!({
-        "engine": "postgres",
-        "host": HOST,
-        "username": user,
-        "password": password,
-        "port": "5432",
-        "custom": {"team": "payments", "n": [1, 2.5, null]},
-        "flag": false
-    })
-    .to_string()
-}
-
-fn fixture() -> Fixture {
-    let store = MemoryStore::new();
-    let db = MemoryDatabase::new(HOST);
-    db.add_user("app", "initial-password");
-    let arn = store.create_secret("app", "v0", &secret_json("app", "initial-password"));
-    let rotator = Rotator::new(store.clone(), db.clone(), PasswordPolicy::default());
-    Fixture {
-        store,
-        db,
-        rotator,
-        arn,
-    }
-}
-
-impl Fixture {
-    async fn step(&self, step: &str, token: &str) -> Result<Outcome, rotation::RotationError> {
-        self.rotator
-            .handle(&RotationEvent::new(step, &self.arn, token))
-            .await
-    }
-
-    async fn rotate(&self, token: &str) {
-        self.store.begin_rotation(&self.arn, token);
-        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-            self.step(step, token).await.unwrap();
-        }
-    }
-
-    fn stage(&self, stage: &str) -> SecretJson {
-        SecretJson::parse(&self.store.value_at(&self.arn, stage).unwrap()).unwrap()
-    }
+fn fixture() -> RotationFixture {
+    RotationFixture::single_user()
 }
 
 #[tokio::test]
 async fn full_rotation_changes_the_password_and_moves_labels() {
     let f = fixture();
     f.rotate("t1").await;
-    let current = f.stage(AWSCURRENT).credentials().unwrap();
+    let current = f.credentials(AWSCURRENT);
     assert_ne!(current.password.expose(), "initial-password");
     assert_eq!(current.password.expose().len(), 32);
     assert_eq!(f.db.password_of("app").unwrap(), current.password.expose());
     assert_eq!(
-        f.stage(AWSPREVIOUS)
-            .credentials()
-            .unwrap()
-            .password
-            .expose(),
+        f.credentials(AWSPREVIOUS).password.expose(),
         "initial-password"
     );
     let labels = f.store.labels(&f.arn);
@@ -135,9 +84,9 @@ async fn every_step_run_twice_is_a_no_op_the_second_time() {
         Outcome::Finished
     );
     let labels = f.store.labels(&f.arn);
-    for step in ["finishSecret", "createSecret", "setSecret", "testSecret"] {
+    for step in Step::ALL {
         assert_eq!(
-            f.step(step, "t1").await.unwrap(),
+            f.step(step.as_str(), "t1").await.unwrap(),
             Outcome::AlreadyCurrent,
             "{step} after finish"
         );
@@ -230,7 +179,7 @@ async fn drifted_current_password_rotates_through_previous() {
     // Someone changes the password behind our back to the AWSPREVIOUS value.
     f.db.add_user("app", "initial-password");
     f.rotate("t2").await;
-    let current = f.stage(AWSCURRENT).credentials().unwrap();
+    let current = f.credentials(AWSCURRENT);
     assert_eq!(f.db.password_of("app").unwrap(), current.password.expose());
 }
 
@@ -246,7 +195,7 @@ async fn no_working_password_fails_naming_every_attempt_without_values() {
         assert!(text.contains(stage), "{text}");
     }
     assert!(!text.contains("initial-password"));
-    let pending = f.stage(AWSPENDING).credentials().unwrap();
+    let pending = f.credentials(AWSPENDING);
     assert!(!text.contains(pending.password.expose()));
 }
 
@@ -307,8 +256,8 @@ async fn rotation_stays_within_twelve_secrets_manager_calls() {
     let f = fixture();
     f.store.begin_rotation(&f.arn, "t1");
     f.store.reset_calls();
-    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-        f.step(step, "t1").await.unwrap();
+    for step in Step::ALL {
+        f.step(step.as_str(), "t1").await.unwrap();
     }
     let calls = f.store.calls();
     assert!(calls.len() <= 12, "{} calls: {calls:?}", calls.len());
@@ -321,25 +270,20 @@ async fn rotation_stays_within_twelve_secrets_manager_calls() {
 
 #[tokio::test]
 async fn password_policy_reaches_get_random_password() {
-    let store = MemoryStore::new();
-    let db = MemoryDatabase::new(HOST);
-    db.add_user("app", "initial-password");
-    let arn = store.create_secret("app", "v0", &secret_json("app", "initial-password"));
     let policy = PasswordPolicy {
         length: 48,
         exclude_punctuation: true,
         ..PasswordPolicy::default()
     };
-    let rotator = Rotator::new(store.clone(), db, policy);
-    store.begin_rotation(&arn, "t1");
-    rotator
-        .handle(&RotationEvent::new("createSecret", &arn, "t1"))
-        .await
-        .unwrap();
-    let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap())
-        .unwrap()
-        .credentials()
-        .unwrap();
+    let f = fixture().with_rotator(|r| {
+        r.with_settings(RotationSettings {
+            policy,
+            ..RotationSettings::default()
+        })
+    });
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let pending = f.credentials(AWSPENDING);
     assert_eq!(pending.password.expose().len(), 48);
     assert!(pending
         .password
@@ -350,52 +294,47 @@ async fn password_policy_reaches_get_random_password() {
 
 #[tokio::test]
 async fn alternating_strategy_toggles_the_clone_suffix_in_create() {
-    let store = MemoryStore::new();
-    let db = MemoryDatabase::new(HOST);
+    let f = fixture();
     let json = SecretJson::parse(&secret_json("app", "pw"))
         .unwrap()
         .with_str(
             "masterarn",
             "arn:aws:secretsmanager:us-east-1:1:secret:master",
         );
-    let arn = store.create_secret("app", "v0", &json.to_json_string());
-    let rotator = Rotator::new(store.clone(), db, PasswordPolicy::default());
-    store.begin_rotation(&arn, "t1");
-    rotator
-        .handle(&RotationEvent::new("createSecret", &arn, "t1"))
-        .await
-        .unwrap();
-    let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap()).unwrap();
-    assert_eq!(pending.username().unwrap(), "app_clone");
+    f.store
+        .put_version(&f.arn, "v0", &json.to_json_string(), &[AWSCURRENT]);
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    assert_eq!(f.stage(AWSPENDING).username().unwrap(), "app_clone");
 
     // The override forces single user even with masterarn.
-    let single = Rotator::new(
-        store.clone(),
-        MemoryDatabase::new(HOST),
-        PasswordPolicy::default(),
-    )
-    .with_strategy_override(Some(Strategy::SingleUser));
-    store.begin_rotation(&arn, "t2");
-    single
-        .handle(&RotationEvent::new("createSecret", &arn, "t2"))
-        .await
-        .unwrap();
-    let pending = SecretJson::parse(&store.value_at(&arn, AWSPENDING).unwrap()).unwrap();
-    assert_eq!(pending.username().unwrap(), "app");
+    let single = RotationFixture::new(f.store.clone(), MemoryDatabase::new(HOST), &f.arn)
+        .with_rotator(|r| r.with_strategy_override(Some(Strategy::SingleUser)));
+    f.store.begin_rotation(&f.arn, "t2");
+    single.step("createSecret", "t2").await.unwrap();
+    assert_eq!(f.stage(AWSPENDING).username().unwrap(), "app");
 }
 
 #[test]
 fn alternate_username_toggles_and_enforces_63_bytes() {
-    use rotation::rotator::alternate_username;
-    assert_eq!(alternate_username("app").unwrap(), "app_clone");
-    assert_eq!(alternate_username("app_clone").unwrap(), "app");
-    assert_eq!(alternate_username("_clone").unwrap(), "_clone_clone");
+    assert_eq!(
+        alternate_username("app", &MEMORY_PROFILE).unwrap(),
+        "app_clone"
+    );
+    assert_eq!(
+        alternate_username("app_clone", &MEMORY_PROFILE).unwrap(),
+        "app"
+    );
+    assert_eq!(
+        alternate_username("_clone", &MEMORY_PROFILE).unwrap(),
+        "_clone_clone"
+    );
     let max = "a".repeat(57);
-    assert_eq!(alternate_username(&max).unwrap().len(), 63);
-    let err = alternate_username(&"a".repeat(58)).unwrap_err();
+    assert_eq!(alternate_username(&max, &MEMORY_PROFILE).unwrap().len(), 63);
+    let err = alternate_username(&"a".repeat(58), &MEMORY_PROFILE).unwrap_err();
     assert!(err.to_string().contains("63"), "{err}");
     // Multi-byte names are measured in bytes.
-    assert!(alternate_username(&"é".repeat(29)).is_err());
+    assert!(alternate_username(&"é".repeat(29), &MEMORY_PROFILE).is_err());
 }
 
 #[test]
@@ -411,7 +350,7 @@ fn event_fixtures_round_trip_through_the_event_type() {
         let text = std::fs::read_to_string(&path).unwrap();
         let original: serde_json::Value = serde_json::from_str(&text).unwrap();
         let event: RotationEvent = serde_json::from_value(original.clone()).unwrap();
-        assert!(event.step.parse::<rotation::Step>().is_ok(), "{name}");
+        assert!(event.step.parse::<Step>().is_ok(), "{name}");
         assert_eq!(
             serde_json::to_value(&event).unwrap(),
             original,

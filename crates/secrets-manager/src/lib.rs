@@ -19,10 +19,12 @@ pub struct SecretsManagerStore {
 }
 
 impl SecretsManagerStore {
+    /// A store over `client` (endpoint and credentials as the client was built).
     pub fn new(client: Client) -> Self {
         SecretsManagerStore { client }
     }
 
+    /// The SDK client.
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -113,6 +113,7 @@ fn port(port: Option<i32>, what: &str) -> Result<u16, TopologyError> {
 }
 
 impl RdsTopology {
+    /// RDS look-ups over `client`.
     pub fn new(client: Client) -> Self {
         RdsTopology { client }
     }

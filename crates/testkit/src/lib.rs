@@ -8,6 +8,8 @@
 //! - [`lambda::LambdaHost`]: a local Lambda Runtime API that runs a compiled Lambda binary the way
 //!   Lambda does.
 //! - [`secrets`]: a secret's labels and values by explicit version, for inspection.
+//! - [`rotation`]: the rotation event of a step and "run the four steps" against a
+//!   [`lambda::LambdaHost`].
 //! - [`binary`]: builds a workspace binary once per process and returns its path.
 //!
 //! Everything here panics with a clear message on failure: it is meant for tests, where a panic
@@ -38,6 +40,7 @@ pub mod lambda;
 pub mod moto;
 pub mod pgdist;
 pub mod postgres;
+pub mod rotation;
 pub mod secrets;
 pub mod vault;
 

@@ -11,6 +11,7 @@ use aws_sdk_secretsmanager::config::Credentials;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::operation::rotate_secret::RotateSecretError;
 use aws_sdk_secretsmanager::types::RotationRulesType;
+use rotation::{AWSCURRENT, AWSPENDING};
 use tempfile::TempDir;
 
 /// The region every client and child process is pointed at.
@@ -214,13 +215,13 @@ impl Moto {
     ) -> String {
         let token = uuid::Uuid::new_v4().to_string();
         let before = version_stages(client, secret_id).await;
-        let current_before = version_with(&before, "AWSCURRENT");
+        let current_before = version_with(&before, AWSCURRENT);
         if let Some(current) = &current_before {
-            if before[current].iter().any(|stage| stage == "AWSPENDING") {
+            if before[current].iter().any(|stage| stage == AWSPENDING) {
                 client
                     .update_secret_version_stage()
                     .secret_id(secret_id)
-                    .version_stage("AWSPENDING")
+                    .version_stage(AWSPENDING)
                     .remove_from_version_id(current)
                     .send()
                     .await
@@ -275,16 +276,16 @@ impl Moto {
             .version_ids_to_stages()
             .cloned()
             .unwrap_or_default();
-        let problem = if after.get(&token).map(Vec::as_slice) != Some(&["AWSPENDING".to_string()]) {
+        let problem = if after.get(&token).map(Vec::as_slice) != Some(&[AWSPENDING.to_string()]) {
             Some(format!(
                 "the token {token} is not labelled exactly [AWSPENDING]"
             ))
         } else if let Some(other) = after
             .iter()
-            .find(|(id, stages)| **id != token && stages.iter().any(|s| s == "AWSPENDING"))
+            .find(|(id, stages)| **id != token && stages.iter().any(|s| s == AWSPENDING))
         {
             Some(format!("version {} still carries AWSPENDING", other.0))
-        } else if version_with(&after, "AWSCURRENT") != current_before {
+        } else if version_with(&after, AWSCURRENT) != current_before {
             Some(format!("AWSCURRENT moved (was on {current_before:?})"))
         } else if described.rotation_enabled() != Some(true) {
             Some(format!(

@@ -6,8 +6,8 @@
 //! did, 2 for a usage or configuration error.
 
 use clap::Parser;
-use rotate_postgres::{build_rotator, Config};
-use rotation::preflight::preflight;
+use rotate_postgres::config::STRATEGY_EXPECTED;
+use rotate_postgres::{build_service, Config};
 use rotation::Strategy;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,10 +47,10 @@ async fn main() -> ExitCode {
         config.ca_bundle = Some(bundle);
     }
     if let Some(strategy) = &args.strategy {
-        match Strategy::parse_env(strategy) {
-            Ok(s) => config.strategy = Some(s),
-            Err(e) => {
-                eprintln!("preflight: --strategy: {}", e.expected);
+        match Strategy::from_name(strategy) {
+            Some(s) => config.strategy = Some(s),
+            None => {
+                eprintln!("preflight: --strategy: {STRATEGY_EXPECTED}");
                 return ExitCode::from(2);
             }
         }
@@ -58,8 +58,9 @@ async fn main() -> ExitCode {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let rotator = build_rotator(&config, &sdk);
-    let report = preflight(&rotator, &args.secret_id, &config.preflight_options()).await;
+    let report = build_service(&config, &sdk)
+        .preflight(&args.secret_id)
+        .await;
     if args.json {
         println!("{:#}", report.to_json());
     } else {

@@ -1,22 +1,15 @@
-//! In-memory [`SecretStore`] and [`CredentialTarget`] for fast unit tests of the protocol.
+//! [`MemoryStore`]: an in-memory Secrets Manager (one account, one region).
 //!
-//! The store follows Secrets Manager's label rules: one version per label, AWSPREVIOUS moved to the
-//! old AWSCURRENT on promotion, idempotent `PutSecretValue` for a token, a valueless AWSPENDING
+//! It follows Secrets Manager's label rules: one version per label, AWSPREVIOUS moved to the old
+//! AWSCURRENT on promotion, idempotent `PutSecretValue` for a token, a valueless AWSPENDING
 //! version created by [`MemoryStore::begin_rotation`] (what `RotateSecret` does before it invokes
 //! the function). It also counts calls, so tests can hold rotation to its call budget.
 
 use crate::policy::PasswordPolicy;
-use crate::secret::{DbCredentials, Password};
+use crate::secret::Password;
 use crate::store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use crate::target::{
-    AlternateChange, AlternateUser, ConnectError, CredentialTarget, RolePrivileges, TargetError,
-    TargetSession,
-};
-use crate::topology::{
-    DbEndpoint, DbTopology, MasterLocation, RdsResource, Relation, TopologyError,
-};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -82,6 +75,7 @@ fn invalid(operation: &'static str, message: String) -> StoreError {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -195,6 +189,7 @@ impl MemoryStore {
         self.calls.lock().unwrap().clone()
     }
 
+    /// Forgets the calls counted so far.
     pub fn reset_calls(&self) {
         self.calls.lock().unwrap().clear();
     }
@@ -353,320 +348,5 @@ impl SecretStore for MemoryStore {
                 .push(AWSCURRENT.to_string());
             Ok(())
         })
-    }
-}
-
-/// An in-memory database: users and passwords, reachable at one host (and its aliases, which
-/// stand for read replicas), with what the alternating-users strategy needs: role memberships,
-/// per-role settings and which users may create roles.
-#[derive(Debug, Clone)]
-pub struct MemoryDatabase {
-    host: String,
-    users: Arc<Mutex<HashMap<String, String>>>,
-    connects: Arc<AtomicU64>,
-    roles: Arc<Mutex<Roles>>,
-}
-
-#[derive(Debug, Default)]
-struct Roles {
-    aliases: BTreeSet<String>,
-    /// Role → roles it was granted.
-    members: HashMap<String, BTreeSet<String>>,
-    /// Role → `name=value` settings.
-    settings: HashMap<String, BTreeMap<String, String>>,
-    /// Users with CREATEROLE.
-    creators: BTreeSet<String>,
-    /// Every connection fails with this TLS error.
-    tls_failure: Option<String>,
-}
-
-impl MemoryDatabase {
-    pub fn new(host: &str) -> Self {
-        MemoryDatabase {
-            host: host.to_string(),
-            users: Arc::default(),
-            connects: Arc::default(),
-            roles: Arc::default(),
-        }
-    }
-
-    /// Another host name for the same users (a read replica).
-    pub fn add_alias(&self, host: &str) {
-        self.roles.lock().unwrap().aliases.insert(host.to_string());
-    }
-
-    /// A user with CREATEROLE (a master user).
-    pub fn add_creator(&self, name: &str, password: &str) {
-        self.add_user(name, password);
-        self.roles.lock().unwrap().creators.insert(name.to_string());
-    }
-
-    /// Sets a per-role setting.
-    pub fn set_setting(&self, role: &str, name: &str, value: &str) {
-        self.roles
-            .lock()
-            .unwrap()
-            .settings
-            .entry(role.to_string())
-            .or_default()
-            .insert(name.to_string(), value.to_string());
-    }
-
-    /// The per-role settings of `role`.
-    pub fn settings_of(&self, role: &str) -> BTreeMap<String, String> {
-        self.roles
-            .lock()
-            .unwrap()
-            .settings
-            .get(role)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The roles `role` was granted.
-    pub fn memberships_of(&self, role: &str) -> BTreeSet<String> {
-        self.roles
-            .lock()
-            .unwrap()
-            .members
-            .get(role)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Makes every connection fail TLS verification.
-    pub fn fail_tls(&self, reason: &str) {
-        self.roles.lock().unwrap().tls_failure = Some(reason.to_string());
-    }
-
-    pub fn add_user(&self, name: &str, password: &str) {
-        self.users
-            .lock()
-            .unwrap()
-            .insert(name.to_string(), password.to_string());
-    }
-
-    pub fn password_of(&self, name: &str) -> Option<String> {
-        self.users.lock().unwrap().get(name).cloned()
-    }
-
-    /// Login attempts so far.
-    pub fn connects(&self) -> u64 {
-        self.connects.load(Ordering::SeqCst)
-    }
-}
-
-struct MemorySession {
-    user: String,
-    db: MemoryDatabase,
-}
-
-#[async_trait]
-impl CredentialTarget for MemoryDatabase {
-    async fn connect(
-        &self,
-        credentials: &DbCredentials,
-    ) -> Result<Box<dyn TargetSession>, ConnectError> {
-        self.connects.fetch_add(1, Ordering::SeqCst);
-        let (alias, tls_failure) = {
-            let roles = self.roles.lock().unwrap();
-            (
-                roles.aliases.contains(&credentials.host),
-                roles.tls_failure.clone(),
-            )
-        };
-        if credentials.host != self.host && !alias {
-            return Err(ConnectError::Unreachable {
-                host: credentials.host.clone(),
-                port: credentials.port,
-                reason: "no such host".into(),
-            });
-        }
-        if let Some(reason) = tls_failure {
-            return Err(ConnectError::Tls(reason));
-        }
-        match self.users.lock().unwrap().get(&credentials.username) {
-            Some(p) if p == credentials.password.expose() => Ok(Box::new(MemorySession {
-                user: credentials.username.clone(),
-                db: self.clone(),
-            })),
-            _ => Err(ConnectError::Authentication {
-                user: credentials.username.clone(),
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl TargetSession for MemorySession {
-    async fn current_user(&mut self) -> Result<String, TargetError> {
-        Ok(self.user.clone())
-    }
-
-    async fn set_password(
-        &mut self,
-        username: &str,
-        password: &Password,
-    ) -> Result<(), TargetError> {
-        let mut users = self.db.users.lock().unwrap();
-        match users.get_mut(username) {
-            Some(p) => {
-                *p = password.expose().to_string();
-                Ok(())
-            }
-            None => Err(TargetError {
-                operation: "ALTER ROLE",
-                message: format!("role {username:?} does not exist"),
-            }),
-        }
-    }
-
-    async fn login_identity(&mut self) -> Result<(String, String), TargetError> {
-        let acting = self
-            .db
-            .settings_of(&self.user)
-            .get("role")
-            .cloned()
-            .unwrap_or_else(|| self.user.clone());
-        Ok((self.user.clone(), acting))
-    }
-
-    async fn ensure_alternate(
-        &mut self,
-        request: &AlternateUser<'_>,
-    ) -> Result<AlternateChange, TargetError> {
-        let mut users = self.db.users.lock().unwrap();
-        let mut roles = self.db.roles.lock().unwrap();
-        if !roles.creators.contains(&self.user) {
-            return Err(TargetError {
-                operation: "CREATE ROLE",
-                message: "permission denied to create role".into(),
-            });
-        }
-        let change = if users.contains_key(request.pending) {
-            AlternateChange::PasswordChanged
-        } else {
-            if !users.contains_key(request.current) {
-                return Err(TargetError {
-                    operation: "CREATE ROLE",
-                    message: format!("role {:?} does not exist", request.current),
-                });
-            }
-            let mut settings = roles
-                .settings
-                .get(request.current)
-                .cloned()
-                .unwrap_or_default();
-            settings.remove("role");
-            roles.settings.insert(request.pending.to_string(), settings);
-            roles
-                .members
-                .entry(request.pending.to_string())
-                .or_default()
-                .insert(request.current.to_string());
-            AlternateChange::Created
-        };
-        if let Some(act_as) = request.act_as {
-            let member = roles
-                .members
-                .get(act_as.clone)
-                .is_some_and(|m| m.contains(act_as.owner));
-            if !member {
-                return Err(TargetError {
-                    operation: "ALTER ROLE ... SET role",
-                    message: format!("{:?} is not a member of {:?}", act_as.clone, act_as.owner),
-                });
-            }
-            roles
-                .settings
-                .entry(act_as.clone.to_string())
-                .or_default()
-                .insert("role".into(), act_as.owner.to_string());
-        }
-        users.insert(
-            request.pending.to_string(),
-            request.password.expose().to_string(),
-        );
-        Ok(change)
-    }
-
-    async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
-        Ok(self.db.users.lock().unwrap().contains_key(role))
-    }
-
-    async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
-        Ok(RolePrivileges {
-            superuser: false,
-            create_role: self.db.roles.lock().unwrap().creators.contains(&self.user),
-        })
-    }
-}
-
-/// In-memory RDS look-ups: endpoints by ARN and relations by (host, master host).
-#[derive(Debug, Clone, Default)]
-pub struct MemoryTopology {
-    endpoints: Arc<Mutex<HashMap<String, DbEndpoint>>>,
-    relations: Arc<Mutex<HashMap<(String, String), Relation>>>,
-    calls: Arc<AtomicU64>,
-}
-
-impl MemoryTopology {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// What `DescribeDBInstances` / `DescribeDBClusters` says of `arn`.
-    pub fn add_endpoint(&self, arn: &str, endpoint: DbEndpoint) {
-        self.endpoints
-            .lock()
-            .unwrap()
-            .insert(arn.to_string(), endpoint);
-    }
-
-    /// How `host` relates to the master at `master_host` (unrelated unless set).
-    pub fn set_relation(&self, host: &str, master_host: &str, relation: Relation) {
-        self.relations
-            .lock()
-            .unwrap()
-            .insert((host.to_string(), master_host.to_string()), relation);
-    }
-
-    /// RDS calls so far.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl DbTopology for MemoryTopology {
-    async fn endpoint_of(&self, resource: &RdsResource) -> Result<DbEndpoint, TopologyError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.endpoints
-            .lock()
-            .unwrap()
-            .get(resource.arn())
-            .cloned()
-            .ok_or_else(|| TopologyError {
-                operation: "DescribeDBInstances",
-                code: Some("DBInstanceNotFound".into()),
-                message: format!("{} not found", resource.arn()),
-            })
-    }
-
-    async fn relation(
-        &self,
-        host: &str,
-        master: MasterLocation<'_>,
-    ) -> Result<Relation, TopologyError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(self
-            .relations
-            .lock()
-            .unwrap()
-            .get(&(host.to_string(), master.host.to_string()))
-            .cloned()
-            .unwrap_or_else(|| Relation::Unrelated {
-                reason: format!("{host} is not an RDS endpoint"),
-            }))
     }
 }

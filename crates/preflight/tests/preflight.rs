@@ -1,0 +1,104 @@
+//! The preflight against the in-memory store, database and RDS look-ups (the shared rotation
+//! fixture of `rotation::testing`).
+
+use preflight::{preflight, Ports, PreflightOptions, Report, Status};
+use rotation::testing::{master_secret, RotationFixture, MASTER_ARN, PRIMARY_HOST as HOST};
+use rotation::AWSCURRENT;
+
+fn fixture() -> RotationFixture {
+    RotationFixture::alternating(HOST, &master_secret(HOST))
+}
+
+/// The preflight over the fixture's ports and its rotator's settings.
+async fn run(f: &RotationFixture) -> Report {
+    let ports = Ports {
+        store: &f.store,
+        target: &f.db,
+        topology: &f.topology,
+        settings: f.rotator.settings(),
+    };
+    preflight(&ports, &f.arn, &PreflightOptions::default()).await
+}
+
+#[tokio::test]
+async fn preflight_healthy_alternating_secret_passes() {
+    let f = fixture();
+    f.store
+        .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
+    let report = run(&f).await;
+    assert!(report.passed(), "{}", report.to_text());
+    for name in [
+        "secret",
+        "secret-json",
+        "engine",
+        "host-reachable",
+        "tls",
+        "current-login",
+        "alternate-user",
+        "master-secret",
+        "master-host",
+        "master-login",
+        "master-create-role",
+        "rotation",
+        "pending-version",
+    ] {
+        assert_eq!(
+            report.check(name).map(|c| c.status),
+            Some(Status::Pass),
+            "{name}\n{}",
+            report.to_text()
+        );
+    }
+    assert!(report
+        .check("permissions")
+        .unwrap()
+        .detail
+        .contains(MASTER_ARN));
+    assert!(!report.to_text().contains("app-pw"));
+    assert!(!report.to_text().contains("master-pw"));
+}
+
+#[tokio::test]
+async fn preflight_names_the_failing_check_and_its_fix() {
+    // Master without CREATEROLE.
+    let f = fixture();
+    f.db.add_user("weak", "weak-pw");
+    f.store.put_version(
+        MASTER_ARN,
+        "m1",
+        &serde_json::json!({"engine":"postgres","host":HOST,"username":"weak","password":"weak-pw"})
+            .to_string(),
+        &[AWSCURRENT],
+    );
+    let report = run(&f).await;
+    let check = report.check("master-create-role").unwrap();
+    assert_eq!(check.status, Status::Fail, "{}", report.to_text());
+    assert!(check.fix.as_deref().unwrap().contains("CREATEROLE"));
+    assert!(!report.passed());
+
+    // TLS failure: reachable, TLS fails, login skipped.
+    let f = fixture();
+    f.db.fail_tls("invalid peer certificate: UnknownIssuer");
+    let report = run(&f).await;
+    assert_eq!(report.check("host-reachable").unwrap().status, Status::Pass);
+    assert_eq!(report.check("tls").unwrap().status, Status::Fail);
+    assert!(report
+        .check("tls")
+        .unwrap()
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("DB_CA_BUNDLE"));
+    assert_eq!(report.check("current-login").unwrap().status, Status::Skip);
+
+    // Bad JSON.
+    let f = fixture();
+    f.store
+        .put_version(&f.arn, "v1", "{\"password\": \"hunter2\"", &[AWSCURRENT]);
+    let report = run(&f).await;
+    assert_eq!(report.check("secret-json").unwrap().status, Status::Fail);
+    assert!(!report.to_text().contains("hunter2"));
+    assert!(!serde_json::to_string(&report.to_json())
+        .unwrap()
+        .contains("hunter2"));
+}

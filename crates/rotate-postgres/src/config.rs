@@ -1,0 +1,268 @@
+//! Configuration from the environment, read once at start-up: the password policy (the
+//! variables of AWS's rotation templates), `ROTATION_STRATEGY`, `DB_CA_BUNDLE`,
+//! `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `AWS_LAMBDA_FUNCTION_NAME`.
+//!
+//! Every boolean goes through `lambda_support::parse_bool`; a value that cannot be used is an
+//! error naming the variable, never silently the default.
+
+use lambda_support::env::{non_empty, parse_bool, ConfigError};
+use preflight::PreflightOptions;
+use rotation::policy::PASSWORD_LENGTHS;
+use rotation::{PasswordPolicy, RotationSettings, Strategy};
+use std::path::PathBuf;
+
+/// What `ROTATION_STRATEGY` (and the preflight's `--strategy`) accepts.
+pub const STRATEGY_EXPECTED: &str = "expected single or alternating";
+
+/// Everything read from the environment, once, at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The arguments of `GetRandomPassword`.
+    pub policy: PasswordPolicy,
+    /// `ROTATION_STRATEGY`: forces one strategy for every secret.
+    pub strategy: Option<Strategy>,
+    /// `DB_CA_BUNDLE`: extra trusted roots (PEM).
+    pub ca_bundle: Option<PathBuf>,
+    /// `SECRETS_MANAGER_ENDPOINT`: as in AWS's templates (e.g. a VPC endpoint).
+    pub secrets_manager_endpoint: Option<String>,
+    /// `ALTERNATING_SHARED_OWNER`: the shared-owner opt-in for alternating-users secrets that
+    /// have no `shared_owner` field.
+    pub shared_owner: bool,
+    /// `AWS_LAMBDA_FUNCTION_NAME`: set by Lambda; the preflight compares it with the function
+    /// attached to the secret.
+    pub function_name: Option<String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the variables through `lookup` (a variable that is unset yields `None`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &str| non_empty(&lookup, name);
+        Ok(Config {
+            policy: password_policy(&lookup)?,
+            strategy: var("ROTATION_STRATEGY")
+                .map(|v| parse_strategy("ROTATION_STRATEGY", &v))
+                .transpose()?,
+            ca_bundle: var("DB_CA_BUNDLE").map(PathBuf::from),
+            secrets_manager_endpoint: var("SECRETS_MANAGER_ENDPOINT"),
+            shared_owner: var("ALTERNATING_SHARED_OWNER")
+                .map(|v| parse_bool("ALTERNATING_SHARED_OWNER", &v))
+                .transpose()?
+                .unwrap_or(false),
+            function_name: var("AWS_LAMBDA_FUNCTION_NAME"),
+        })
+    }
+
+    /// The settings the rotator and the preflight share.
+    pub fn settings(&self) -> RotationSettings {
+        RotationSettings {
+            policy: self.policy.clone(),
+            strategy_override: self.strategy,
+            shared_owner_default: self.shared_owner,
+        }
+    }
+
+    /// The preflight's view of where it runs.
+    pub fn preflight_options(&self) -> PreflightOptions {
+        PreflightOptions {
+            function_name: self.function_name.clone(),
+        }
+    }
+}
+
+/// A strategy name (`single` or `alternating`) given in variable or option `name`.
+pub fn parse_strategy(name: &'static str, value: &str) -> Result<Strategy, ConfigError> {
+    Strategy::from_name(value).ok_or_else(|| ConfigError::invalid(name, value, STRATEGY_EXPECTED))
+}
+
+/// The password policy from the templates' variables (`EXCLUDE_CHARACTERS`, `PASSWORD_LENGTH`,
+/// `EXCLUDE_NUMBERS`, `EXCLUDE_PUNCTUATION`, `EXCLUDE_UPPERCASE`, `EXCLUDE_LOWERCASE`,
+/// `REQUIRE_EACH_INCLUDED_TYPE`).
+pub fn password_policy(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<PasswordPolicy, ConfigError> {
+    let mut policy = PasswordPolicy::default();
+    // Read as given: an empty exclusion list means "exclude nothing".
+    if let Some(chars) = lookup("EXCLUDE_CHARACTERS") {
+        policy.exclude_characters = chars;
+    }
+    if let Some(length) = lookup("PASSWORD_LENGTH") {
+        policy.length = match length.trim().parse::<u32>() {
+            Ok(n) if PASSWORD_LENGTHS.contains(&n) => n,
+            _ => {
+                return Err(ConfigError::invalid(
+                    "PASSWORD_LENGTH",
+                    length,
+                    format!(
+                        "expected a whole number from {} to {}",
+                        PASSWORD_LENGTHS.start(),
+                        PASSWORD_LENGTHS.end()
+                    ),
+                ))
+            }
+        };
+    }
+    let flags: [(&'static str, &mut bool); 5] = [
+        ("EXCLUDE_NUMBERS", &mut policy.exclude_numbers),
+        ("EXCLUDE_PUNCTUATION", &mut policy.exclude_punctuation),
+        ("EXCLUDE_UPPERCASE", &mut policy.exclude_uppercase),
+        ("EXCLUDE_LOWERCASE", &mut policy.exclude_lowercase),
+        (
+            "REQUIRE_EACH_INCLUDED_TYPE",
+            &mut policy.require_each_included_type,
+        ),
+    ];
+    for (name, slot) in flags {
+        if let Some(value) = lookup(name) {
+            *slot = parse_bool(name, &value)?;
+        }
+    }
+    if policy.excludes_every_type() {
+        return Err(ConfigError::invalid(
+            "EXCLUDE_LOWERCASE",
+            "true",
+            "at least one character type must stay included",
+        ));
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        Config::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+    }
+
+    fn policy(vars: &[(&str, &str)]) -> Result<PasswordPolicy, ConfigError> {
+        config(vars).map(|c| c.policy)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.policy, PasswordPolicy::default());
+        assert_eq!(c.strategy, None);
+        assert_eq!(c.ca_bundle, None);
+        assert_eq!(c.secrets_manager_endpoint, None);
+        assert!(!c.shared_owner);
+        assert_eq!(c.function_name, None);
+        assert_eq!(c.settings(), RotationSettings::default());
+    }
+
+    #[test]
+    fn shared_owner_and_function_name() {
+        let c = config(&[
+            ("ALTERNATING_SHARED_OWNER", "yes"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "rotate"),
+        ])
+        .unwrap();
+        assert!(c.shared_owner);
+        assert!(c.settings().shared_owner_default);
+        assert_eq!(
+            c.preflight_options().function_name.as_deref(),
+            Some("rotate")
+        );
+        let err = config(&[("ALTERNATING_SHARED_OWNER", "sometimes")]).unwrap_err();
+        assert_eq!(err.name(), "ALTERNATING_SHARED_OWNER");
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let c = config(&[
+            ("ROTATION_STRATEGY", "alternating"),
+            ("DB_CA_BUNDLE", "rds-global-bundle.pem"),
+            ("SECRETS_MANAGER_ENDPOINT", "https://vpce.example"),
+            ("PASSWORD_LENGTH", "40"),
+        ])
+        .unwrap();
+        assert_eq!(c.strategy, Some(Strategy::AlternatingUsers));
+        assert_eq!(
+            c.settings().strategy_override,
+            Some(Strategy::AlternatingUsers)
+        );
+        assert_eq!(c.ca_bundle, Some(PathBuf::from("rds-global-bundle.pem")));
+        assert_eq!(
+            c.secrets_manager_endpoint.as_deref(),
+            Some("https://vpce.example")
+        );
+        assert_eq!(c.policy.length, 40);
+        assert_eq!(
+            config(&[("ROTATION_STRATEGY", "single")]).unwrap().strategy,
+            Some(Strategy::SingleUser)
+        );
+    }
+
+    #[test]
+    fn bad_strategy_names_the_variable() {
+        let err = config(&[("ROTATION_STRATEGY", "both")]).unwrap_err();
+        assert_eq!(err.name(), "ROTATION_STRATEGY");
+        assert_eq!(
+            err.to_string(),
+            "environment variable ROTATION_STRATEGY=\"both\" is invalid: expected single or alternating"
+        );
+    }
+
+    #[test]
+    fn each_policy_variable_is_read() {
+        let p = policy(&[
+            ("EXCLUDE_CHARACTERS", "abc"),
+            ("PASSWORD_LENGTH", "64"),
+            ("EXCLUDE_NUMBERS", "true"),
+            ("EXCLUDE_PUNCTUATION", "1"),
+            ("EXCLUDE_UPPERCASE", "Y"),
+            ("EXCLUDE_LOWERCASE", "no"),
+            ("REQUIRE_EACH_INCLUDED_TYPE", "FALSE"),
+        ])
+        .unwrap();
+        assert_eq!(
+            p,
+            PasswordPolicy {
+                length: 64,
+                exclude_characters: "abc".into(),
+                exclude_numbers: true,
+                exclude_punctuation: true,
+                exclude_uppercase: true,
+                exclude_lowercase: false,
+                require_each_included_type: false,
+            }
+        );
+        // An empty exclusion list is allowed and means "exclude nothing".
+        assert_eq!(
+            policy(&[("EXCLUDE_CHARACTERS", "")])
+                .unwrap()
+                .exclude_characters,
+            ""
+        );
+    }
+
+    #[test]
+    fn bad_policy_values_name_the_variable() {
+        let err = policy(&[("EXCLUDE_NUMBERS", "sometimes")]).unwrap_err();
+        assert_eq!(err.name(), "EXCLUDE_NUMBERS");
+        assert!(err.to_string().contains("EXCLUDE_NUMBERS"));
+        for bad in ["3", "4097", "abc", "-5", ""] {
+            let err = policy(&[("PASSWORD_LENGTH", bad)]).unwrap_err();
+            assert_eq!(err.name(), "PASSWORD_LENGTH");
+            assert!(
+                err.to_string()
+                    .ends_with("is invalid: expected a whole number from 4 to 4096"),
+                "{err}"
+            );
+        }
+        assert!(policy(&[
+            ("EXCLUDE_NUMBERS", "1"),
+            ("EXCLUDE_PUNCTUATION", "1"),
+            ("EXCLUDE_UPPERCASE", "1"),
+            ("EXCLUDE_LOWERCASE", "1"),
+        ])
+        .is_err());
+    }
+}

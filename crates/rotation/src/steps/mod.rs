@@ -1,0 +1,116 @@
+//! The four steps, one file each, as methods of [`Rotator`]; here what they share: the
+//! [`StepContext`], reading a labelled version, and the field comparisons.
+//!
+//! * `create.rs`: createSecret, a new AWSPENDING value (the alternate user for alternating users).
+//! * `set.rs`: setSecret, the database accepts AWSPENDING (single user, or through the master).
+//! * `test.rs`: testSecret, AWSPENDING logs in as the expected user and role.
+//! * `finish.rs`: finishSecret, AWSCURRENT moves to the token.
+
+mod create;
+mod finish;
+mod set;
+mod test;
+
+use crate::error::ErrorKind;
+use crate::event::RotationEvent;
+use crate::rotator::Rotator;
+use crate::secret::{DbCredentials, SecretJson};
+use crate::settings::Strategy;
+use crate::store::{SecretMetadata, SecretStore, AWSPENDING};
+use crate::target::CredentialTarget;
+
+/// Everything one step works on: the event, the secret's metadata (one `DescribeSecret`).
+pub(crate) struct StepContext<'a> {
+    pub(crate) event: &'a RotationEvent,
+    pub(crate) meta: SecretMetadata,
+}
+
+impl StepContext<'_> {
+    pub(crate) fn arn(&self) -> &str {
+        &self.meta.arn
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        &self.event.client_request_token
+    }
+}
+
+impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
+    /// Reads and parses the version labelled `stage`; `Ok(None)` when there is none.
+    pub(crate) async fn read_stage(
+        &self,
+        ctx: &StepContext<'_>,
+        stage: &'static str,
+    ) -> Result<Option<SecretJson>, ErrorKind> {
+        let version = if stage == AWSPENDING {
+            Some(ctx.token())
+        } else {
+            ctx.meta.version_with(stage)
+        };
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        match self.store.get_value(ctx.arn(), version, stage).await? {
+            Some(text) => SecretJson::parse(&text)
+                .map(Some)
+                .map_err(ErrorKind::field(stage)),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Rotator::read_stage`], but a missing value is an error.
+    pub(crate) async fn require_stage(
+        &self,
+        ctx: &StepContext<'_>,
+        stage: &'static str,
+    ) -> Result<SecretJson, ErrorKind> {
+        let hint = if stage == AWSPENDING {
+            " (createSecret has not run for this token)"
+        } else {
+            ""
+        };
+        self.read_stage(ctx, stage)
+            .await?
+            .ok_or(ErrorKind::NoValue { stage, hint })
+    }
+
+    /// The credentials in the version labelled `stage`, read with the target's engine profile.
+    pub(crate) fn credentials(
+        &self,
+        secret: &SecretJson,
+        stage: &'static str,
+    ) -> Result<DbCredentials, ErrorKind> {
+        secret
+            .credentials(self.target.profile())
+            .map_err(ErrorKind::field(stage))
+    }
+
+    /// The strategy for the version labelled `stage`.
+    pub(crate) fn strategy(
+        &self,
+        secret: &SecretJson,
+        stage: &'static str,
+    ) -> Result<Strategy, ErrorKind> {
+        self.settings
+            .strategy_for(secret)
+            .map_err(ErrorKind::field(stage))
+    }
+}
+
+/// `field` of the version labelled `stage` must equal AWSCURRENT's.
+pub(crate) fn require_same(
+    stage: &'static str,
+    field: &'static str,
+    current: &str,
+    other: &str,
+) -> Result<(), ErrorKind> {
+    if current == other {
+        return Ok(());
+    }
+    // Usernames and hosts are not secret; naming both makes the mistake obvious.
+    Err(ErrorKind::Mismatch {
+        field,
+        stage,
+        detail: format!(" (AWSCURRENT has {current:?}, {stage} has {other:?})"),
+    })
+}

@@ -1,0 +1,192 @@
+//! setSecret: makes the database accept AWSPENDING. Single user: the user changes its own
+//! password, logged in with AWSCURRENT or else AWSPREVIOUS. Alternating users: the master
+//! creates the alternate user or changes its password.
+
+use super::{require_same, StepContext};
+use crate::alternating::{load_master, master_relation, UserPair};
+use crate::error::ErrorKind;
+use crate::rotator::{Outcome, Rotator};
+use crate::secret::{DbCredentials, SecretJson};
+use crate::settings::Strategy;
+use crate::store::{SecretStore, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::target::{
+    ActAs, AlternateChange, AlternateUser, ConnectError, CredentialTarget, TargetSession,
+};
+
+impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
+    pub(crate) async fn set_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
+        let pending = self.require_stage(ctx, AWSPENDING).await?;
+        let pending_creds = self.credentials(&pending, AWSPENDING)?;
+        let pending_error = match self.target.connect(&pending_creds).await {
+            Ok(_) => return Ok(Outcome::PasswordAlreadySet),
+            Err(e) => e,
+        };
+        let current = self.require_stage(ctx, AWSCURRENT).await?;
+        match self.strategy(&current, AWSCURRENT)? {
+            Strategy::SingleUser => {
+                self.set_single_user(ctx, &pending_creds, pending_error, &current)
+                    .await
+            }
+            Strategy::AlternatingUsers => {
+                self.set_alternating(&pending_creds, &pending, &current)
+                    .await
+            }
+        }
+    }
+
+    /// setSecret for alternating users: PENDING's user must be CURRENT's alternate on the same
+    /// host, CURRENT must log in, and the master (same server, or the primary of CURRENT's read
+    /// replica / Aurora reader) creates the alternate or changes its password.
+    async fn set_alternating(
+        &self,
+        pending: &DbCredentials,
+        pending_json: &SecretJson,
+        current: &SecretJson,
+    ) -> Result<Outcome, ErrorKind> {
+        let profile = self.target.profile();
+        let current_creds = self.credentials(current, AWSCURRENT)?;
+        let pair = UserPair::of(&current_creds.username, profile)?;
+        let expected = if pair.original == current_creds.username {
+            pair.clone.clone()
+        } else {
+            pair.original.clone()
+        };
+        if pending.username != expected {
+            return Err(ErrorKind::NotAlternate {
+                current: current_creds.username.clone(),
+                pending: pending.username.clone(),
+                expected,
+            });
+        }
+        require_same(AWSPENDING, "host", &current_creds.host, &pending.host)?;
+        // Only a credential that works is rotated: this keeps a caller from using the master
+        // to take over a user it cannot log in as (the templates' confused-deputy check).
+        match self.target.connect(&current_creds).await {
+            Ok(session) => drop(session),
+            Err(e) => {
+                return Err(ErrorKind::CurrentLoginFailed {
+                    reason: e.to_string(),
+                })
+            }
+        }
+        let master = load_master(&self.store, self.topology.as_ref(), profile, current).await?;
+        match master_relation(self.topology.as_ref(), &current_creds, &master).await? {
+            None => {}
+            Some(relation) if relation.is_accepted() => {
+                tracing::info!(
+                    master_secret = %master.arn,
+                    relation = %relation.describe(),
+                    "AWSCURRENT's host is a replica of the master's database"
+                );
+            }
+            Some(relation) => {
+                return Err(ErrorKind::MasterElsewhere {
+                    master: master.arn.clone(),
+                    current_host: format!("{}:{}", current_creds.host, current_creds.port),
+                    master_host: format!("{}:{}", master.credentials.host, master.credentials.port),
+                    origin: master.origin(),
+                    reason: relation.describe(),
+                })
+            }
+        }
+        let mut session = self
+            .target
+            .connect(&master.credentials)
+            .await
+            .map_err(|e| ErrorKind::MasterLoginFailed {
+                master: master.arn.clone(),
+                reason: e.to_string(),
+            })?;
+        let shared_owner = self
+            .settings
+            .shared_owner_for(pending_json)
+            .map_err(ErrorKind::field(AWSPENDING))?;
+        let act_as = shared_owner.then(|| ActAs {
+            clone: &pair.clone,
+            owner: &pair.original,
+        });
+        let change = session
+            .ensure_alternate(&AlternateUser {
+                current: &current_creds.username,
+                pending: &pending.username,
+                password: &pending.password,
+                act_as,
+            })
+            .await?;
+        Ok(match change {
+            AlternateChange::Created => Outcome::UserCreated,
+            AlternateChange::PasswordChanged => Outcome::PasswordSet,
+        })
+    }
+
+    async fn set_single_user(
+        &self,
+        ctx: &StepContext<'_>,
+        pending: &DbCredentials,
+        pending_error: ConnectError,
+        current: &SecretJson,
+    ) -> Result<Outcome, ErrorKind> {
+        let current_creds = self.credentials(current, AWSCURRENT)?;
+        require_same(
+            AWSPENDING,
+            "username",
+            &current_creds.username,
+            &pending.username,
+        )?;
+        require_same(AWSPENDING, "host", &current_creds.host, &pending.host)?;
+
+        let mut attempts = vec![format!("AWSPENDING ({pending_error})")];
+        let mut session = match self.target.connect(&current_creds).await {
+            Ok(session) => Some(session),
+            Err(e) => {
+                attempts.push(format!("AWSCURRENT ({e})"));
+                None
+            }
+        };
+        if session.is_none() {
+            session = self
+                .login_previous(ctx, &current_creds, pending, &mut attempts)
+                .await?;
+        }
+        let Some(mut session) = session else {
+            return Err(ErrorKind::LoginFailed {
+                attempts: attempts.join(", "),
+            });
+        };
+        session
+            .set_password(&pending.username, &pending.password)
+            .await?;
+        Ok(Outcome::PasswordSet)
+    }
+
+    /// Logs in with AWSPREVIOUS (with AWSCURRENT's TLS setting, as the templates do), after
+    /// checking its user and host match.
+    async fn login_previous(
+        &self,
+        ctx: &StepContext<'_>,
+        current: &DbCredentials,
+        pending: &DbCredentials,
+        attempts: &mut Vec<String>,
+    ) -> Result<Option<Box<dyn TargetSession>>, ErrorKind> {
+        let Some(previous) = self.read_stage(ctx, AWSPREVIOUS).await? else {
+            attempts.push("AWSPREVIOUS (no such version)".into());
+            return Ok(None);
+        };
+        let mut previous = self.credentials(&previous, AWSPREVIOUS)?;
+        require_same(
+            AWSPREVIOUS,
+            "username",
+            &pending.username,
+            &previous.username,
+        )?;
+        require_same(AWSPREVIOUS, "host", &pending.host, &previous.host)?;
+        previous.tls = current.tls;
+        match self.target.connect(&previous).await {
+            Ok(session) => Ok(Some(session)),
+            Err(e) => {
+                attempts.push(format!("AWSPREVIOUS ({e})"));
+                Ok(None)
+            }
+        }
+    }
+}

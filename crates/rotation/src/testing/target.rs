@@ -1,0 +1,314 @@
+//! [`MemoryDatabase`]: an in-memory PostgreSQL-like database as a [`CredentialTarget`].
+//!
+//! Users and passwords reachable at one host (and its aliases, which stand for read replicas),
+//! with what the alternating-users strategy needs: role memberships, per-role settings and which
+//! users may create roles. Its engine profile ([`MEMORY_PROFILE`]) accepts the same `engine`
+//! names and defaults as PostgreSQL, so the tests' secrets read as they do in production.
+
+use crate::profile::{EngineAdvice, EngineProfile};
+use crate::secret::{DbCredentials, Password};
+use crate::target::{
+    AlternateChange, AlternateUser, ConnectError, CredentialTarget, LoginIdentity, RolePrivileges,
+    TargetError, TargetSession,
+};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The in-memory database's engine profile.
+pub const MEMORY_PROFILE: EngineProfile = EngineProfile {
+    name: "the in-memory database",
+    engines: &["postgres", "aurora-postgresql"],
+    default_port: 5432,
+    default_database: "postgres",
+    max_identifier_bytes: 63,
+    superuser_privilege: "SUPERUSER",
+    create_role_privilege: "CREATEROLE",
+};
+
+/// The in-memory database's fix texts: short, naming what its set-up methods change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryAdvice;
+
+impl EngineAdvice for MemoryAdvice {
+    fn engine_fix(&self) -> String {
+        format!("set engine to {}", MEMORY_PROFILE.engine_list())
+    }
+
+    fn login_fix(&self, who: &str) -> String {
+        format!("give the user the password in {who} (MemoryDatabase::add_user)")
+    }
+
+    fn create_role_fix(&self, master_user: &str) -> String {
+        format!("give {master_user} CREATEROLE (MemoryDatabase::add_creator)")
+    }
+
+    fn role_catalog_fix(&self) -> String {
+        "the in-memory database always lists its roles".into()
+    }
+
+    fn shared_owner_mechanism(&self, clone: &str) -> String {
+        format!("the role setting of {clone}")
+    }
+}
+
+/// An in-memory database: users and passwords, reachable at one host (and its aliases, which
+/// stand for read replicas), with what the alternating-users strategy needs: role memberships,
+/// per-role settings and which users may create roles.
+#[derive(Debug, Clone)]
+pub struct MemoryDatabase {
+    host: String,
+    users: Arc<Mutex<HashMap<String, String>>>,
+    connects: Arc<AtomicU64>,
+    roles: Arc<Mutex<Roles>>,
+}
+
+#[derive(Debug, Default)]
+struct Roles {
+    aliases: BTreeSet<String>,
+    /// Role → roles it was granted.
+    members: HashMap<String, BTreeSet<String>>,
+    /// Role → `name=value` settings.
+    settings: HashMap<String, BTreeMap<String, String>>,
+    /// Users with CREATEROLE.
+    creators: BTreeSet<String>,
+    /// Every connection fails with this TLS error.
+    tls_failure: Option<String>,
+}
+
+impl MemoryDatabase {
+    /// A database reachable at `host`, without users.
+    pub fn new(host: &str) -> Self {
+        MemoryDatabase {
+            host: host.to_string(),
+            users: Arc::default(),
+            connects: Arc::default(),
+            roles: Arc::default(),
+        }
+    }
+
+    /// Another host name for the same users (a read replica).
+    pub fn add_alias(&self, host: &str) {
+        self.roles.lock().unwrap().aliases.insert(host.to_string());
+    }
+
+    /// A user with CREATEROLE (a master user).
+    pub fn add_creator(&self, name: &str, password: &str) {
+        self.add_user(name, password);
+        self.roles.lock().unwrap().creators.insert(name.to_string());
+    }
+
+    /// Sets a per-role setting.
+    pub fn set_setting(&self, role: &str, name: &str, value: &str) {
+        self.roles
+            .lock()
+            .unwrap()
+            .settings
+            .entry(role.to_string())
+            .or_default()
+            .insert(name.to_string(), value.to_string());
+    }
+
+    /// The per-role settings of `role`.
+    pub fn settings_of(&self, role: &str) -> BTreeMap<String, String> {
+        self.roles
+            .lock()
+            .unwrap()
+            .settings
+            .get(role)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The roles `role` was granted.
+    pub fn memberships_of(&self, role: &str) -> BTreeSet<String> {
+        self.roles
+            .lock()
+            .unwrap()
+            .members
+            .get(role)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes every connection fail TLS verification.
+    pub fn fail_tls(&self, reason: &str) {
+        self.roles.lock().unwrap().tls_failure = Some(reason.to_string());
+    }
+
+    /// Adds a user (or changes its password).
+    pub fn add_user(&self, name: &str, password: &str) {
+        self.users
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), password.to_string());
+    }
+
+    /// The password of `name`, if it is a user.
+    pub fn password_of(&self, name: &str) -> Option<String> {
+        self.users.lock().unwrap().get(name).cloned()
+    }
+
+    /// Login attempts so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::SeqCst)
+    }
+}
+
+struct MemorySession {
+    user: String,
+    db: MemoryDatabase,
+}
+
+#[async_trait]
+impl CredentialTarget for MemoryDatabase {
+    async fn connect(
+        &self,
+        credentials: &DbCredentials,
+    ) -> Result<Box<dyn TargetSession>, ConnectError> {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+        let (alias, tls_failure) = {
+            let roles = self.roles.lock().unwrap();
+            (
+                roles.aliases.contains(&credentials.host),
+                roles.tls_failure.clone(),
+            )
+        };
+        if credentials.host != self.host && !alias {
+            return Err(ConnectError::Unreachable {
+                host: credentials.host.clone(),
+                port: credentials.port,
+                reason: "no such host".into(),
+            });
+        }
+        if let Some(reason) = tls_failure {
+            return Err(ConnectError::Tls(reason));
+        }
+        match self.users.lock().unwrap().get(&credentials.username) {
+            Some(p) if p == credentials.password.expose() => Ok(Box::new(MemorySession {
+                user: credentials.username.clone(),
+                db: self.clone(),
+            })),
+            _ => Err(ConnectError::Authentication {
+                user: credentials.username.clone(),
+            }),
+        }
+    }
+
+    fn profile(&self) -> &EngineProfile {
+        &MEMORY_PROFILE
+    }
+
+    fn advice(&self) -> &dyn EngineAdvice {
+        &MemoryAdvice
+    }
+}
+
+#[async_trait]
+impl TargetSession for MemorySession {
+    async fn current_user(&mut self) -> Result<String, TargetError> {
+        Ok(self.user.clone())
+    }
+
+    async fn set_password(
+        &mut self,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), TargetError> {
+        let mut users = self.db.users.lock().unwrap();
+        match users.get_mut(username) {
+            Some(p) => {
+                *p = password.expose().to_string();
+                Ok(())
+            }
+            None => Err(TargetError {
+                operation: "ALTER ROLE",
+                message: format!("role {username:?} does not exist"),
+            }),
+        }
+    }
+
+    async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError> {
+        let acting = self
+            .db
+            .settings_of(&self.user)
+            .get("role")
+            .cloned()
+            .unwrap_or_else(|| self.user.clone());
+        Ok(LoginIdentity {
+            session_user: self.user.clone(),
+            current_user: acting,
+        })
+    }
+
+    async fn ensure_alternate(
+        &mut self,
+        request: &AlternateUser<'_>,
+    ) -> Result<AlternateChange, TargetError> {
+        let mut users = self.db.users.lock().unwrap();
+        let mut roles = self.db.roles.lock().unwrap();
+        if !roles.creators.contains(&self.user) {
+            return Err(TargetError {
+                operation: "CREATE ROLE",
+                message: "permission denied to create role".into(),
+            });
+        }
+        let change = if users.contains_key(request.pending) {
+            AlternateChange::PasswordChanged
+        } else {
+            if !users.contains_key(request.current) {
+                return Err(TargetError {
+                    operation: "CREATE ROLE",
+                    message: format!("role {:?} does not exist", request.current),
+                });
+            }
+            let mut settings = roles
+                .settings
+                .get(request.current)
+                .cloned()
+                .unwrap_or_default();
+            settings.remove("role");
+            roles.settings.insert(request.pending.to_string(), settings);
+            roles
+                .members
+                .entry(request.pending.to_string())
+                .or_default()
+                .insert(request.current.to_string());
+            AlternateChange::Created
+        };
+        if let Some(act_as) = request.act_as {
+            let member = roles
+                .members
+                .get(act_as.clone)
+                .is_some_and(|m| m.contains(act_as.owner));
+            if !member {
+                return Err(TargetError {
+                    operation: "ALTER ROLE ... SET role",
+                    message: format!("{:?} is not a member of {:?}", act_as.clone, act_as.owner),
+                });
+            }
+            roles
+                .settings
+                .entry(act_as.clone.to_string())
+                .or_default()
+                .insert("role".into(), act_as.owner.to_string());
+        }
+        users.insert(
+            request.pending.to_string(),
+            request.password.expose().to_string(),
+        );
+        Ok(change)
+    }
+
+    async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
+        Ok(self.db.users.lock().unwrap().contains_key(role))
+    }
+
+    async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
+        Ok(RolePrivileges {
+            superuser: false,
+            create_role: self.db.roles.lock().unwrap().creators.contains(&self.user),
+        })
+    }
+}
