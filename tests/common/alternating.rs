@@ -6,7 +6,9 @@ use crate::{escape_identifier, escape_literal, World};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
+/// The master user's password.
 pub const MASTER_PASSWORD: &str = "Master-Password-1";
+/// The application user's first password.
 pub const APP_PASSWORD: &str = "App-Password-1";
 /// The database the application user's secret names.
 pub const APP_DB: &str = "appdb";
@@ -190,18 +192,31 @@ pub fn ident(name: &str) -> String {
 /// * Aurora cluster `aurora` (RDS-managed master secret) with `aurora-1` (writer) and `aurora-2`;
 ///   Aurora cluster `aurora-b` with `b-1`.
 pub struct RdsFixture {
+    /// The RDS client for moto.
     pub rds: aws_sdk_rds::Client,
+    /// `primary`'s ARN.
     pub primary_arn: String,
+    /// `primary`'s endpoint address.
     pub primary_host: String,
+    /// The ARN of `primary`'s RDS-managed master secret.
     pub primary_secret: String,
+    /// `replica`'s endpoint address.
     pub replica_host: String,
+    /// `other`'s endpoint address.
     pub other_host: String,
+    /// `other-replica`'s endpoint address.
     pub other_replica_host: String,
+    /// Cluster `aurora`'s ARN.
     pub cluster_arn: String,
+    /// Cluster `aurora`'s writer endpoint.
     pub cluster_endpoint: String,
+    /// Cluster `aurora`'s reader endpoint.
     pub cluster_reader_endpoint: String,
+    /// The ARN of cluster `aurora`'s RDS-managed master secret.
     pub cluster_secret: String,
+    /// `aurora-2`'s endpoint address.
     pub aurora_reader_host: String,
+    /// `b-1`'s endpoint address (a member of another cluster).
     pub other_cluster_member_host: String,
 }
 

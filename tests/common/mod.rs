@@ -16,12 +16,16 @@ pub use postgres_protocol::escape::{escape_identifier, escape_literal};
 /// PostgreSQL + moto + a Secrets Manager client. The Lambda is started separately so a test can
 /// choose its environment.
 pub struct World {
+    /// The throwaway PostgreSQL server.
     pub pg: PgServer,
+    /// The moto server.
     pub moto: Moto,
+    /// A Secrets Manager client for moto.
     pub sm: Client,
 }
 
 impl World {
+    /// Starts PostgreSQL and moto.
     pub async fn start() -> World {
         let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
@@ -138,6 +142,7 @@ impl World {
 
 /// The rotation function running behind a local Runtime API.
 pub struct Lambda {
+    /// The Runtime API host running the binary.
     pub host: LambdaHost,
 }
 

@@ -15,8 +15,8 @@
 //! | [`lambda`] | the function: [`lambda::config`] (environment), [`lambda::event`], [`lambda::function`] (one event in, a typed summary out), [`lambda::summary`] (the serde-derived run summaries), [`lambda::metrics`] (the EMF line) |
 //!
 //! Tests: the fakes (`ports::fakes`) and fixtures (`testing`) are compiled with the cargo feature
-//! `testing`; the whole-library tests are in `tests/library.rs`, the dependency rule (no clap, no
-//! anyhow here) in `tests/dependencies.rs`.
+//! `testing`; the whole-library tests are in `tests/library.rs`; the dependency rule (no clap, no
+//! anyhow here) is checked with the workspace's others in `tests/architecture.rs`.
 //!
 //! The CLI (`crates/backup-cli`) uses `ports::aws`, `snapshot` and `operations`, and renders
 //! their reports; this crate does not depend on clap or anyhow.

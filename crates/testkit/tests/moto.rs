@@ -4,6 +4,7 @@ use std::net::TcpStream;
 
 use aws_sdk_secretsmanager::primitives::Blob;
 use testkit::moto::Moto;
+use testkit::rotation::{AWSCURRENT, AWSPENDING};
 
 const SECRET: &str = "app/db";
 
@@ -42,15 +43,15 @@ async fn begin_rotation_adds_a_valueless_pending_version() {
         .send()
         .await
         .expect("DescribeSecret");
-    assert_eq!(stages_of(&described, &token), ["AWSPENDING"]);
-    assert_eq!(stages_of(&described, &first), ["AWSCURRENT"]);
+    assert_eq!(stages_of(&described, &token), [AWSPENDING]);
+    assert_eq!(stages_of(&described, &first), [AWSCURRENT]);
     assert_eq!(described.rotation_enabled(), Some(true));
 
     let error = sm
         .get_secret_value()
         .secret_id(SECRET)
         .version_id(&token)
-        .version_stage("AWSPENDING")
+        .version_stage(AWSPENDING)
         .send()
         .await
         .expect_err("the pending version has no value");
@@ -63,7 +64,7 @@ async fn begin_rotation_adds_a_valueless_pending_version() {
     let current = sm
         .get_secret_value()
         .secret_id(SECRET)
-        .version_stage("AWSCURRENT")
+        .version_stage(AWSCURRENT)
         .send()
         .await
         .expect("AWSCURRENT is readable");
@@ -74,13 +75,13 @@ async fn begin_rotation_adds_a_valueless_pending_version() {
         .secret_id(SECRET)
         .client_request_token(&token)
         .secret_string(r#"{"password":"two"}"#)
-        .version_stages("AWSPENDING")
+        .version_stages(AWSPENDING)
         .send()
         .await
         .expect("PutSecretValue");
     sm.update_secret_version_stage()
         .secret_id(SECRET)
-        .version_stage("AWSCURRENT")
+        .version_stage(AWSCURRENT)
         .move_to_version_id(&token)
         .remove_from_version_id(&first)
         .send()
@@ -93,8 +94,8 @@ async fn begin_rotation_adds_a_valueless_pending_version() {
         .send()
         .await
         .expect("DescribeSecret");
-    assert_eq!(stages_of(&described, &second), ["AWSPENDING"]);
-    assert_eq!(stages_of(&described, &token), ["AWSCURRENT"]);
+    assert_eq!(stages_of(&described, &second), [AWSPENDING]);
+    assert_eq!(stages_of(&described, &token), [AWSCURRENT]);
 }
 
 #[tokio::test]
