@@ -25,6 +25,7 @@ pub mod policy;
 pub mod profile;
 pub mod rotator;
 pub mod secret;
+pub mod service;
 pub mod settings;
 pub mod steps;
 pub mod store;
@@ -41,6 +42,7 @@ pub use policy::PasswordPolicy;
 pub use profile::{EngineAdvice, EngineProfile};
 pub use rotator::{Outcome, Rotator};
 pub use secret::{DbCredentials, FieldError, Password, SecretJson, TlsMode};
+pub use service::{Rds, SecretsManager, Service, ServiceError};
 pub use settings::{RotationSettings, Strategy};
 pub use store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 pub use target::{

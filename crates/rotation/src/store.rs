@@ -52,17 +52,8 @@ impl SecretMetadata {
     }
 }
 
-/// A failed Secrets Manager call. The message comes from the service and carries no secret value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Secrets Manager {operation} failed: {message}")]
-pub struct StoreError {
-    /// The API operation, e.g. `PutSecretValue`.
-    pub operation: &'static str,
-    /// The service's error code, e.g. `ResourceNotFoundException`, when known.
-    pub code: Option<String>,
-    /// The service's message.
-    pub message: String,
-}
+/// A failed Secrets Manager call.
+pub type StoreError = crate::service::ServiceError<crate::service::SecretsManager>;
 
 /// The Secrets Manager operations used by the rotation steps.
 #[async_trait]

@@ -127,17 +127,8 @@ impl Relation {
     }
 }
 
-/// A failed RDS call. The message comes from the service and carries no secret value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("RDS {operation} failed: {message}")]
-pub struct TopologyError {
-    /// The API operation, e.g. `DescribeDBInstances`.
-    pub operation: &'static str,
-    /// The service's error code, e.g. `AccessDenied`, when known.
-    pub code: Option<String>,
-    /// The service's message.
-    pub message: String,
-}
+/// A failed RDS call.
+pub type TopologyError = crate::service::ServiceError<crate::service::Rds>;
 
 /// The RDS look-ups used by the alternating-users strategy and the preflight.
 #[async_trait]
@@ -162,11 +153,11 @@ pub struct NoTopology;
 #[async_trait]
 impl DbTopology for NoTopology {
     async fn endpoint_of(&self, resource: &RdsResource) -> Result<DbEndpoint, TopologyError> {
-        Err(TopologyError {
-            operation: "DescribeDBInstances",
-            code: None,
-            message: format!("no RDS client is configured to resolve {}", resource.arn()),
-        })
+        Err(TopologyError::new(
+            "DescribeDBInstances",
+            None,
+            format!("no RDS client is configured to resolve {}", resource.arn()),
+        ))
     }
 
     async fn relation(

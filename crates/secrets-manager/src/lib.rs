@@ -10,7 +10,10 @@ pub use rds::RdsTopology;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
-use rotation::{Password, PasswordPolicy, SecretMetadata, SecretStore, StoreError, AWSPENDING};
+use rotation::{
+    Password, PasswordPolicy, SecretMetadata, SecretStore, SecretsManager, Service, ServiceError,
+    StoreError, AWSPENDING,
+};
 
 /// The Secrets Manager service as a [`SecretStore`].
 #[derive(Debug, Clone)]
@@ -49,34 +52,37 @@ impl SecretsManagerStore {
         match result {
             Ok(out) => match out.secret_string() {
                 Some(s) => Ok(Some(s.to_string())),
-                None => Err(StoreError {
-                    operation: "GetSecretValue",
-                    code: None,
-                    message: format!(
+                None => Err(StoreError::new(
+                    "GetSecretValue",
+                    None,
+                    format!(
                         "the {stage} version has no SecretString (binary secrets cannot be rotated)"
                     ),
-                }),
+                )),
             },
             Err(e) if missing_is_none && e.code() == Some("ResourceNotFoundException") => Ok(None),
-            Err(e) => Err(store_error("GetSecretValue", e)),
+            Err(e) => Err(SecretsManager::sdk_error("GetSecretValue", e)),
         }
     }
 }
 
-/// Converts an SDK error into a [`StoreError`] with the service's code and message (which never
-/// contain secret values), or the transport failure's description.
-pub fn store_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    let lambda_support::SdkErrorText { code, message } = lambda_support::describe_sdk_error(&err);
-    StoreError {
-        operation,
-        code,
-        message,
+/// Converts an SDK error into the port's [`ServiceError`] with the service's code and message
+/// (which never contain secret values), or the transport failure's description; the one mapping
+/// for both services of this crate (`SecretsManager::sdk_error(..)`, `Rds::sdk_error(..)`).
+pub trait FromSdkError: Service {
+    /// The error of `operation` that failed with `err`.
+    fn sdk_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> ServiceError<Self>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let lambda_support::SdkErrorText { code, message } =
+            lambda_support::describe_sdk_error(&err);
+        ServiceError::new(operation, code, message)
     }
 }
+
+impl<S: Service> FromSdkError for S {}
 
 #[async_trait]
 impl SecretStore for SecretsManagerStore {
@@ -87,7 +93,7 @@ impl SecretStore for SecretsManagerStore {
             .secret_id(secret_id)
             .send()
             .await
-            .map_err(|e| store_error("DescribeSecret", e))?;
+            .map_err(|e| SecretsManager::sdk_error("DescribeSecret", e))?;
         Ok(SecretMetadata {
             arn: out.arn().unwrap_or(secret_id).to_string(),
             name: out.name().unwrap_or_default().to_string(),
@@ -144,14 +150,10 @@ impl SecretStore for SecretsManagerStore {
             .require_each_included_type(policy.require_each_included_type)
             .send()
             .await
-            .map_err(|e| store_error("GetRandomPassword", e))?;
-        out.random_password()
-            .map(Password::new)
-            .ok_or_else(|| StoreError {
-                operation: "GetRandomPassword",
-                code: None,
-                message: "the response had no password".into(),
-            })
+            .map_err(|e| SecretsManager::sdk_error("GetRandomPassword", e))?;
+        out.random_password().map(Password::new).ok_or_else(|| {
+            StoreError::new("GetRandomPassword", None, "the response had no password")
+        })
     }
 
     async fn put_pending(
@@ -170,7 +172,7 @@ impl SecretStore for SecretsManagerStore {
             .set_rotation_token(rotation_token.map(str::to_string))
             .send()
             .await
-            .map_err(|e| store_error("PutSecretValue", e))?;
+            .map_err(|e| SecretsManager::sdk_error("PutSecretValue", e))?;
         Ok(())
     }
 
@@ -188,7 +190,7 @@ impl SecretStore for SecretsManagerStore {
             .set_remove_from_version_id(from_version.map(str::to_string))
             .send()
             .await
-            .map_err(|e| store_error("UpdateSecretVersionStage", e))?;
+            .map_err(|e| SecretsManager::sdk_error("UpdateSecretVersionStage", e))?;
         Ok(())
     }
 }

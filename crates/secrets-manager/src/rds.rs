@@ -9,10 +9,11 @@
 //!   endpoint (an IP address, a custom DNS name) is never related to anything.
 //! * Calls go to the region in the ARN or the host name, when it differs from the client's.
 
+use crate::FromSdkError;
 use async_trait::async_trait;
-use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_rds::error::ProvideErrorMetadata;
 use aws_sdk_rds::Client;
-use rotation::{DbEndpoint, DbTopology, MasterLocation, RdsResource, Relation, TopologyError};
+use rotation::{DbEndpoint, DbTopology, MasterLocation, Rds, RdsResource, Relation, TopologyError};
 
 /// RDS look-ups through one client, built once in `main`.
 #[derive(Debug, Clone)]
@@ -55,19 +56,6 @@ enum Node {
     },
 }
 
-fn rds_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> TopologyError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    let lambda_support::SdkErrorText { code, message } = lambda_support::describe_sdk_error(&err);
-    TopologyError {
-        operation,
-        code,
-        message,
-    }
-}
-
 /// The region field of an ARN (`arn:aws:rds:REGION:ACCOUNT:db:ID`).
 fn region_of_arn(arn: &str) -> Option<&str> {
     arn.split(':').nth(3).filter(|r| !r.is_empty())
@@ -105,10 +93,8 @@ fn same_host(a: Option<&str>, b: &str) -> bool {
 fn port(port: Option<i32>, what: &str) -> Result<u16, TopologyError> {
     port.and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p > 0)
-        .ok_or_else(|| TopologyError {
-            operation: "Describe",
-            code: None,
-            message: format!("RDS reported no port for {what}"),
+        .ok_or_else(|| {
+            TopologyError::new("Describe", None, format!("RDS reported no port for {what}"))
         })
 }
 
@@ -145,7 +131,7 @@ impl RdsTopology {
         {
             Ok(out) => out,
             Err(e) if e.code() == Some("DBInstanceNotFound") => return Ok(None),
-            Err(e) => return Err(rds_error("DescribeDBInstances", e)),
+            Err(e) => return Err(Rds::sdk_error("DescribeDBInstances", e)),
         };
         Ok(out.db_instances().first().map(|i| Instance {
             id: i.db_instance_identifier().unwrap_or(id).to_string(),
@@ -171,7 +157,7 @@ impl RdsTopology {
         {
             Ok(out) => out,
             Err(e) if e.code() == Some("DBClusterNotFoundFault") => return Ok(None),
-            Err(e) => return Err(rds_error("DescribeDBClusters", e)),
+            Err(e) => return Err(Rds::sdk_error("DescribeDBClusters", e)),
         };
         Ok(out.db_clusters().first().map(|c| Cluster {
             id: c.db_cluster_identifier().unwrap_or(id).to_string(),
@@ -365,20 +351,21 @@ impl DbTopology for RdsTopology {
         let client = self.client_for(region_of_arn(resource.arn()));
         match resource {
             RdsResource::Instance { arn } => {
-                let instance = self
-                    .instance(&client, arn)
-                    .await?
-                    .ok_or_else(|| TopologyError {
-                        operation: "DescribeDBInstances",
-                        code: Some("DBInstanceNotFound".into()),
-                        message: format!("DB instance {arn} does not exist"),
-                    })?;
-                let host = instance.address.clone().ok_or_else(|| TopologyError {
-                    operation: "DescribeDBInstances",
-                    code: None,
-                    message: format!(
-                        "DB instance {arn} has no endpoint yet (is it still being created?)"
-                    ),
+                let instance = self.instance(&client, arn).await?.ok_or_else(|| {
+                    TopologyError::new(
+                        "DescribeDBInstances",
+                        Some("DBInstanceNotFound".into()),
+                        format!("DB instance {arn} does not exist"),
+                    )
+                })?;
+                let host = instance.address.clone().ok_or_else(|| {
+                    TopologyError::new(
+                        "DescribeDBInstances",
+                        None,
+                        format!(
+                            "DB instance {arn} has no endpoint yet (is it still being created?)"
+                        ),
+                    )
                 })?;
                 Ok(DbEndpoint {
                     host,
@@ -387,18 +374,19 @@ impl DbTopology for RdsTopology {
                 })
             }
             RdsResource::Cluster { arn } => {
-                let cluster = self
-                    .cluster(&client, arn)
-                    .await?
-                    .ok_or_else(|| TopologyError {
-                        operation: "DescribeDBClusters",
-                        code: Some("DBClusterNotFoundFault".into()),
-                        message: format!("DB cluster {arn} does not exist"),
-                    })?;
-                let host = cluster.endpoint.clone().ok_or_else(|| TopologyError {
-                    operation: "DescribeDBClusters",
-                    code: None,
-                    message: format!("DB cluster {arn} has no endpoint yet"),
+                let cluster = self.cluster(&client, arn).await?.ok_or_else(|| {
+                    TopologyError::new(
+                        "DescribeDBClusters",
+                        Some("DBClusterNotFoundFault".into()),
+                        format!("DB cluster {arn} does not exist"),
+                    )
+                })?;
+                let host = cluster.endpoint.clone().ok_or_else(|| {
+                    TopologyError::new(
+                        "DescribeDBClusters",
+                        None,
+                        format!("DB cluster {arn} has no endpoint yet"),
+                    )
                 })?;
                 Ok(DbEndpoint {
                     host,

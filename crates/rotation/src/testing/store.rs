@@ -59,19 +59,15 @@ pub struct MemoryStore {
 }
 
 fn not_found(operation: &'static str, what: &str) -> StoreError {
-    StoreError {
+    StoreError::new(
         operation,
-        code: Some("ResourceNotFoundException".into()),
-        message: format!("Secrets Manager can't find {what}"),
-    }
+        Some("ResourceNotFoundException".into()),
+        format!("Secrets Manager can't find {what}"),
+    )
 }
 
 fn invalid(operation: &'static str, message: String) -> StoreError {
-    StoreError {
-        operation,
-        code: Some("InvalidRequestException".into()),
-        message,
-    }
+    StoreError::new(operation, Some("InvalidRequestException".into()), message)
 }
 
 impl MemoryStore {
@@ -297,11 +293,11 @@ impl SecretStore for MemoryStore {
                 match &existing.value {
                     Some(v) if v == secret_string => return Ok(()),
                     Some(_) => {
-                        return Err(StoreError {
-                            operation: "PutSecretValue",
-                            code: Some("ResourceExistsException".into()),
-                            message: format!("version {token} already exists with another value"),
-                        })
+                        return Err(StoreError::new(
+                            "PutSecretValue",
+                            Some("ResourceExistsException".into()),
+                            format!("version {token} already exists with another value"),
+                        ))
                     }
                     None => {}
                 }

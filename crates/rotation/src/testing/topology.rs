@@ -53,10 +53,12 @@ impl DbTopology for MemoryTopology {
             .unwrap()
             .get(resource.arn())
             .cloned()
-            .ok_or_else(|| TopologyError {
-                operation: "DescribeDBInstances",
-                code: Some("DBInstanceNotFound".into()),
-                message: format!("{} not found", resource.arn()),
+            .ok_or_else(|| {
+                TopologyError::new(
+                    "DescribeDBInstances",
+                    Some("DBInstanceNotFound".into()),
+                    format!("{} not found", resource.arn()),
+                )
             })
     }
 
