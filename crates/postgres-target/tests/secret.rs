@@ -38,12 +38,39 @@ fn port_accepts_number_and_numeric_string() {
             .port,
         6543
     );
-    for bad in ["0", "70000", "\"abc\"", "true", "-1", "5432.5"] {
+    // Written as a float by some tools; AWS's templates accept it too.
+    for whole in ["6543.0", "\"6543.0\""] {
+        assert_eq!(
+            secret(&format!("{{{base},\"port\":{whole}}}"))
+                .credentials(&POSTGRES)
+                .unwrap()
+                .port,
+            6543,
+            "port {whole}"
+        );
+    }
+    for bad in [
+        "0", "70000", "\"abc\"", "true", "-1", "5432.5", "0.0", "70000.0", "\"-1.0\"", "1e10",
+    ] {
         let err = secret(&format!("{{{base},\"port\":{bad}}}"))
             .credentials(&POSTGRES)
             .unwrap_err();
         assert_eq!(err.field(), Some("port"), "port {bad}");
     }
+}
+
+#[test]
+fn an_empty_dbname_means_the_default() {
+    let c =
+        secret(r#"{"engine":"postgres","host":"db","username":"u","password":"p","dbname":""}"#)
+            .credentials(&POSTGRES)
+            .unwrap();
+    assert_eq!(c.dbname, "postgres");
+    let c =
+        secret(r#"{"engine":"postgres","host":"db","username":"u","password":"p","dbname":"app"}"#)
+            .credentials(&POSTGRES)
+            .unwrap();
+    assert_eq!(c.dbname, "app");
 }
 
 #[test]

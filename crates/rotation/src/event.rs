@@ -7,7 +7,8 @@ use std::str::FromStr;
 /// `{"Step","SecretId","ClientRequestToken","RotationToken"?}` exactly as Secrets Manager sends it.
 ///
 /// `Step` is kept as received so that an unknown step can be reported by name after the gate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows `RotationToken` as `<redacted>`: it authorizes a write to the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotationEvent {
     /// The step's wire name, e.g. `createSecret`.
     #[serde(rename = "Step")]
@@ -26,6 +27,20 @@ pub struct RotationEvent {
         skip_serializing_if = "Option::is_none"
     )]
     pub rotation_token: Option<String>,
+}
+
+impl fmt::Debug for RotationEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotationEvent")
+            .field("step", &self.step)
+            .field("secret_id", &self.secret_id)
+            .field("client_request_token", &self.client_request_token)
+            .field(
+                "rotation_token",
+                &self.rotation_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl RotationEvent {
@@ -133,6 +148,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(with.rotation_token.as_deref(), Some("rt"));
+    }
+
+    #[test]
+    fn debug_output_redacts_the_rotation_token() {
+        let mut event = RotationEvent::new("setSecret", "arn:x", "token-1");
+        event.rotation_token = Some("rotation-token-value".into());
+        let shown = format!("{event:?}");
+        assert!(!shown.contains("rotation-token-value"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(
+            shown.contains("token-1") && shown.contains("setSecret"),
+            "{shown}"
+        );
+        let shown = format!("{:?}", RotationEvent::new("setSecret", "arn:x", "t"));
+        assert!(shown.contains("rotation_token: None"), "{shown}");
     }
 
     #[test]

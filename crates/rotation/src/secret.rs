@@ -218,9 +218,9 @@ impl SecretJson {
             Some(_) => return Err(FieldError::invalid("password", "must be a string")),
         };
         let port = self.port(profile.default_port)?;
+        // An empty `dbname` means the default, as in AWS's templates.
         let dbname = match self.optional_str("dbname")? {
-            None => profile.default_database.to_string(),
-            Some("") => return Err(FieldError::invalid("dbname", "must not be empty")),
+            None | Some("") => profile.default_database.to_string(),
             Some(db) => db.to_string(),
         };
         let tls = self.tls_mode()?;
@@ -240,8 +240,17 @@ impl SecretJson {
         let invalid = FieldError::invalid("port", EXPECTED);
         let port = match self.0.get("port") {
             None | Some(Value::Null) => return Ok(default),
-            Some(Value::Number(n)) => n.as_u64().ok_or(invalid.clone())?,
-            Some(Value::String(s)) => s.trim().parse::<u64>().map_err(|_| invalid.clone())?,
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .or_else(|| n.as_f64().and_then(whole_number))
+                .ok_or(invalid.clone())?,
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                s.parse::<u64>()
+                    .ok()
+                    .or_else(|| s.parse::<f64>().ok().and_then(whole_number))
+                    .ok_or(invalid.clone())?
+            }
             Some(_) => return Err(invalid),
         };
         match u16::try_from(port) {
@@ -296,6 +305,12 @@ pub struct DbCredentials {
     pub password: Password,
     /// Whether and how to use TLS.
     pub tls: TlsMode,
+}
+
+/// `5432.0` → 5432: a port some tools write as a float (AWS's templates accept it); a fraction,
+/// a negative or a non-finite value is not a port.
+fn whole_number(f: f64) -> Option<u64> {
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= u16::MAX as f64).then_some(f as u64)
 }
 
 #[cfg(test)]

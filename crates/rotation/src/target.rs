@@ -49,7 +49,7 @@ pub struct AlternateUser<'a> {
     pub current: &'a str,
     /// AWSPENDING's user: created when missing, else its password is changed.
     pub pending: &'a str,
-    /// AWSPENDING's password (reaches the database only as a SCRAM verifier).
+    /// AWSPENDING's password (reaches the database only as a verifier, never in clear).
     pub password: &'a Password,
     /// The shared-owner opt-in: make `clone` act as `owner` (`ALTER ROLE clone SET role`), so
     /// that whatever either user creates is owned by `owner`.
@@ -134,7 +134,7 @@ pub trait TargetSession: Send {
     /// `SELECT current_user`.
     async fn current_user(&mut self) -> Result<String, TargetError>;
 
-    /// Sets `username`'s password (as a SCRAM verifier, identifier escaped).
+    /// Sets `username`'s password (as a verifier, never in clear; identifier escaped).
     async fn set_password(
         &mut self,
         username: &str,
