@@ -200,6 +200,31 @@ async fn no_working_password_fails_naming_every_attempt_without_values() {
 }
 
 #[tokio::test]
+async fn a_malformed_previous_is_treated_as_absent() {
+    for malformed in [
+        "not json at all".to_string(),
+        r#"{"engine":"postgres","username":"app","password":"p"}"#.to_string(),
+    ] {
+        let f = fixture();
+        f.rotate("t1").await;
+        f.store
+            .put_version(&f.arn, "v-bad", &malformed, &[AWSPREVIOUS]);
+        // AWSCURRENT no longer logs in, so setSecret falls back to AWSPREVIOUS.
+        f.db.add_user("app", "changed-behind-our-back");
+        f.store.begin_rotation(&f.arn, "t2");
+        f.step("createSecret", "t2").await.unwrap();
+        let err = f.step("setSecret", "t2").await.unwrap_err();
+        assert!(
+            matches!(err.kind, ErrorKind::LoginFailed { .. }),
+            "a malformed AWSPREVIOUS must not fail the step by itself: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("AWSPREVIOUS (malformed, ignored"), "{text}");
+        assert!(!text.contains("not json at all"), "{text}");
+    }
+}
+
+#[tokio::test]
 async fn pending_with_another_user_or_host_is_refused() {
     for (field, value) in [("username", "intruder"), ("host", "other.example")] {
         let f = fixture();

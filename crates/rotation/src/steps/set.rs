@@ -160,7 +160,8 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     }
 
     /// Logs in with AWSPREVIOUS (with AWSCURRENT's TLS setting, as the templates do), after
-    /// checking its user and host match.
+    /// checking its user and host match. A malformed AWSPREVIOUS (not JSON, a field missing or
+    /// invalid) is treated as absent, as the templates do, and logged (field name only).
     async fn login_previous(
         &self,
         ctx: &StepContext<'_>,
@@ -168,11 +169,27 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         pending: &DbCredentials,
         attempts: &mut Vec<String>,
     ) -> Result<Option<Box<dyn TargetSession>>, ErrorKind> {
-        let Some(previous) = self.read_stage(ctx, AWSPREVIOUS).await? else {
-            attempts.push("AWSPREVIOUS (no such version)".into());
-            return Ok(None);
+        let previous = match self.read_stage(ctx, AWSPREVIOUS).await {
+            Ok(Some(json)) => self.credentials(&json, AWSPREVIOUS),
+            Ok(None) => {
+                attempts.push("AWSPREVIOUS (no such version)".into());
+                return Ok(None);
+            }
+            Err(e) => Err(e),
         };
-        let mut previous = self.credentials(&previous, AWSPREVIOUS)?;
+        let mut previous = match previous {
+            Ok(previous) => previous,
+            Err(malformed @ ErrorKind::Field { .. }) => {
+                tracing::warn!(
+                    secret_arn = %ctx.arn(),
+                    error = %malformed,
+                    "AWSPREVIOUS is malformed; treated as absent"
+                );
+                attempts.push(format!("AWSPREVIOUS (malformed, ignored: {malformed})"));
+                return Ok(None);
+            }
+            Err(other) => return Err(other),
+        };
         require_same(
             AWSPREVIOUS,
             "username",
