@@ -286,3 +286,92 @@ async fn password_policy_from_the_environment_reaches_the_new_password() {
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
     assert!(world.can_login("app", &current).await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_role_rotates_itself() {
+    let world = World::start().await;
+    let arn = world.role_with_secret("reader", "initial-Password-1").await;
+    // The role's own settings make every transaction read-only by default.
+    world
+        .pg
+        .exec("ALTER ROLE reader SET default_transaction_read_only = on")
+        .await;
+    let lambda = world.rotation_lambda(&[]).await;
+    lambda.rotate(&world, &arn).await;
+    let current = world.password_at(&arn, AWSCURRENT).await;
+    assert!(world.can_login("reader", &current).await);
+    assert!(!world.can_login("reader", "initial-Password-1").await);
+    assert_no_secrets(&lambda.output(), &[current]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_held_elsewhere_fails_set_secret_cleanly_and_the_retry_succeeds() {
+    let world = World::start().await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
+    let lambda = world.rotation_lambda(&[]).await;
+    let token = world.begin_rotation(&arn).await;
+    lambda.step(Step::CreateSecret, &arn, &token).unwrap();
+    let pending = world.password_at(&arn, AWSPENDING).await;
+
+    // Another session changes the role and keeps its transaction open: our ALTER ROLE waits for
+    // the row, and must give up after the lock timeout instead of hanging until Lambda's.
+    let blocker = world.pg.admin().await;
+    blocker
+        .batch_execute("BEGIN; ALTER ROLE app CONNECTION LIMIT 50")
+        .await
+        .unwrap();
+    let err = lambda
+        .step(Step::SetSecret, &arn, &token)
+        .expect_err("setSecret cannot take the role's row")
+        .to_string();
+    assert!(err.contains("lock timeout"), "{err}");
+    assert!(err.contains("setSecret") && err.contains(&arn), "{err}");
+    // Nothing changed.
+    assert!(world.can_login("app", "initial-Password-1").await);
+    assert!(!world.can_login("app", &pending).await);
+
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        lambda.step(Step::SetSecret, &arn, &token).unwrap()["outcome"],
+        "password_set"
+    );
+    lambda.step(Step::TestSecret, &arn, &token).unwrap();
+    lambda.step(Step::FinishSecret, &arn, &token).unwrap();
+    assert!(world.can_login("app", &pending).await);
+    assert_no_secrets(&lambda.output(), &[pending]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_end_with_a_terminate_message() {
+    let world = World::start().await;
+    world
+        .pg
+        .exec("ALTER SYSTEM SET log_min_messages = debug1")
+        .await;
+    world
+        .pg
+        .exec("ALTER SYSTEM SET log_disconnections = on")
+        .await;
+    world.pg.exec("SELECT pg_reload_conf()").await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
+    let lambda = world.rotation_lambda(&[]).await;
+    lambda.rotate(&world, &arn).await;
+    // The server logs a connection closed without the protocol's Terminate message; give it a
+    // moment to notice the last one.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let log = world.pg.log();
+    for abrupt in [
+        "unexpected EOF on client connection",
+        "could not receive data from client",
+        "SSL error",
+    ] {
+        assert!(
+            !log.contains(abrupt),
+            "a connection ended without Terminate ({abrupt}):\n{log}"
+        );
+    }
+    assert!(
+        log.contains("disconnection") || log.contains("DEBUG"),
+        "{log}"
+    );
+}

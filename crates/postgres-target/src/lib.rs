@@ -15,7 +15,7 @@ mod sql;
 mod tls;
 
 pub use profile::{PostgresAdvice, POSTGRES};
-pub use sql::{alter_password_sql, scram_verifier};
+pub use sql::{alter_password_sql, scram_verifier, WRITE_PREAMBLE};
 pub use tls::{TlsConfigError, TlsRoots};
 
 use alternate::{RoleAttributes, RoleSetting};
@@ -25,7 +25,6 @@ use rotation::{
     EngineProfile, LoginIdentity, Password, RolePrivileges, TargetError, TargetSession, TlsMode,
 };
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, NoTls, Socket};
@@ -97,10 +96,11 @@ impl PostgresTarget {
         T::Stream: Send + 'static,
     {
         match tokio::time::timeout(self.connect_timeout, config.connect(tls)).await {
-            Ok(Ok((client, conn))) => Ok(PgSession {
-                client,
-                task: tokio::spawn(drive(conn)),
-            }),
+            Ok(Ok((client, conn))) => {
+                // Detached: the task ends when the client is dropped and the server closes.
+                tokio::spawn(drive(conn));
+                Ok(PgSession { client })
+            }
             Ok(Err(e)) => Err(classify(creds, &e)),
             Err(_) => Err(timed_out(creds, self.connect_timeout)),
         }
@@ -166,16 +166,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// An authenticated PostgreSQL session. The connection closes when it is dropped.
+/// An authenticated PostgreSQL session. When it is dropped, the driver sends the protocol's
+/// Terminate message and closes the connection (its task ends by itself; it is not aborted, which
+/// would drop the connection without a goodbye and leave the server logging an unexpected EOF).
 pub struct PgSession {
     client: Client,
-    task: JoinHandle<()>,
-}
-
-impl Drop for PgSession {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl PgSession {
@@ -226,8 +221,12 @@ impl TargetSession for PgSession {
         username: &str,
         password: &Password,
     ) -> Result<(), TargetError> {
+        // One implicit transaction, one round trip: the preamble, then the change.
         self.client
-            .batch_execute(&alter_password_sql(username, password))
+            .batch_execute(&format!(
+                "{WRITE_PREAMBLE}; {}",
+                alter_password_sql(username, password)
+            ))
             .await
             .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))
     }
@@ -254,9 +253,11 @@ impl TargetSession for PgSession {
             .await
             .map_err(|e| db_error("BEGIN", e))?;
         // rolvaliduntil is read as text: make its form independent of the server's defaults.
-        tx.batch_execute("SET LOCAL datestyle TO 'ISO, YMD'; SET LOCAL timezone TO 'UTC'")
-            .await
-            .map_err(|e| db_error("SET LOCAL datestyle", e))?;
+        tx.batch_execute(&format!(
+            "{WRITE_PREAMBLE}; SET LOCAL datestyle TO 'ISO, YMD'; SET LOCAL timezone TO 'UTC'"
+        ))
+        .await
+        .map_err(|e| db_error("SET TRANSACTION", e))?;
         let exists = tx
             .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&request.pending])
             .await

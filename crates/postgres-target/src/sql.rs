@@ -9,6 +9,16 @@ pub fn scram_verifier(password: &Password) -> String {
     postgres_protocol::password::scram_sha_256(password.expose().as_bytes())
 }
 
+/// The first statements of every transaction that changes a role, in the same round trip:
+/// read-write even when the role's own settings say `default_transaction_read_only = on` (a
+/// read-only application role can still rotate itself), and bounded waits so that a lock held by
+/// someone else or a stuck statement fails the step with a clear error well before the Lambda
+/// timeout, with nothing changed. `SET TRANSACTION` must come before any query of the
+/// transaction; `SET LOCAL` ends with it.
+pub const WRITE_PREAMBLE: &str = "SET TRANSACTION READ WRITE; \
+     SET LOCAL lock_timeout = '5s'; \
+     SET LOCAL statement_timeout = '20s'";
+
 /// `ALTER ROLE "user" WITH PASSWORD 'SCRAM-SHA-256$…'`.
 pub fn alter_password_sql(username: &str, password: &Password) -> String {
     format!(
