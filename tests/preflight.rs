@@ -392,3 +392,50 @@ async fn a_managed_master_secret_is_resolved_and_its_host_checked() {
         ],
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unrelated_clone_role_is_a_preflight_fail_and_the_rotation_leaves_it_alone() {
+    let world = World::start().await;
+    setup_roles(&world).await;
+    // A role with the alternate's name that is not this secret's alternate (never granted app).
+    world
+        .pg
+        .exec("CREATE ROLE app_clone LOGIN PASSWORD 'Unrelated-Password-1'")
+        .await;
+    let master_arn = world
+        .create_secret("rds/master", &master_json(&world))
+        .await;
+    let arn = world
+        .create_secret(
+            "prod/app",
+            &user_json(&world, "app", APP_PASSWORD, &master_arn),
+        )
+        .await;
+
+    // Preflight predicts the failure, with the fix.
+    let (code, report, _) = json_report(&world, &arn, &[]).await;
+    assert_eq!(code, 1, "{report:#}");
+    let (status, detail, fix) = status_of(&report, "master-create-role");
+    assert_eq!(status, "fail", "{detail}");
+    assert!(
+        detail.contains("app_clone exists but is not a member of app"),
+        "{detail}"
+    );
+    assert!(fix.contains("GRANT app TO app_clone"), "{fix}");
+
+    // The rotation then fails in setSecret, and the unrelated role keeps its password.
+    let lambda = world.rotation_lambda(&[]).await;
+    let token = world.begin_rotation(&arn).await;
+    lambda.step("createSecret", &arn, &token).unwrap();
+    let err = lambda
+        .step("setSecret", &arn, &token)
+        .expect_err("the unrelated role is refused")
+        .to_string();
+    assert!(err.contains("not a member of"), "{err}");
+    assert!(e2e::alternating::logs_in(&world, "app_clone", "Unrelated-Password-1").await);
+    assert!(e2e::alternating::logs_in(&world, "app", APP_PASSWORD).await);
+    assert_no_secrets(
+        &lambda.output(),
+        &["Unrelated-Password-1".to_string(), APP_PASSWORD.to_string()],
+    );
+}

@@ -57,6 +57,13 @@ impl RoleSetting {
 pub const ROLE_ATTRIBUTES_QUERY: &str = "SELECT rolcanlogin, rolcreatedb, rolcreaterole, \
      rolconnlimit, rolvaliduntil::text FROM pg_catalog.pg_roles WHERE rolname = $1";
 
+/// Whether role `$2` is a direct member of role `$1` (`GRANT $1 TO $2`), from the catalog, so that
+/// a superuser's implicit membership of everything does not count.
+pub const DIRECT_MEMBER_QUERY: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m \
+     JOIN pg_catalog.pg_roles r ON r.oid = m.roleid \
+     JOIN pg_catalog.pg_roles u ON u.oid = m.member \
+     WHERE r.rolname = $1::text AND u.rolname = $2::text)";
+
 /// The per-role settings of a role, with the database name for `IN DATABASE` ones.
 pub const ROLE_SETTINGS_QUERY: &str = "SELECT d.datname::text, unnest(s.setconfig) \
      FROM pg_catalog.pg_db_role_setting s \

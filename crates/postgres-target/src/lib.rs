@@ -23,11 +23,12 @@ use async_trait::async_trait;
 use rotation::{
     AlternateChange, AlternateUser, ConnectError, CredentialTarget, DbCredentials, EngineAdvice,
     EngineProfile, LoginIdentity, Password, RolePrivileges, TargetError, TargetSession, TlsMode,
+    CLONE_SUFFIX,
 };
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres::{Client, GenericClient, NoTls, Socket};
 
 /// Default connect timeout (TCP + TLS + authentication).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -180,6 +181,20 @@ impl PgSession {
     }
 }
 
+/// Whether `member` was granted `role` directly, read from the catalog (see
+/// [`alternate::DIRECT_MEMBER_QUERY`]), in a transaction or not.
+async fn direct_member(
+    client: &impl GenericClient,
+    member: &str,
+    role: &str,
+) -> Result<bool, TargetError> {
+    Ok(client
+        .query_one(alternate::DIRECT_MEMBER_QUERY, &[&role, &member])
+        .await
+        .map_err(|e| db_error("SELECT FROM pg_auth_members", e))?
+        .get(0))
+}
+
 pub(crate) fn db_error(operation: &'static str, e: tokio_postgres::Error) -> TargetError {
     TargetError {
         operation,
@@ -264,6 +279,24 @@ impl TargetSession for PgSession {
             .map_err(|e| db_error("SELECT FROM pg_roles", e))?
             .is_some();
         let change = if exists {
+            // An existing `<user>_clone` must be this secret's alternate (created by an earlier
+            // rotation with `GRANT <user> TO <user>_clone`): the master never resets the password
+            // of an unrelated role that happens to have that name.
+            if request.pending == format!("{}{CLONE_SUFFIX}", request.current)
+                && !direct_member(&tx, request.pending, request.current).await?
+            {
+                return Err(TargetError {
+                    operation: "ALTER ROLE ... PASSWORD",
+                    message: format!(
+                        "role {:?} exists but is not a member of {:?}, so it is not this \
+                             secret's alternate user and its password is left alone: rename or \
+                             drop that role, or, if it is the alternate: {}",
+                        request.pending,
+                        request.current,
+                        alternate::grant_sql(request.current, request.pending)
+                    ),
+                });
+            }
             tx.batch_execute(&alter_password_sql(request.pending, request.password))
                 .await
                 .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
@@ -336,6 +369,10 @@ impl TargetSession for PgSession {
         }
         tx.commit().await.map_err(|e| db_error("COMMIT", e))?;
         Ok(change)
+    }
+
+    async fn is_direct_member(&mut self, member: &str, role: &str) -> Result<bool, TargetError> {
+        direct_member(&self.client, member, role).await
     }
 
     async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {

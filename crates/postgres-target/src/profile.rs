@@ -48,4 +48,11 @@ impl EngineAdvice for PostgresAdvice {
     fn shared_owner_mechanism(&self, clone: &str) -> String {
         format!("ALTER ROLE {clone} SET role")
     }
+
+    fn alternate_membership_fix(&self, original: &str, clone: &str) -> String {
+        format!(
+            "rename or drop the unrelated role {clone} (ALTER ROLE {clone} RENAME TO …), or, if it \
+             is this secret's alternate user, GRANT {original} TO {clone}"
+        )
+    }
 }

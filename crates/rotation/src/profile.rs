@@ -58,4 +58,8 @@ pub trait EngineAdvice: Send + Sync {
 
     /// How the shared-owner opt-in makes `clone` act as the original, e.g. the statement it runs.
     fn shared_owner_mechanism(&self, clone: &str) -> String;
+
+    /// The fix when a role named like the alternate user (`clone`) exists but was never granted
+    /// `original`.
+    fn alternate_membership_fix(&self, original: &str, clone: &str) -> String;
 }

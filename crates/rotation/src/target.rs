@@ -47,7 +47,8 @@ pub struct AlternateUser<'a> {
     /// AWSCURRENT's user: the role whose attributes, settings and membership a new alternate
     /// copies.
     pub current: &'a str,
-    /// AWSPENDING's user: created when missing, else its password is changed.
+    /// AWSPENDING's user: created when missing, else its password is changed (an existing
+    /// `<current>_clone` only when it is a direct member of `current`).
     pub pending: &'a str,
     /// AWSPENDING's password (reaches the database only as a verifier, never in clear).
     pub password: &'a Password,
@@ -163,6 +164,12 @@ pub trait TargetSession: Send {
     /// Whether a role exists.
     async fn role_exists(&mut self, _role: &str) -> Result<bool, TargetError> {
         Err(unsupported("role look-up"))
+    }
+
+    /// Whether `member` was granted `role` directly (an existing alternate user must have been:
+    /// the rotation never changes the password of an unrelated role with the alternate's name).
+    async fn is_direct_member(&mut self, _member: &str, _role: &str) -> Result<bool, TargetError> {
+        Err(unsupported("membership look-up"))
     }
 
     /// The logged-in role's privileges.

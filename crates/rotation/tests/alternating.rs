@@ -250,3 +250,20 @@ async fn alternating_rotation_makes_at_most_thirteen_secrets_manager_calls() {
         "{calls:?}"
     );
 }
+
+#[tokio::test]
+async fn an_unrelated_role_named_like_the_clone_keeps_its_password() {
+    let f = fixture();
+    // Someone else's role, never granted `app`.
+    f.db.add_user("app_clone", "someone-elses-password");
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("not a member"), "{text}");
+    assert_eq!(
+        f.db.password_of("app_clone").as_deref(),
+        Some("someone-elses-password")
+    );
+    assert!(!text.contains("someone-elses-password"));
+}

@@ -190,6 +190,16 @@ async fn master_checks(
         Some(alt) => session.role_exists(alt).await.ok(),
         None => None,
     };
+    // An existing `<user>_clone` must have been granted `<user>`: setSecret refuses to change
+    // the password of an unrelated role with that name.
+    let unrelated_clone = match (&alternate, exists) {
+        (Some(clone), Some(true)) if clone.ends_with(CLONE_SUFFIX) => session
+            .is_direct_member(clone, &creds.username)
+            .await
+            .is_ok_and(|member| !member)
+            .then_some(clone),
+        _ => None,
+    };
     let plan = match (&alternate, exists) {
         (Some(alt), Some(true)) => {
             format!("; {alt} exists: the next rotation changes its password")
@@ -200,38 +210,51 @@ async fn master_checks(
         ),
         _ => String::new(),
     };
-    match session.privileges().await {
-        Ok(p) if p.superuser || p.create_role => report.push(
-            "master-create-role",
-            Status::Pass,
-            format!(
-                "{} has {}{plan}",
-                master.credentials.username,
-                if p.superuser {
-                    profile.superuser_privilege
-                } else {
-                    profile.create_role_privilege
-                }
-            ),
-        ),
-        Ok(_) => report.push_fix(
+    if let Some(clone) = unrelated_clone {
+        report.push_fix(
             "master-create-role",
             Status::Fail,
             format!(
-                "{} has neither {} nor {}: it cannot create {} or change its password{plan}",
-                master.credentials.username,
-                profile.create_role_privilege,
-                profile.superuser_privilege,
-                alternate.as_deref().unwrap_or("the alternate user")
+                "{clone} exists but is not a member of {}: it is not this secret's alternate \
+                 user, and the next rotation refuses to change its password",
+                creds.username
             ),
-            advice.create_role_fix(&master.credentials.username),
-        ),
-        Err(e) => report.push_fix(
-            "master-create-role",
-            Status::Fail,
-            e.to_string(),
-            advice.role_catalog_fix(),
-        ),
+            advice.alternate_membership_fix(&creds.username, clone),
+        );
+    } else {
+        match session.privileges().await {
+            Ok(p) if p.superuser || p.create_role => report.push(
+                "master-create-role",
+                Status::Pass,
+                format!(
+                    "{} has {}{plan}",
+                    master.credentials.username,
+                    if p.superuser {
+                        profile.superuser_privilege
+                    } else {
+                        profile.create_role_privilege
+                    }
+                ),
+            ),
+            Ok(_) => report.push_fix(
+                "master-create-role",
+                Status::Fail,
+                format!(
+                    "{} has neither {} nor {}: it cannot create {} or change its password{plan}",
+                    master.credentials.username,
+                    profile.create_role_privilege,
+                    profile.superuser_privilege,
+                    alternate.as_deref().unwrap_or("the alternate user")
+                ),
+                advice.create_role_fix(&master.credentials.username),
+            ),
+            Err(e) => report.push_fix(
+                "master-create-role",
+                Status::Fail,
+                e.to_string(),
+                advice.role_catalog_fix(),
+            ),
+        }
     }
 
     match ports.settings.shared_owner_for(secret) {

@@ -5,6 +5,7 @@
 //! users may create roles. Its engine profile ([`MEMORY_PROFILE`]) accepts the same `engine`
 //! names and defaults as PostgreSQL, so the tests' secrets read as they do in production.
 
+use crate::alternating::CLONE_SUFFIX;
 use crate::profile::{EngineAdvice, EngineProfile};
 use crate::secret::{DbCredentials, Password};
 use crate::target::{
@@ -50,6 +51,10 @@ impl EngineAdvice for MemoryAdvice {
 
     fn shared_owner_mechanism(&self, clone: &str) -> String {
         format!("the role setting of {clone}")
+    }
+
+    fn alternate_membership_fix(&self, original: &str, clone: &str) -> String {
+        format!("grant {original} to {clone}, or remove {clone}")
     }
 }
 
@@ -255,6 +260,20 @@ impl TargetSession for MemorySession {
             });
         }
         let change = if users.contains_key(request.pending) {
+            let clone = format!("{}{CLONE_SUFFIX}", request.current);
+            let member = roles
+                .members
+                .get(request.pending)
+                .is_some_and(|m| m.contains(request.current));
+            if request.pending == clone && !member {
+                return Err(TargetError {
+                    operation: "ALTER ROLE ... PASSWORD",
+                    message: format!(
+                        "role {:?} exists but is not a member of {:?}",
+                        request.pending, request.current
+                    ),
+                });
+            }
             AlternateChange::PasswordChanged
         } else {
             if !users.contains_key(request.current) {
@@ -303,6 +322,10 @@ impl TargetSession for MemorySession {
 
     async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
         Ok(self.db.users.lock().unwrap().contains_key(role))
+    }
+
+    async fn is_direct_member(&mut self, member: &str, role: &str) -> Result<bool, TargetError> {
+        Ok(self.db.memberships_of(member).contains(role))
     }
 
     async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
