@@ -458,6 +458,24 @@ async fn shared_owner_from_the_environment() {
     share_table(world, (&clone, &clone_pw), ("app", APP_PASSWORD), "t1")
         .await
         .unwrap();
+    let acting_as = |password: String| async move {
+        let c = connect(world, "app_clone", &password, APP_DB)
+            .await
+            .unwrap();
+        c.query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    assert_eq!(acting_as(clone_pw.clone()).await, "app");
+
+    // The opt-in turned off: the next rotation removes the clone's role setting.
+    drop(lambda);
+    let lambda = world.rotation_lambda(&[]).await;
+    lambda.rotate(world, &s.arn).await;
+    let (prev, prev_pw) = s.user_and_password(AWSPREVIOUS).await;
+    assert_eq!(prev, "app_clone");
+    assert_eq!(acting_as(prev_pw).await, "app_clone");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -107,6 +107,17 @@ pub fn grant_sql(role: &str, member: &str) -> String {
     )
 }
 
+/// Whether role `$1` has a database-independent `role` setting (left by the shared-owner opt-in).
+pub const HAS_ROLE_SETTING_QUERY: &str = "SELECT EXISTS (SELECT 1 \
+     FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+     WHERE r.rolname = $1::text AND s.setdatabase = 0 \
+     AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE 'role=%'))";
+
+/// `ALTER ROLE "clone" RESET role`: the shared-owner opt-in turned off.
+pub fn reset_act_as_sql(clone: &str) -> String {
+    format!("ALTER ROLE {} RESET role", escape_identifier(clone))
+}
+
 /// `ALTER ROLE "clone" SET role TO 'owner'`: the shared-owner opt-in.
 pub fn act_as_sql(clone: &str, owner: &str) -> String {
     format!(

@@ -366,6 +366,21 @@ impl TargetSession for PgSession {
             tx.batch_execute(&alternate::act_as_sql(act_as.clone, act_as.owner))
                 .await
                 .map_err(|e| db_error("ALTER ROLE ... SET role", e))?;
+        } else {
+            let has_role: bool = tx
+                .query_one(alternate::HAS_ROLE_SETTING_QUERY, &[&request.clone])
+                .await
+                .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
+                .get(0);
+            if has_role {
+                tx.batch_execute(&alternate::reset_act_as_sql(request.clone))
+                    .await
+                    .map_err(|e| db_error("ALTER ROLE ... RESET role", e))?;
+                tracing::info!(
+                    clone = request.clone,
+                    "shared-owner opt-in off: the clone's role setting was removed"
+                );
+            }
         }
         tx.commit().await.map_err(|e| db_error("COMMIT", e))?;
         Ok(change)

@@ -52,8 +52,11 @@ pub struct AlternateUser<'a> {
     pub pending: &'a str,
     /// AWSPENDING's password (reaches the database only as a verifier, never in clear).
     pub password: &'a Password,
+    /// The pair's `_clone` user (`pending` or `current`).
+    pub clone: &'a str,
     /// The shared-owner opt-in: make `clone` act as `owner` (`ALTER ROLE clone SET role`), so
-    /// that whatever either user creates is owned by `owner`.
+    /// that whatever either user creates is owned by `owner`. `None` turns it off: a `role`
+    /// setting left on the clone by an earlier opt-in is removed.
     pub act_as: Option<ActAs<'a>>,
 }
 

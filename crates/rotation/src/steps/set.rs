@@ -110,6 +110,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 current: &current_creds.username,
                 pending: &pending.username,
                 password: &pending.password,
+                clone: &pair.clone,
                 act_as,
             })
             .await?;

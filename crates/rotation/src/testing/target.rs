@@ -312,6 +312,8 @@ impl TargetSession for MemorySession {
                 .entry(act_as.clone.to_string())
                 .or_default()
                 .insert("role".into(), act_as.owner.to_string());
+        } else if let Some(settings) = roles.settings.get_mut(request.clone) {
+            settings.remove("role");
         }
         users.insert(
             request.pending.to_string(),
