@@ -222,17 +222,24 @@ async fn shared_owner_makes_the_clone_act_as_the_original() {
 async fn clone_acting_as_another_role_without_the_opt_in_fails_test_secret() {
     let f = fixture();
     f.rotate("t1").await;
-    f.db.set_setting("app_clone", "role", "app");
-    f.store.begin_rotation(&f.arn, "t2");
-    f.step("createSecret", "t2").await.unwrap();
-    f.step("setSecret", "t2").await.unwrap();
-    f.step("testSecret", "t2").await.unwrap(); // AWSPENDING is "app" now: fine.
-    f.step("finishSecret", "t2").await.unwrap();
+    f.rotate("t2").await;
     f.store.begin_rotation(&f.arn, "t3");
     f.step("createSecret", "t3").await.unwrap();
     f.step("setSecret", "t3").await.unwrap();
+    // Someone makes the clone act as app behind the rotation's back (without the opt-in,
+    // setSecret itself removes such a setting): testSecret catches it.
+    f.db.set_setting("app_clone", "role", "app");
     let err = f.step("testSecret", "t3").await.unwrap_err();
     assert!(matches!(err.kind, ErrorKind::WrongUser { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn without_the_opt_in_set_secret_removes_a_role_setting_left_on_the_clone() {
+    let f = fixture();
+    f.rotate("t1").await;
+    f.db.set_setting("app_clone", "role", "app");
+    f.rotate("t2").await;
+    assert_eq!(f.db.settings_of("app_clone").get("role"), None);
 }
 
 #[tokio::test]
