@@ -15,13 +15,19 @@ use crate::target::{
 
 impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     pub(crate) async fn set_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
-        let pending = self.require_stage(ctx, AWSPENDING).await?;
+        // Both versions in one round trip; AWSCURRENT's is used only when AWSPENDING does not
+        // log in yet (a retried setSecret pays for one read it did not need).
+        let (pending, current) = futures::join!(
+            self.require_stage(ctx, AWSPENDING),
+            self.require_stage(ctx, AWSCURRENT),
+        );
+        let pending = pending?;
         let pending_creds = self.credentials(&pending, AWSPENDING)?;
         let pending_error = match self.target.connect(&pending_creds).await {
             Ok(_) => return Ok(Outcome::PasswordAlreadySet),
             Err(e) => e,
         };
-        let current = self.require_stage(ctx, AWSCURRENT).await?;
+        let current = current?;
         match self.strategy(&current, AWSCURRENT)? {
             Strategy::SingleUser => {
                 self.set_single_user(ctx, &pending_creds, pending_error, &current)
