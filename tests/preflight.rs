@@ -439,3 +439,93 @@ async fn an_unrelated_clone_role_is_a_preflight_fail_and_the_rotation_leaves_it_
         &["Unrelated-Password-1".to_string(), APP_PASSWORD.to_string()],
     );
 }
+
+/// A world with `app` made under `model`, the master and app secrets, and a rotation function.
+async fn alternating_world(model: e2e::alternating::RoleModel) -> (World, String) {
+    let world = World::start().await;
+    e2e::alternating::setup_roles_by(&world, model).await;
+    let master_arn = world
+        .create_secret("rds/master", &master_json(&world))
+        .await;
+    let arn = world
+        .create_secret(
+            "prod/app",
+            &user_json(&world, "app", APP_PASSWORD, &master_arn),
+        )
+        .await;
+    (world, arn)
+}
+
+/// Preflight's verdict on `master-create-role`, then the rotation: on PostgreSQL 16+ both name
+/// `missing` and its `grant`, and nothing changes; before 16 both succeed.
+async fn assert_master_privilege_rule(world: &World, arn: &str, missing: &str, grant: &str) {
+    let needs_it = world.pg.major() >= 16;
+    let (code, report, _) = json_report(world, arn, &[]).await;
+    let (status, detail, fix) = status_of(&report, "master-create-role");
+    let lambda = world.rotation_lambda(&[]).await;
+    let token = world.begin_rotation(arn).await;
+    lambda.step("createSecret", arn, &token).unwrap();
+    let set = lambda.step("setSecret", arn, &token);
+    if needs_it {
+        assert_eq!((code, status.as_str()), (1, "fail"), "{detail}");
+        assert!(detail.contains(missing), "{detail}");
+        assert!(fix.contains(grant), "{fix}");
+        let err = set.expect_err("setSecret needs the privilege").to_string();
+        assert!(err.contains(missing) && err.contains(grant), "{err}");
+        // Nothing changed.
+        assert!(!e2e::alternating::role_exists(world, "app_clone").await);
+        assert!(e2e::alternating::logs_in(world, "app", APP_PASSWORD).await);
+    } else {
+        assert_eq!((code, status.as_str()), (0, "pass"), "{detail}");
+        set.expect("before PostgreSQL 16 CREATEROLE is enough");
+    }
+    assert_no_secrets(&lambda.output(), &[APP_PASSWORD.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_made_by_someone_else_needs_admin_option_on_16_and_later() {
+    let (world, arn) = alternating_world(e2e::alternating::RoleModel::Superuser).await;
+    assert_master_privilege_rule(
+        &world,
+        &arn,
+        "ADMIN OPTION on role app",
+        "GRANT \"app\" TO \"master\" WITH ADMIN OPTION",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copying_createdb_needs_createdb_on_16_and_later() {
+    let (world, arn) = alternating_world(e2e::alternating::RoleModel::RdsMaster).await;
+    world.pg.exec("ALTER ROLE master NOCREATEDB").await;
+    assert_master_privilege_rule(&world, &arn, "CREATEDB", "ALTER ROLE \"master\" CREATEDB").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_superuser_only_setting_is_skipped_with_a_warning() {
+    let (world, arn) = alternating_world(e2e::alternating::RoleModel::RdsMaster).await;
+    // Set by a DBA: the master (not a superuser) may not copy it.
+    world
+        .pg
+        .exec("ALTER ROLE app SET log_statement = 'all'")
+        .await;
+    let (code, report, _) = json_report(&world, &arn, &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let (status, detail, fix) = status_of(&report, "clone-settings");
+    assert_eq!(status, "warn", "{detail}");
+    assert!(detail.contains("log_statement"), "{detail}");
+    assert!(
+        fix.contains("GRANT SET ON PARAMETER log_statement"),
+        "{fix}"
+    );
+
+    let lambda = world.rotation_lambda(&[]).await;
+    lambda.rotate(&world, &arn).await;
+    let clone = e2e::alternating::role_profile(&world, "app_clone")
+        .await
+        .expect("the clone exists");
+    let settings = clone.to_string();
+    assert!(!settings.contains("log_statement"), "{settings}");
+    assert!(settings.contains("statement_timeout"), "{settings}");
+    assert!(lambda.output().contains("log_statement"));
+}

@@ -15,24 +15,53 @@ pub const APP_DB: &str = "appdb";
 /// A schema owned by `app` in [`APP_DB`], where the ownership tests create tables.
 pub const APP_SCHEMA: &str = "app_schema";
 
-/// Creates `master` (LOGIN CREATEROLE, not a superuser, like the RDS master user) and `app`
-/// (CREATEDB, CONNECTION LIMIT 7, VALID UNTIL 2031, member of `app_group`, `search_path`,
-/// `statement_timeout` and an `IN DATABASE` `work_mem`), database `appdb` and schema
-/// `app_schema` owned by `app`.
+/// Who created the application role: the two role models the suites run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleModel {
+    /// As on RDS and Aurora: `master` (LOGIN CREATEROLE CREATEDB, member of `rds_superuser`, not a
+    /// superuser) created `app`, so on PostgreSQL 16+ it holds ADMIN OPTION on it.
+    RdsMaster,
+    /// A DBA (a superuser) created `app` and `master`; on PostgreSQL 16+ `master` then has no
+    /// ADMIN OPTION on `app` until someone grants it.
+    Superuser,
+}
+
+/// [`setup_roles_by`] with the RDS role model.
 pub async fn setup_roles(world: &World) {
+    setup_roles_by(world, RoleModel::RdsMaster).await
+}
+
+/// Creates `master` (LOGIN CREATEROLE CREATEDB, not a superuser, like the RDS master user, in a
+/// group role `rds_superuser`) and `app` (CREATEDB, CONNECTION LIMIT 7, VALID UNTIL 2031, member
+/// of `app_group`, `search_path`, `statement_timeout` and an `IN DATABASE` `work_mem`), created
+/// by whoever `model` says, database `appdb` and schema `app_schema` owned by `app`.
+pub async fn setup_roles_by(world: &World, model: RoleModel) {
     world
         .pg
         .exec(&format!(
-            "CREATE ROLE master LOGIN CREATEROLE PASSWORD {master};
-             CREATE ROLE app_group NOLOGIN;
-             CREATE ROLE app LOGIN CREATEDB CONNECTION LIMIT 7 VALID UNTIL '2031-01-01 00:00:00+00' PASSWORD {app};
-             GRANT app_group TO app;
-             ALTER ROLE app SET search_path TO '$user', 'app_schema', 'Odd Schema';
-             ALTER ROLE app SET statement_timeout TO '5s';",
+            "CREATE ROLE rds_superuser NOLOGIN;
+             CREATE ROLE master LOGIN CREATEROLE CREATEDB PASSWORD {master};
+             GRANT rds_superuser TO master;
+             CREATE ROLE app_group NOLOGIN;",
             master = escape_literal(MASTER_PASSWORD),
-            app = escape_literal(APP_PASSWORD),
         ))
         .await;
+    let app = format!(
+        "CREATE ROLE app LOGIN CREATEDB CONNECTION LIMIT 7 VALID UNTIL '2031-01-01 00:00:00+00' PASSWORD {app};
+         ALTER ROLE app SET search_path TO '$user', 'app_schema', 'Odd Schema';
+         ALTER ROLE app SET statement_timeout TO '5s';",
+        app = escape_literal(APP_PASSWORD),
+    );
+    match model {
+        RoleModel::Superuser => world.pg.exec(&app).await,
+        RoleModel::RdsMaster => {
+            let master = connect(world, "master", MASTER_PASSWORD, "postgres")
+                .await
+                .unwrap();
+            master.batch_execute(&app).await.unwrap();
+        }
+    }
+    world.pg.exec("GRANT app_group TO app").await;
     // CREATE DATABASE cannot run in the implicit transaction of a multi-statement batch.
     world.pg.exec("CREATE DATABASE appdb").await;
     world

@@ -107,6 +107,41 @@ pub fn grant_sql(role: &str, member: &str) -> String {
     )
 }
 
+/// Whether the logged-in role may set parameter `$1` in a role's settings: any parameter that is
+/// not superuser-only, and an unknown (placeholder) one. PostgreSQL 13 and 14.
+pub const MAY_SET_PARAMETER_QUERY_14: &str = "SELECT COALESCE((SELECT s.context <> 'superuser' \
+     FROM pg_catalog.pg_settings s WHERE s.name = lower($1::text)), true)";
+
+/// [`MAY_SET_PARAMETER_QUERY_14`], and a superuser-only parameter when `GRANT SET ON PARAMETER`
+/// allows it (PostgreSQL 15+, where `has_parameter_privilege` exists).
+pub const MAY_SET_PARAMETER_QUERY: &str = "SELECT COALESCE((SELECT s.context <> 'superuser' \
+     OR pg_catalog.has_parameter_privilege(s.name, 'SET') \
+     FROM pg_catalog.pg_settings s WHERE s.name = lower($1::text)), true)";
+
+/// `GRANT "role" TO "master" WITH ADMIN OPTION` (run by the role's creator or a superuser).
+pub fn grant_admin_sql(role: &str, master: &str) -> String {
+    format!(
+        "GRANT {} TO {} WITH ADMIN OPTION",
+        escape_identifier(role),
+        escape_identifier(master)
+    )
+}
+
+/// `ALTER ROLE "master" CREATEDB` (run by a superuser, or a role with CREATEDB and ADMIN OPTION
+/// on the master).
+pub fn grant_createdb_sql(master: &str) -> String {
+    format!("ALTER ROLE {} CREATEDB", escape_identifier(master))
+}
+
+/// How to let `master` set the superuser-only parameter `name`.
+pub fn grant_set_parameter_fix(name: &str, master: &str) -> String {
+    format!(
+        "as a superuser: GRANT SET ON PARAMETER {name} TO {} (PostgreSQL 15+), or set it on the \
+         clone yourself",
+        escape_identifier(master)
+    )
+}
+
 /// Whether role `$1` has a database-independent `role` setting (left by the shared-owner opt-in).
 pub const HAS_ROLE_SETTING_QUERY: &str = "SELECT EXISTS (SELECT 1 \
      FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \

@@ -21,9 +21,9 @@ pub use tls::{TlsConfigError, TlsRoots};
 use alternate::{RoleAttributes, RoleSetting};
 use async_trait::async_trait;
 use rotation::{
-    AlternateChange, AlternateUser, ConnectError, CredentialTarget, DbCredentials, EngineAdvice,
-    EngineProfile, LoginIdentity, Password, RolePrivileges, TargetError, TargetSession, TlsMode,
-    CLONE_SUFFIX,
+    AlternateChange, AlternatePlan, AlternateUser, ConnectError, CredentialTarget, DbCredentials,
+    EngineAdvice, EngineProfile, LoginIdentity, MissingPrivilege, Password, RolePrivileges,
+    SkippedSetting, TargetError, TargetSession, TlsMode, CLONE_SUFFIX,
 };
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -181,6 +181,110 @@ impl PgSession {
     }
 }
 
+/// What the logged-in master may not do to make `pending` the alternate of `current`, read from
+/// the catalog without changing anything:
+/// * PostgreSQL 16+, a master that is not a superuser needs ADMIN OPTION on the role it grants
+///   (`current`, when creating the clone) or alters (`pending`, when it exists), and CREATEDB to
+///   give a new clone the original's CREATEDB;
+/// * a per-role setting only a superuser may set (context `superuser`, unless PostgreSQL 15+'s
+///   `GRANT SET ON PARAMETER` allows it) is not copied: the clone works without it.
+async fn plan(
+    client: &impl GenericClient,
+    current: &str,
+    pending: &str,
+) -> Result<AlternatePlan, TargetError> {
+    let mut plan = AlternatePlan::default();
+    let master = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, r.rolsuper, r.rolcreatedb, \
+             current_user::text FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+    let (version, superuser, master_createdb, master_name): (i32, bool, bool, String) =
+        (master.get(0), master.get(1), master.get(2), master.get(3));
+    if superuser {
+        return Ok(plan);
+    }
+    let original = client
+        .query_opt(
+            "SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&current],
+        )
+        .await
+        .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+    let pending_exists = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+            &[&pending],
+        )
+        .await
+        .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+        .get::<_, bool>(0);
+    if version >= 160_000 {
+        let administered = if pending_exists { pending } else { current };
+        let admin: bool = client
+            .query_one(
+                "SELECT pg_catalog.pg_has_role($1::text::name, 'MEMBER WITH ADMIN OPTION')",
+                &[&administered],
+            )
+            .await
+            .map_err(|e| db_error("SELECT pg_has_role", e))?
+            .get(0);
+        if !admin {
+            plan.missing.push(MissingPrivilege {
+                privilege: format!(
+                    "ADMIN OPTION on role {administered} (PostgreSQL 16+ requires it to grant or \
+                     alter a role the master did not create)"
+                ),
+                grant: alternate::grant_admin_sql(administered, &master_name),
+            });
+        }
+        let original_createdb = original.as_ref().is_some_and(|r| r.get::<_, bool>(0));
+        if !pending_exists && original_createdb && !master_createdb {
+            plan.missing.push(MissingPrivilege {
+                privilege: format!(
+                    "CREATEDB (PostgreSQL 16+ requires it to give {pending} the CREATEDB of \
+                     {current})"
+                ),
+                grant: alternate::grant_createdb_sql(&master_name),
+            });
+        }
+    }
+    if !pending_exists {
+        let settings = client
+            .query(alternate::ROLE_SETTINGS_QUERY, &[&current])
+            .await
+            .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?;
+        for row in &settings {
+            let Some(setting) = RoleSetting::parse(row.get(0), row.get::<_, &str>(1)) else {
+                continue;
+            };
+            if setting.is_identity() || plan.skipped.iter().any(|s| s.name == setting.name) {
+                continue;
+            }
+            let query = if version >= 150_000 {
+                alternate::MAY_SET_PARAMETER_QUERY
+            } else {
+                alternate::MAY_SET_PARAMETER_QUERY_14
+            };
+            let allowed: bool = client
+                .query_one(query, &[&setting.name])
+                .await
+                .map_err(|e| db_error("SELECT FROM pg_settings", e))?
+                .get(0);
+            if !allowed {
+                plan.skipped.push(SkippedSetting {
+                    fix: alternate::grant_set_parameter_fix(&setting.name, &master_name),
+                    name: setting.name,
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
 /// Whether `member` was granted `role` directly, read from the catalog (see
 /// [`alternate::DIRECT_MEMBER_QUERY`]), in a transaction or not.
 async fn direct_member(
@@ -278,25 +382,34 @@ impl TargetSession for PgSession {
             .await
             .map_err(|e| db_error("SELECT FROM pg_roles", e))?
             .is_some();
+        // An existing `<user>_clone` must be this secret's alternate (created by an earlier
+        // rotation with `GRANT <user> TO <user>_clone`): the master never resets the password of
+        // an unrelated role that happens to have that name.
+        if exists
+            && request.pending == format!("{}{CLONE_SUFFIX}", request.current)
+            && !direct_member(&tx, request.pending, request.current).await?
+        {
+            return Err(TargetError {
+                operation: "ALTER ROLE ... PASSWORD",
+                message: format!(
+                    "role {:?} exists but is not a member of {:?}, so it is not this secret's \
+                     alternate user and its password is left alone: rename or drop that role, \
+                     or, if it is the alternate: {}",
+                    request.pending,
+                    request.current,
+                    alternate::grant_sql(request.current, request.pending)
+                ),
+            });
+        }
+        // What else the master lacks is found before anything changes.
+        let plan = plan(&tx, request.current, request.pending).await?;
+        if let Some(missing) = plan.missing_text() {
+            return Err(TargetError {
+                operation: "the master's privileges",
+                message: format!("the master lacks {missing}"),
+            });
+        }
         let change = if exists {
-            // An existing `<user>_clone` must be this secret's alternate (created by an earlier
-            // rotation with `GRANT <user> TO <user>_clone`): the master never resets the password
-            // of an unrelated role that happens to have that name.
-            if request.pending == format!("{}{CLONE_SUFFIX}", request.current)
-                && !direct_member(&tx, request.pending, request.current).await?
-            {
-                return Err(TargetError {
-                    operation: "ALTER ROLE ... PASSWORD",
-                    message: format!(
-                        "role {:?} exists but is not a member of {:?}, so it is not this \
-                             secret's alternate user and its password is left alone: rename or \
-                             drop that role, or, if it is the alternate: {}",
-                        request.pending,
-                        request.current,
-                        alternate::grant_sql(request.current, request.pending)
-                    ),
-                });
-            }
             tx.batch_execute(&alter_password_sql(request.pending, request.password))
                 .await
                 .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
@@ -327,6 +440,17 @@ impl TargetSession for PgSession {
                 .iter()
                 .filter_map(|row| RoleSetting::parse(row.get(0), row.get::<_, &str>(1)))
                 .filter(|s| !s.is_identity())
+                .filter(|s| {
+                    let skip = plan.skipped.iter().any(|k| k.name == s.name);
+                    if skip {
+                        tracing::warn!(
+                            setting = %s.name,
+                            role = request.pending,
+                            "the master may not set this per-role setting; not copied to the clone"
+                        );
+                    }
+                    !skip
+                })
                 .collect();
             tx.batch_execute(&alternate::create_role_sql(
                 request.pending,
@@ -384,6 +508,14 @@ impl TargetSession for PgSession {
         }
         tx.commit().await.map_err(|e| db_error("COMMIT", e))?;
         Ok(change)
+    }
+
+    async fn alternate_plan(
+        &mut self,
+        current: &str,
+        pending: &str,
+    ) -> Result<AlternatePlan, TargetError> {
+        plan(&self.client, current, pending).await
     }
 
     async fn is_direct_member(&mut self, member: &str, role: &str) -> Result<bool, TargetError> {

@@ -46,8 +46,8 @@ pub use service::{Rds, SecretsManager, Service, ServiceError};
 pub use settings::{RotationSettings, Strategy};
 pub use store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 pub use target::{
-    ActAs, AlternateChange, AlternateUser, ConnectError, CredentialTarget, LoginIdentity,
-    RolePrivileges, TargetError, TargetSession,
+    ActAs, AlternateChange, AlternatePlan, AlternateUser, ConnectError, CredentialTarget,
+    LoginIdentity, MissingPrivilege, RolePrivileges, SkippedSetting, TargetError, TargetSession,
 };
 pub use topology::{
     DbEndpoint, DbTopology, MasterLocation, NoTopology, RdsResource, Relation, TopologyError,

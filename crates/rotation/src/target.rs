@@ -78,6 +78,48 @@ pub enum AlternateChange {
     PasswordChanged,
 }
 
+/// What the master may and may not do for the alternate user, found before anything changes
+/// (by setSecret, inside its transaction, and by the preflight).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlternatePlan {
+    /// Privileges the master lacks: setSecret fails naming each, nothing changed.
+    pub missing: Vec<MissingPrivilege>,
+    /// Per-role settings of the original the master may not set: not copied to the clone (the
+    /// clone logs in and works without them); a warning names each.
+    pub skipped: Vec<SkippedSetting>,
+}
+
+/// A privilege the master lacks, and the statement that grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingPrivilege {
+    /// What is missing, e.g. `ADMIN OPTION on role app`.
+    pub privilege: String,
+    /// The statement that grants it, e.g. `GRANT app TO master WITH ADMIN OPTION`.
+    pub grant: String,
+}
+
+/// A setting the master may not copy, and how to let it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedSetting {
+    /// The setting's name (never its value).
+    pub name: String,
+    /// How to let the master set it.
+    pub fix: String,
+}
+
+impl AlternatePlan {
+    /// The error text when privileges are missing: each, with its statement.
+    pub fn missing_text(&self) -> Option<String> {
+        (!self.missing.is_empty()).then(|| {
+            self.missing
+                .iter()
+                .map(|m| format!("{} (grant it with: {})", m.privilege, m.grant))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
 /// The privileges of the logged-in role that matter for the alternating-users strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RolePrivileges {
@@ -162,6 +204,16 @@ pub trait TargetSession: Send {
         _request: &AlternateUser<'_>,
     ) -> Result<AlternateChange, TargetError> {
         Err(unsupported("alternating users"))
+    }
+
+    /// What the logged-in master may not do to make `pending` the alternate of `current` (see
+    /// [`AlternatePlan`]). The default: nothing known to be missing.
+    async fn alternate_plan(
+        &mut self,
+        _current: &str,
+        _pending: &str,
+    ) -> Result<AlternatePlan, TargetError> {
+        Ok(AlternatePlan::default())
     }
 
     /// Whether a role exists.

@@ -223,19 +223,61 @@ async fn master_checks(
         );
     } else {
         match session.privileges().await {
-            Ok(p) if p.superuser || p.create_role => report.push(
-                "master-create-role",
-                Status::Pass,
-                format!(
-                    "{} has {}{plan}",
-                    master.credentials.username,
-                    if p.superuser {
-                        profile.superuser_privilege
-                    } else {
-                        profile.create_role_privilege
-                    }
-                ),
-            ),
+            Ok(p) if p.superuser || p.create_role => {
+                // What setSecret checks before it changes anything, predicted here.
+                let privileges = match &alternate {
+                    Some(alt) => session.alternate_plan(&creds.username, alt).await.ok(),
+                    None => None,
+                }
+                .unwrap_or_default();
+                if let Some(missing) = privileges.missing_text() {
+                    report.push_fix(
+                        "master-create-role",
+                        Status::Fail,
+                        format!("{} lacks {missing}", master.credentials.username),
+                        privileges
+                            .missing
+                            .iter()
+                            .map(|m| m.grant.clone())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    );
+                } else {
+                    report.push(
+                        "master-create-role",
+                        Status::Pass,
+                        format!(
+                            "{} has {}{plan}",
+                            master.credentials.username,
+                            if p.superuser {
+                                profile.superuser_privilege
+                            } else {
+                                profile.create_role_privilege
+                            }
+                        ),
+                    );
+                }
+                if !privileges.skipped.is_empty() {
+                    let names: Vec<&str> =
+                        privileges.skipped.iter().map(|s| s.name.as_str()).collect();
+                    report.push_fix(
+                        "clone-settings",
+                        Status::Warn,
+                        format!(
+                            "{} may not set {} on the new alternate user: not copied (the clone \
+                             logs in and works without them)",
+                            master.credentials.username,
+                            names.join(", ")
+                        ),
+                        privileges
+                            .skipped
+                            .iter()
+                            .map(|s| s.fix.clone())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    );
+                }
+            }
             Ok(_) => report.push_fix(
                 "master-create-role",
                 Status::Fail,
