@@ -395,21 +395,11 @@ async fn a_managed_master_secret_is_resolved_and_its_host_checked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unrelated_clone_role_is_a_preflight_fail_and_the_rotation_leaves_it_alone() {
-    let world = World::start().await;
-    setup_roles(&world).await;
+    let (world, arn) = alternating_world(e2e::alternating::RoleModel::RdsMaster).await;
     // A role with the alternate's name that is not this secret's alternate (never granted app).
     world
         .pg
         .exec("CREATE ROLE app_clone LOGIN PASSWORD 'Unrelated-Password-1'")
-        .await;
-    let master_arn = world
-        .create_secret("rds/master", &master_json(&world))
-        .await;
-    let arn = world
-        .create_secret(
-            "prod/app",
-            &user_json(&world, "app", APP_PASSWORD, &master_arn),
-        )
         .await;
 
     // Preflight predicts the failure, with the fix.
