@@ -48,9 +48,14 @@ impl RoleSetting {
 
     /// Settings that describe the role's identity rather than its environment; never copied.
     pub fn is_identity(&self) -> bool {
-        self.name.eq_ignore_ascii_case("role")
-            || self.name.eq_ignore_ascii_case("session_authorization")
+        is_identity_setting(&self.name)
     }
+}
+
+/// Whether setting `name` describes a role's identity rather than its environment (`role`,
+/// `session_authorization`): never copied to the clone.
+pub fn is_identity_setting(name: &str) -> bool {
+    name.eq_ignore_ascii_case("role") || name.eq_ignore_ascii_case("session_authorization")
 }
 
 /// The attributes of a role, read as text-safe columns (run after `SET LOCAL datestyle`).
@@ -107,16 +112,24 @@ pub fn grant_sql(role: &str, member: &str) -> String {
     )
 }
 
-/// Whether the logged-in role may set parameter `$1` in a role's settings: any parameter that is
-/// not superuser-only, and an unknown (placeholder) one. PostgreSQL 13 and 14.
-pub const MAY_SET_PARAMETER_QUERY_14: &str = "SELECT COALESCE((SELECT s.context <> 'superuser' \
-     FROM pg_catalog.pg_settings s WHERE s.name = lower($1::text)), true)";
+/// The names of role `$1`'s per-role settings that only a superuser may set (parameters the
+/// server knows with context `superuser`; unknown placeholders are not). PostgreSQL 13 and 14.
+pub const SUPERUSER_SETTINGS_QUERY_14: &str = "SELECT DISTINCT p.name::text \
+     FROM pg_catalog.pg_db_role_setting s \
+     JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+     CROSS JOIN LATERAL unnest(s.setconfig) c \
+     JOIN pg_catalog.pg_settings p ON p.name = lower(split_part(c, '=', 1)) \
+     WHERE r.rolname = $1 AND p.context = 'superuser' ORDER BY 1";
 
-/// [`MAY_SET_PARAMETER_QUERY_14`], and a superuser-only parameter when `GRANT SET ON PARAMETER`
-/// allows it (PostgreSQL 15+, where `has_parameter_privilege` exists).
-pub const MAY_SET_PARAMETER_QUERY: &str = "SELECT COALESCE((SELECT s.context <> 'superuser' \
-     OR pg_catalog.has_parameter_privilege(s.name, 'SET') \
-     FROM pg_catalog.pg_settings s WHERE s.name = lower($1::text)), true)";
+/// [`SUPERUSER_SETTINGS_QUERY_14`] less those that `GRANT SET ON PARAMETER` lets the logged-in
+/// role set (PostgreSQL 15+, where `has_parameter_privilege` exists).
+pub const SUPERUSER_SETTINGS_QUERY: &str = "SELECT DISTINCT p.name::text \
+     FROM pg_catalog.pg_db_role_setting s \
+     JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+     CROSS JOIN LATERAL unnest(s.setconfig) c \
+     JOIN pg_catalog.pg_settings p ON p.name = lower(split_part(c, '=', 1)) \
+     WHERE r.rolname = $1 AND p.context = 'superuser' \
+     AND NOT pg_catalog.has_parameter_privilege(p.name, 'SET') ORDER BY 1";
 
 /// `GRANT "role" TO "master" WITH ADMIN OPTION` (run by the role's creator or a superuser).
 pub fn grant_admin_sql(role: &str, master: &str) -> String {

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use rotation::{
     AlternateChange, AlternatePlan, AlternateUser, ConnectError, CredentialTarget, DbCredentials,
     EngineAdvice, EngineProfile, LoginIdentity, MissingPrivilege, Password, RolePrivileges,
-    SkippedSetting, TargetError, TargetSession, TlsMode, CLONE_SUFFIX,
+    SkippedSetting, TargetError, TargetSession, TlsMode,
 };
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -253,34 +253,25 @@ async fn plan(
         }
     }
     if !pending_exists {
-        let settings = client
-            .query(alternate::ROLE_SETTINGS_QUERY, &[&current])
+        // One query for every setting the master may not copy.
+        let query = if version >= 150_000 {
+            alternate::SUPERUSER_SETTINGS_QUERY
+        } else {
+            alternate::SUPERUSER_SETTINGS_QUERY_14
+        };
+        let rows = client
+            .query(query, &[&current])
             .await
             .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?;
-        for row in &settings {
-            let Some(setting) = RoleSetting::parse(row.get(0), row.get::<_, &str>(1)) else {
-                continue;
-            };
-            if setting.is_identity() || plan.skipped.iter().any(|s| s.name == setting.name) {
-                continue;
-            }
-            let query = if version >= 150_000 {
-                alternate::MAY_SET_PARAMETER_QUERY
-            } else {
-                alternate::MAY_SET_PARAMETER_QUERY_14
-            };
-            let allowed: bool = client
-                .query_one(query, &[&setting.name])
-                .await
-                .map_err(|e| db_error("SELECT FROM pg_settings", e))?
-                .get(0);
-            if !allowed {
-                plan.skipped.push(SkippedSetting {
-                    fix: alternate::grant_set_parameter_fix(&setting.name, &master_name),
-                    name: setting.name,
-                });
-            }
-        }
+        plan.skipped = rows
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .filter(|name| !alternate::is_identity_setting(name))
+            .map(|name| SkippedSetting {
+                fix: alternate::grant_set_parameter_fix(&name, &master_name),
+                name,
+            })
+            .collect();
     }
     Ok(plan)
 }
@@ -386,7 +377,7 @@ impl TargetSession for PgSession {
         // rotation with `GRANT <user> TO <user>_clone`): the master never resets the password of
         // an unrelated role that happens to have that name.
         if exists
-            && request.pending == format!("{}{CLONE_SUFFIX}", request.current)
+            && request.pending == request.clone
             && !direct_member(&tx, request.pending, request.current).await?
         {
             return Err(TargetError {

@@ -5,7 +5,6 @@
 //! users may create roles. Its engine profile ([`MEMORY_PROFILE`]) accepts the same `engine`
 //! names and defaults as PostgreSQL, so the tests' secrets read as they do in production.
 
-use crate::alternating::CLONE_SUFFIX;
 use crate::profile::{EngineAdvice, EngineProfile};
 use crate::secret::{DbCredentials, Password};
 use crate::target::{
@@ -260,12 +259,11 @@ impl TargetSession for MemorySession {
             });
         }
         let change = if users.contains_key(request.pending) {
-            let clone = format!("{}{CLONE_SUFFIX}", request.current);
             let member = roles
                 .members
                 .get(request.pending)
                 .is_some_and(|m| m.contains(request.current));
-            if request.pending == clone && !member {
+            if request.pending == request.clone && !member {
                 return Err(TargetError {
                     operation: "ALTER ROLE ... PASSWORD",
                     message: format!(
