@@ -31,16 +31,13 @@ fn api_err<E>(op: &str, e: aws_sdk_secretsmanager::error::SdkError<E>) -> ApiErr
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let code = e.code().map(str::to_string);
-    let kind = match code.as_deref() {
-        Some("ResourceNotFoundException" | "NoSuchKey" | "NotFound") => ErrorKind::NotFound,
-        Some("PreconditionFailed") => ErrorKind::AlreadyExists,
-        Some("InvalidCiphertextException" | "IncorrectKeyException") => {
-            ErrorKind::InvalidCiphertext
-        }
+    let text = lambda_support::describe_sdk_error(&e);
+    let kind = match text.code() {
+        "ResourceNotFoundException" | "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
+        "PreconditionFailed" => ErrorKind::AlreadyExists,
+        "InvalidCiphertextException" | "IncorrectKeyException" => ErrorKind::InvalidCiphertext,
         _ => ErrorKind::Other,
     };
-    let text = lambda_support::describe_sdk_error(&e);
     ApiError::new(kind, format!("{op}: {text}"))
 }
 
