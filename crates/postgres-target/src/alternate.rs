@@ -5,7 +5,7 @@
 //! variables (`search_path`, …) are split into their elements, each a string literal; any other
 //! value is one string literal.
 
-use crate::sql::scram_verifier;
+use crate::sql::PasswordStorage;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::Password;
 
@@ -46,9 +46,15 @@ impl RoleSetting {
         })
     }
 
-    /// Settings that describe the role's identity rather than its environment; never copied.
+    /// Settings that describe the role's identity rather than its environment; not copied as
+    /// settings (the acting role is handled on its own).
     pub fn is_identity(&self) -> bool {
         is_identity_setting(&self.name)
+    }
+
+    /// Whether `other` sets the same variable in the same scope (any value).
+    pub fn same_variable(&self, other: &RoleSetting) -> bool {
+        self.database == other.database && self.name.eq_ignore_ascii_case(&other.name)
     }
 }
 
@@ -76,9 +82,97 @@ pub const ROLE_SETTINGS_QUERY: &str = "SELECT d.datname::text, unnest(s.setconfi
      LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase \
      WHERE r.rolname = $1 ORDER BY 1 NULLS FIRST, 2";
 
+/// The database-independent `role` setting of role `$1` (`NULL` or no row: none).
+pub const ROLE_SETTING_QUERY: &str = "SELECT (SELECT substr(c, 6) FROM unnest(s.setconfig) c \
+     WHERE c LIKE 'role=%' LIMIT 1) \
+     FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+     WHERE r.rolname = $1::text AND s.setdatabase = 0";
+
+/// `ALTER ROLE "clone" WITH …` for the attributes of `want` that `have` lacks, with their names;
+/// `None` when they agree. `VALID UNTIL` unset on the original becomes `'infinity'`.
+pub fn alter_attributes_sql(
+    role: &str,
+    want: &RoleAttributes,
+    have: &RoleAttributes,
+) -> Option<(String, Vec<&'static str>)> {
+    let flag = |on: bool, name: &str| {
+        if on {
+            name.to_string()
+        } else {
+            format!("NO{name}")
+        }
+    };
+    let mut parts = Vec::new();
+    let mut names = Vec::new();
+    if want.login != have.login {
+        parts.push(flag(want.login, "LOGIN"));
+        names.push("LOGIN");
+    }
+    if want.create_db != have.create_db {
+        parts.push(flag(want.create_db, "CREATEDB"));
+        names.push("CREATEDB");
+    }
+    if want.create_role != have.create_role {
+        parts.push(flag(want.create_role, "CREATEROLE"));
+        names.push("CREATEROLE");
+    }
+    if want.connection_limit != have.connection_limit {
+        parts.push(format!("CONNECTION LIMIT {}", want.connection_limit));
+        names.push("CONNECTION LIMIT");
+    }
+    let until = |v: &Option<String>| v.clone().unwrap_or_else(|| "infinity".into());
+    if until(&want.valid_until) != until(&have.valid_until) {
+        parts.push(format!(
+            "VALID UNTIL {}",
+            escape_literal(&until(&want.valid_until))
+        ));
+        names.push("VALID UNTIL");
+    }
+    (!parts.is_empty()).then(|| {
+        (
+            format!(
+                "ALTER ROLE {} WITH {}",
+                escape_identifier(role),
+                parts.join(" ")
+            ),
+            names,
+        )
+    })
+}
+
+/// `ALTER ROLE "role" [IN DATABASE "db"] RESET "name"`.
+pub fn reset_setting_sql(role: &str, setting: &RoleSetting) -> String {
+    let database = setting
+        .database
+        .as_deref()
+        .map(|db| format!(" IN DATABASE {}", escape_identifier(db)))
+        .unwrap_or_default();
+    format!(
+        "ALTER ROLE {}{database} RESET {}",
+        escape_identifier(role),
+        variable_name(&setting.name)
+    )
+}
+
+/// The statement that lets `member` act as `role` (`SET ROLE`): on PostgreSQL 16+ the
+/// membership's SET option must be true.
+pub fn grant_set_role_sql(role: &str, member: &str, set_option: bool) -> String {
+    let grant = grant_sql(role, member);
+    if set_option {
+        format!("{grant} WITH SET TRUE")
+    } else {
+        grant
+    }
+}
+
 /// `CREATE ROLE "clone" WITH … PASSWORD 'SCRAM-SHA-256$…'` copying `attrs`. The clone always
 /// inherits, so that `GRANT original TO clone` gives it the original's privileges.
-pub fn create_role_sql(role: &str, attrs: &RoleAttributes, password: &Password) -> String {
+pub fn create_role_sql(
+    role: &str,
+    attrs: &RoleAttributes,
+    password: &Password,
+    storage: PasswordStorage,
+) -> String {
     let flag = |on: bool, name: &str| {
         if on {
             name.to_string()
@@ -99,7 +193,7 @@ pub fn create_role_sql(role: &str, attrs: &RoleAttributes, password: &Password) 
         sql.push_str(&escape_literal(valid_until));
     }
     sql.push_str(" PASSWORD ");
-    sql.push_str(&escape_literal(&scram_verifier(password)));
+    sql.push_str(&escape_literal(&storage.verifier(role, password)));
     sql
 }
 
@@ -154,12 +248,6 @@ pub fn grant_set_parameter_fix(name: &str, master: &str) -> String {
         escape_identifier(master)
     )
 }
-
-/// Whether role `$1` has a database-independent `role` setting (left by the shared-owner opt-in).
-pub const HAS_ROLE_SETTING_QUERY: &str = "SELECT EXISTS (SELECT 1 \
-     FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
-     WHERE r.rolname = $1::text AND s.setdatabase = 0 \
-     AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE 'role=%'))";
 
 /// `ALTER ROLE "clone" RESET role`: the shared-owner opt-in turned off.
 pub fn reset_act_as_sql(clone: &str) -> String {
@@ -291,12 +379,57 @@ mod tests {
                 valid_until: Some("2031-01-01 00:00:00+00".into()),
             },
             &password,
+            PasswordStorage::Scram { iterations: 4096 },
         );
         assert!(sql.starts_with(
             "CREATE ROLE \"app_clone\" WITH LOGIN CREATEDB NOCREATEROLE INHERIT CONNECTION LIMIT 7 \
              VALID UNTIL '2031-01-01 00:00:00+00' PASSWORD 'SCRAM-SHA-256$4096:"
         ), "{sql}");
         assert!(!sql.contains(password.expose()));
+    }
+
+    #[test]
+    fn only_differing_attributes_are_altered() {
+        let base = RoleAttributes {
+            login: true,
+            create_db: false,
+            create_role: false,
+            connection_limit: -1,
+            valid_until: None,
+        };
+        assert_eq!(alter_attributes_sql("c", &base, &base), None);
+        let infinite = RoleAttributes {
+            valid_until: Some("infinity".into()),
+            ..base.clone()
+        };
+        assert_eq!(alter_attributes_sql("c", &base, &infinite), None);
+        let want = RoleAttributes {
+            create_db: true,
+            connection_limit: 9,
+            valid_until: Some("2040-01-01 00:00:00+00".into()),
+            ..base.clone()
+        };
+        let (sql, names) = alter_attributes_sql("app_clone", &want, &base).unwrap();
+        assert_eq!(
+            sql,
+            "ALTER ROLE \"app_clone\" WITH CREATEDB CONNECTION LIMIT 9 \
+             VALID UNTIL '2040-01-01 00:00:00+00'"
+        );
+        assert_eq!(names, ["CREATEDB", "CONNECTION LIMIT", "VALID UNTIL"]);
+        let (sql, _) = alter_attributes_sql("app_clone", &base, &want).unwrap();
+        assert_eq!(
+            sql,
+            "ALTER ROLE \"app_clone\" WITH NOCREATEDB CONNECTION LIMIT -1 VALID UNTIL 'infinity'"
+        );
+        let timeout = RoleSetting::parse(Some("db".into()), "statement_timeout=5s").unwrap();
+        assert_eq!(
+            reset_setting_sql("app_clone", &timeout),
+            "ALTER ROLE \"app_clone\" IN DATABASE \"db\" RESET \"statement_timeout\""
+        );
+        assert_eq!(
+            grant_set_role_sql("app", "app_clone", true),
+            "GRANT \"app\" TO \"app_clone\" WITH SET TRUE"
+        );
     }
 
     #[test]

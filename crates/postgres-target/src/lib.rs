@@ -15,7 +15,10 @@ mod sql;
 mod tls;
 
 pub use profile::{PostgresAdvice, POSTGRES};
-pub use sql::{alter_password_sql, scram_verifier, WRITE_PREAMBLE};
+pub use sql::{
+    alter_password_sql, scram_verifier, scram_verifier_with, PasswordStorage,
+    DEFAULT_SCRAM_ITERATIONS, WRITE_PREAMBLE,
+};
 pub use tls::{TlsConfigError, TlsRoots};
 
 use alternate::{RoleAttributes, RoleSetting};
@@ -33,11 +36,40 @@ use tokio_postgres::{Client, GenericClient, NoTls, Socket};
 /// Default connect timeout (TCP + TLS + authentication).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How new passwords are stored (`PASSWORD_ENCRYPTION`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PasswordEncryption {
+    /// Follow the server: its `password_encryption` (as the session that changes the password
+    /// sees it, per-role settings included) and, for SCRAM, its `scram_iterations` (16+).
+    #[default]
+    Auto,
+    /// SCRAM-SHA-256 whatever the server says (iterations still follow `scram_iterations`).
+    ScramSha256,
+    /// md5, for servers whose `pg_hba.conf` or clients still need it (deprecated by PostgreSQL 18).
+    Md5,
+}
+
+impl PasswordEncryption {
+    /// What `PASSWORD_ENCRYPTION` accepts.
+    pub const EXPECTED: &'static str = "expected auto, scram-sha-256 or md5";
+
+    /// Parses `auto`, `scram-sha-256` or `md5` (any case).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(PasswordEncryption::Auto),
+            "scram-sha-256" => Some(PasswordEncryption::ScramSha256),
+            "md5" => Some(PasswordEncryption::Md5),
+            _ => None,
+        }
+    }
+}
+
 /// PostgreSQL as a [`CredentialTarget`]. Cheap to build: nothing happens before the first connect.
 pub struct PostgresTarget {
     roots: TlsRoots,
     connect_timeout: Duration,
     application_name: String,
+    encryption: PasswordEncryption,
 }
 
 impl PostgresTarget {
@@ -47,7 +79,14 @@ impl PostgresTarget {
             roots: TlsRoots::new(ca_bundle),
             connect_timeout: CONNECT_TIMEOUT,
             application_name: "rotate-postgres".into(),
+            encryption: PasswordEncryption::Auto,
         }
+    }
+
+    /// How new passwords are stored (default [`PasswordEncryption::Auto`]).
+    pub fn with_password_encryption(mut self, encryption: PasswordEncryption) -> Self {
+        self.encryption = encryption;
+        self
     }
 
     /// Replaces the connect timeout (default [`CONNECT_TIMEOUT`]).
@@ -100,7 +139,10 @@ impl PostgresTarget {
             Ok(Ok((client, conn))) => {
                 // Detached: the task ends when the client is dropped and the server closes.
                 tokio::spawn(drive(conn));
-                Ok(PgSession { client })
+                Ok(PgSession {
+                    client,
+                    encryption: self.encryption,
+                })
             }
             Ok(Err(e)) => Err(classify(creds, &e)),
             Err(_) => Err(timed_out(creds, self.connect_timeout)),
@@ -172,12 +214,67 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// would drop the connection without a goodbye and leave the server logging an unexpected EOF).
 pub struct PgSession {
     client: Client,
+    encryption: PasswordEncryption,
 }
 
 impl PgSession {
     /// The driver's client, for SQL beyond the [`TargetSession`] trait.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// How a password set in this session is stored: `PASSWORD_ENCRYPTION`, and for `auto` the
+/// session's `password_encryption`; SCRAM's iteration count is the session's `scram_iterations`
+/// (PostgreSQL 16+; 4096 before). One query, none for md5.
+async fn storage(
+    client: &impl GenericClient,
+    encryption: PasswordEncryption,
+) -> Result<PasswordStorage, TargetError> {
+    if encryption == PasswordEncryption::Md5 {
+        return Ok(PasswordStorage::Md5);
+    }
+    let row = client
+        .query_one(
+            "SELECT current_setting('password_encryption'),              current_setting('scram_iterations', true)",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error("SHOW password_encryption", e))?;
+    let method: String = row.get(0);
+    let iterations = row
+        .get::<_, Option<String>>(1)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_SCRAM_ITERATIONS);
+    // Before PostgreSQL 14, `on` / `true` were accepted as md5.
+    if encryption == PasswordEncryption::Auto && !method.eq_ignore_ascii_case("scram-sha-256") {
+        return Ok(PasswordStorage::Md5);
+    }
+    Ok(PasswordStorage::Scram { iterations })
+}
+
+/// The database-independent `role` setting of `role` (`ALTER ROLE … SET role`), if any.
+async fn role_setting_of(
+    client: &impl GenericClient,
+    role: &str,
+) -> Result<Option<String>, TargetError> {
+    Ok(client
+        .query_opt(alternate::ROLE_SETTING_QUERY, &[&role])
+        .await
+        .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
+        .and_then(|row| row.get::<_, Option<String>>(0)))
+}
+
+/// The `_clone` user of the pair `current` / `pending`, whichever carries the suffix.
+fn clone_of<'a>(current: &'a str, pending: &'a str) -> &'a str {
+    let suffix = rotation::alternating::CLONE_SUFFIX;
+    if pending.strip_suffix(suffix) == Some(current) {
+        pending
+    } else if current.strip_suffix(suffix) == Some(pending) {
+        current
+    } else {
+        pending
     }
 }
 
@@ -207,52 +304,85 @@ async fn plan(
     if superuser {
         return Ok(plan);
     }
+    // The original (the role without the suffix) is what the clone copies.
+    let clone = clone_of(current, pending);
+    let source = if clone == pending { current } else { pending };
     let original = client
         .query_opt(
             "SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1",
-            &[&current],
+            &[&source],
         )
         .await
         .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
-    let pending_exists = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-            &[&pending],
-        )
-        .await
-        .map_err(|e| db_error("SELECT FROM pg_roles", e))?
-        .get::<_, bool>(0);
+    let exists = |role: &str| {
+        let role = role.to_string();
+        async move {
+            client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+                    &[&role],
+                )
+                .await
+                .map_err(|e| db_error("SELECT FROM pg_roles", e))
+                .map(|row| row.get::<_, bool>(0))
+        }
+    };
+    let pending_exists = exists(pending).await?;
+    let clone_exists = if clone == pending {
+        pending_exists
+    } else {
+        exists(clone).await?
+    };
     if version >= 160_000 {
-        let administered = if pending_exists { pending } else { current };
-        let admin: bool = client
-            .query_one(
-                "SELECT pg_catalog.pg_has_role($1::text::name, 'MEMBER WITH ADMIN OPTION')",
-                &[&administered],
-            )
-            .await
-            .map_err(|e| db_error("SELECT pg_has_role", e))?
-            .get(0);
-        if !admin {
-            plan.missing.push(MissingPrivilege {
-                privilege: format!(
-                    "ADMIN OPTION on role {administered} (PostgreSQL 16+ requires it to grant or \
-                     alter a role the master did not create)"
-                ),
-                grant: alternate::grant_admin_sql(administered, &master_name),
-            });
+        // The role whose password changes (or, for a new clone, the role it is granted), and an
+        // existing clone, which each rotation brings in line with the original.
+        let mut administered = vec![if pending_exists { pending } else { current }];
+        if clone_exists && !administered.contains(&clone) {
+            administered.push(clone);
+        }
+        for role in administered {
+            let admin: bool = client
+                .query_one(
+                    "SELECT pg_catalog.pg_has_role($1::text::name, 'MEMBER WITH ADMIN OPTION')",
+                    &[&role],
+                )
+                .await
+                .map_err(|e| db_error("SELECT pg_has_role", e))?
+                .get(0);
+            if !admin {
+                plan.missing.push(MissingPrivilege {
+                    privilege: format!(
+                        "ADMIN OPTION on role {role} (PostgreSQL 16+ requires it to grant or \
+                         alter a role the master did not create)"
+                    ),
+                    grant: alternate::grant_admin_sql(role, &master_name),
+                });
+            }
         }
         let original_createdb = original.as_ref().is_some_and(|r| r.get::<_, bool>(0));
-        if !pending_exists && original_createdb && !master_createdb {
+        let clone_createdb = if clone_exists {
+            client
+                .query_one(
+                    "SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1",
+                    &[&clone],
+                )
+                .await
+                .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+                .get::<_, bool>(0)
+        } else {
+            false
+        };
+        if original_createdb && !clone_createdb && !master_createdb {
             plan.missing.push(MissingPrivilege {
                 privilege: format!(
-                    "CREATEDB (PostgreSQL 16+ requires it to give {pending} the CREATEDB of \
-                     {current})"
+                    "CREATEDB (PostgreSQL 16+ requires it to give {clone} the CREATEDB of \
+                     {source})"
                 ),
                 grant: alternate::grant_createdb_sql(&master_name),
             });
         }
     }
-    if !pending_exists {
+    {
         // One query for every setting the master may not copy.
         let query = if version >= 150_000 {
             alternate::SUPERUSER_SETTINGS_QUERY
@@ -260,7 +390,7 @@ async fn plan(
             alternate::SUPERUSER_SETTINGS_QUERY_14
         };
         let rows = client
-            .query(query, &[&current])
+            .query(query, &[&source])
             .await
             .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?;
         plan.skipped = rows
@@ -288,6 +418,163 @@ async fn direct_member(
         .await
         .map_err(|e| db_error("SELECT FROM pg_auth_members", e))?
         .get(0))
+}
+
+/// A role's attributes (`None`: no such role). Run after `SET LOCAL datestyle/timezone`.
+async fn role_attributes(
+    client: &impl GenericClient,
+    role: &str,
+) -> Result<Option<RoleAttributes>, TargetError> {
+    Ok(client
+        .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&role])
+        .await
+        .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+        .map(|row| RoleAttributes {
+            login: row.get(0),
+            create_db: row.get(1),
+            create_role: row.get(2),
+            connection_limit: row.get(3),
+            valid_until: row.get(4),
+        }))
+}
+
+/// A role's per-role settings, identity settings (`role`) left out.
+async fn role_settings(
+    client: &impl GenericClient,
+    role: &str,
+) -> Result<Vec<RoleSetting>, TargetError> {
+    Ok(client
+        .query(alternate::ROLE_SETTINGS_QUERY, &[&role])
+        .await
+        .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
+        .iter()
+        .filter_map(|row| RoleSetting::parse(row.get(0), row.get::<_, &str>(1)))
+        .filter(|s| !s.is_identity())
+        .collect())
+}
+
+/// Brings `clone` in line with `original`: the attributes that differ (`LOGIN`, `CREATEDB`,
+/// `CREATEROLE`, `CONNECTION LIMIT`, `VALID UNTIL`) and the per-role settings (added, changed,
+/// removed), except the superuser-only settings the master may not set (`plan.skipped`: left as
+/// they are on the clone, a DBA may have set them by hand; a warning names each). Returns what
+/// changed, by name.
+async fn follow_original(
+    client: &impl GenericClient,
+    original: &str,
+    clone: &str,
+    plan: &AlternatePlan,
+) -> Result<Vec<String>, TargetError> {
+    let (Some(want), Some(have)) = (
+        role_attributes(client, original).await?,
+        role_attributes(client, clone).await?,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let mut changed = Vec::new();
+    if let Some((sql, names)) = alternate::alter_attributes_sql(clone, &want, &have) {
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| db_error("ALTER ROLE ... WITH", e))?;
+        changed.extend(names.into_iter().map(str::to_string));
+    }
+    let skipped = |s: &RoleSetting| {
+        plan.skipped
+            .iter()
+            .any(|k| k.name.eq_ignore_ascii_case(&s.name))
+    };
+    let wanted = role_settings(client, original).await?;
+    let present = role_settings(client, clone).await?;
+    for setting in &wanted {
+        if skipped(setting) {
+            tracing::warn!(
+                setting = %setting.name,
+                role = clone,
+                "the master may not set this per-role setting; not copied to the clone"
+            );
+            continue;
+        }
+        if present.iter().any(|p| p == setting) {
+            continue;
+        }
+        client
+            .batch_execute(&alternate::set_setting_sql(clone, setting))
+            .await
+            .map_err(|e| db_error("ALTER ROLE ... SET", e))?;
+        changed.push(format!("setting {}", setting.name));
+    }
+    for setting in &present {
+        if skipped(setting) || wanted.iter().any(|w| w.same_variable(setting)) {
+            continue;
+        }
+        client
+            .batch_execute(&alternate::reset_setting_sql(clone, setting))
+            .await
+            .map_err(|e| db_error("ALTER ROLE ... RESET", e))?;
+        changed.push(format!("setting {} removed", setting.name));
+    }
+    Ok(changed)
+}
+
+/// The clone acts as the original acts: the original's own `role` setting when it has one, else
+/// the original itself under the shared-owner opt-in, else the clone itself (a `role` setting
+/// left by an earlier opt-in is removed). Acting as a role needs membership, and on PostgreSQL
+/// 16+ the SET option of it: checked before the setting is written.
+async fn apply_acting_role(
+    client: &impl GenericClient,
+    original: &str,
+    request: &AlternateUser<'_>,
+) -> Result<(), TargetError> {
+    let clone = request.clone;
+    let desired = match role_setting_of(client, original).await? {
+        Some(role) => Some(role),
+        None => request.act_as.map(|a| a.owner.to_string()),
+    };
+    let present = role_setting_of(client, clone).await?;
+    let Some(target) = desired else {
+        if present.is_some() {
+            client
+                .batch_execute(&alternate::reset_act_as_sql(clone))
+                .await
+                .map_err(|e| db_error("ALTER ROLE ... RESET role", e))?;
+            tracing::info!(
+                clone,
+                "shared-owner opt-in off: the clone's role setting was removed"
+            );
+        }
+        return Ok(());
+    };
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| db_error("SHOW server_version_num", e))?
+        .get(0);
+    let option = if version >= 160_000 { "SET" } else { "MEMBER" };
+    let may: bool = client
+        .query_one(
+            "SELECT pg_catalog.pg_has_role($1::text::name, $2::text::name, $3)",
+            &[&clone, &target, &option],
+        )
+        .await
+        .map_err(|e| db_error("SELECT pg_has_role", e))?
+        .get(0);
+    if !may {
+        return Err(TargetError {
+            operation: "ALTER ROLE ... SET role",
+            message: format!(
+                "{clone:?} must act as {target:?} (the role {original:?} acts as), but may not \
+                 SET ROLE to it: {}",
+                alternate::grant_set_role_sql(&target, clone, version >= 160_000)
+            ),
+        });
+    }
+    if present.as_deref() != Some(target.as_str()) {
+        client
+            .batch_execute(&alternate::act_as_sql(clone, &target))
+            .await
+            .map_err(|e| db_error("ALTER ROLE ... SET role", e))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn db_error(operation: &'static str, e: tokio_postgres::Error) -> TargetError {
@@ -331,14 +618,23 @@ impl TargetSession for PgSession {
         username: &str,
         password: &Password,
     ) -> Result<(), TargetError> {
-        // One implicit transaction, one round trip: the preamble, then the change.
+        let storage = storage(&self.client, self.encryption).await?;
+        // One implicit transaction, one round trip: the preamble, then the change. `SET LOCAL
+        // ROLE NONE`: a user whose own settings say `SET role …` acts as that role after login,
+        // and only the user itself may change its password without CREATEROLE.
         self.client
             .batch_execute(&format!(
-                "{WRITE_PREAMBLE}; {}",
-                alter_password_sql(username, password)
+                "{WRITE_PREAMBLE}; SET LOCAL ROLE NONE; {}",
+                alter_password_sql(username, password, storage)
             ))
             .await
-            .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))
+            .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
+        tracing::info!(
+            role = username,
+            storage = %storage.describe(),
+            "password verifier computed here; the password itself is not sent"
+        );
+        Ok(())
     }
 
     async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError> {
@@ -357,6 +653,7 @@ impl TargetSession for PgSession {
         &mut self,
         request: &AlternateUser<'_>,
     ) -> Result<AlternateChange, TargetError> {
+        let encryption = self.encryption;
         let tx = self
             .client
             .transaction()
@@ -368,11 +665,7 @@ impl TargetSession for PgSession {
         ))
         .await
         .map_err(|e| db_error("SET TRANSACTION", e))?;
-        let exists = tx
-            .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&request.pending])
-            .await
-            .map_err(|e| db_error("SELECT FROM pg_roles", e))?
-            .is_some();
+        let exists = role_attributes(&tx, request.pending).await?.is_some();
         // An existing `<user>_clone` must be this secret's alternate (created by an earlier
         // rotation with `GRANT <user> TO <user>_clone`): the master never resets the password of
         // an unrelated role that happens to have that name.
@@ -400,16 +693,19 @@ impl TargetSession for PgSession {
                 message: format!("the master lacks {missing}"),
             });
         }
+        let storage = storage(&tx, encryption).await?;
         let change = if exists {
-            tx.batch_execute(&alter_password_sql(request.pending, request.password))
-                .await
-                .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
+            tx.batch_execute(&alter_password_sql(
+                request.pending,
+                request.password,
+                storage,
+            ))
+            .await
+            .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
             AlternateChange::PasswordChanged
         } else {
-            let row = tx
-                .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&request.current])
-                .await
-                .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+            let attrs = role_attributes(&tx, request.current)
+                .await?
                 .ok_or_else(|| TargetError {
                     operation: "SELECT FROM pg_roles",
                     message: format!(
@@ -417,88 +713,46 @@ impl TargetSession for PgSession {
                         request.current
                     ),
                 })?;
-            let attrs = RoleAttributes {
-                login: row.get(0),
-                create_db: row.get(1),
-                create_role: row.get(2),
-                connection_limit: row.get(3),
-                valid_until: row.get(4),
-            };
-            let settings: Vec<RoleSetting> = tx
-                .query(alternate::ROLE_SETTINGS_QUERY, &[&request.current])
-                .await
-                .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
-                .iter()
-                .filter_map(|row| RoleSetting::parse(row.get(0), row.get::<_, &str>(1)))
-                .filter(|s| !s.is_identity())
-                .filter(|s| {
-                    let skip = plan.skipped.iter().any(|k| k.name == s.name);
-                    if skip {
-                        tracing::warn!(
-                            setting = %s.name,
-                            role = request.pending,
-                            "the master may not set this per-role setting; not copied to the clone"
-                        );
-                    }
-                    !skip
-                })
-                .collect();
             tx.batch_execute(&alternate::create_role_sql(
                 request.pending,
                 &attrs,
                 request.password,
+                storage,
             ))
             .await
             .map_err(|e| db_error("CREATE ROLE", e))?;
             tx.batch_execute(&alternate::grant_sql(request.current, request.pending))
                 .await
                 .map_err(|e| db_error("GRANT", e))?;
-            for setting in &settings {
-                tx.batch_execute(&alternate::set_setting_sql(request.pending, setting))
-                    .await
-                    .map_err(|e| db_error("ALTER ROLE ... SET", e))?;
-            }
             AlternateChange::Created
         };
-        if let Some(act_as) = request.act_as {
-            let member: bool = tx
-                .query_one(
-                    "SELECT pg_catalog.pg_has_role($1::text::name, $2::text::name, 'MEMBER')",
-                    &[&act_as.clone, &act_as.owner],
-                )
-                .await
-                .map_err(|e| db_error("SELECT pg_has_role", e))?
-                .get(0);
-            if !member {
-                return Err(TargetError {
-                    operation: "ALTER ROLE ... SET role",
-                    message: format!(
-                        "the shared-owner opt-in needs {:?} to be a member of {:?} (GRANT {} TO {})",
-                        act_as.clone, act_as.owner, act_as.owner, act_as.clone
-                    ),
-                });
-            }
-            tx.batch_execute(&alternate::act_as_sql(act_as.clone, act_as.owner))
-                .await
-                .map_err(|e| db_error("ALTER ROLE ... SET role", e))?;
+        tracing::info!(
+            role = request.pending,
+            storage = %storage.describe(),
+            "password verifier computed here; the password itself is not sent"
+        );
+        // The clone follows the original, every rotation: attributes, settings, acting role.
+        let original = if request.clone == request.pending {
+            request.current
         } else {
-            let has_role: bool = tx
-                .query_one(alternate::HAS_ROLE_SETTING_QUERY, &[&request.clone])
-                .await
-                .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
-                .get(0);
-            if has_role {
-                tx.batch_execute(&alternate::reset_act_as_sql(request.clone))
-                    .await
-                    .map_err(|e| db_error("ALTER ROLE ... RESET role", e))?;
-                tracing::info!(
-                    clone = request.clone,
-                    "shared-owner opt-in off: the clone's role setting was removed"
-                );
-            }
+            request.pending
+        };
+        let changed = follow_original(&tx, original, request.clone, &plan).await?;
+        apply_acting_role(&tx, original, request).await?;
+        if !changed.is_empty() {
+            tracing::info!(
+                clone = request.clone,
+                original,
+                changed = %changed.join(", "),
+                "the clone now follows the original"
+            );
         }
         tx.commit().await.map_err(|e| db_error("COMMIT", e))?;
         Ok(change)
+    }
+
+    async fn role_setting(&mut self, role: &str) -> Result<Option<String>, TargetError> {
+        role_setting_of(&self.client, role).await
     }
 
     async fn alternate_plan(

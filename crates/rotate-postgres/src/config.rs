@@ -1,13 +1,15 @@
 //! Configuration from the environment, read once at start-up: the password policy (the
 //! variables of AWS's rotation templates), `ROTATION_STRATEGY`, `DB_CA_BUNDLE`,
-//! `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `AWS_LAMBDA_FUNCTION_NAME`.
+//! `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `PASSWORD_ENCRYPTION`,
+//! `AWS_LAMBDA_FUNCTION_NAME`.
 //!
 //! Every boolean goes through `lambda_support::parse_bool`; a value that cannot be used is an
 //! error naming the variable, never silently the default.
 
 use lambda_support::env::{non_empty, parse_bool, ConfigError};
+use postgres_target::PasswordEncryption;
 use preflight::PreflightOptions;
-use rotation::policy::PASSWORD_LENGTHS;
+use rotation::policy::{PolicyError, PASSWORD_LENGTHS};
 use rotation::{PasswordPolicy, RotationSettings, Strategy};
 use std::path::PathBuf;
 
@@ -17,7 +19,7 @@ pub const STRATEGY_EXPECTED: &str = "expected single or alternating";
 /// Everything read from the environment, once, at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The arguments of `GetRandomPassword`.
+    /// The password policy (`GetRandomPassword`'s options, from the templates' variables).
     pub policy: PasswordPolicy,
     /// `ROTATION_STRATEGY`: forces one strategy for every secret.
     pub strategy: Option<Strategy>,
@@ -28,6 +30,9 @@ pub struct Config {
     /// `ALTERNATING_SHARED_OWNER`: the shared-owner opt-in for alternating-users secrets that
     /// have no `shared_owner` field.
     pub shared_owner: bool,
+    /// `PASSWORD_ENCRYPTION`: `auto` (default: the server's `password_encryption`),
+    /// `scram-sha-256` or `md5`.
+    pub password_encryption: PasswordEncryption,
     /// `AWS_LAMBDA_FUNCTION_NAME`: set by Lambda; the preflight compares it with the function
     /// attached to the secret.
     pub function_name: Option<String>,
@@ -53,6 +58,14 @@ impl Config {
                 .map(|v| parse_bool("ALTERNATING_SHARED_OWNER", &v))
                 .transpose()?
                 .unwrap_or(false),
+            password_encryption: var("PASSWORD_ENCRYPTION")
+                .map(|v| {
+                    PasswordEncryption::parse(&v).ok_or_else(|| {
+                        ConfigError::invalid("PASSWORD_ENCRYPTION", v, PasswordEncryption::EXPECTED)
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
             function_name: var("AWS_LAMBDA_FUNCTION_NAME"),
         })
     }
@@ -121,14 +134,24 @@ pub fn password_policy(
             *slot = parse_bool(name, &value)?;
         }
     }
-    if policy.excludes_every_type() {
-        return Err(ConfigError::invalid(
+    match policy.validate() {
+        Ok(()) => Ok(policy),
+        Err(PolicyError::NothingIncluded) => Err(ConfigError::invalid(
             "EXCLUDE_LOWERCASE",
             "true",
             "at least one character type must stay included",
-        ));
+        )),
+        Err(e @ PolicyError::TypeEmptied { .. }) => Err(ConfigError::invalid(
+            "EXCLUDE_CHARACTERS",
+            policy.exclude_characters.clone(),
+            e.to_string(),
+        )),
+        Err(e @ PolicyError::Length(_)) => Err(ConfigError::invalid(
+            "PASSWORD_LENGTH",
+            policy.length.to_string(),
+            e.to_string(),
+        )),
     }
-    Ok(policy)
 }
 
 #[cfg(test)]
@@ -154,7 +177,42 @@ mod tests {
         assert_eq!(c.secrets_manager_endpoint, None);
         assert!(!c.shared_owner);
         assert_eq!(c.function_name, None);
+        assert_eq!(c.password_encryption, PasswordEncryption::Auto);
         assert_eq!(c.settings(), RotationSettings::default());
+    }
+
+    #[test]
+    fn password_encryption_is_one_of_three() {
+        for (value, expected) in [
+            ("auto", PasswordEncryption::Auto),
+            ("SCRAM-SHA-256", PasswordEncryption::ScramSha256),
+            ("md5", PasswordEncryption::Md5),
+        ] {
+            let c = config(&[("PASSWORD_ENCRYPTION", value)]).unwrap();
+            assert_eq!(c.password_encryption, expected, "{value}");
+        }
+        let err = config(&[("PASSWORD_ENCRYPTION", "sha1")]).unwrap_err();
+        assert_eq!(err.name(), "PASSWORD_ENCRYPTION");
+        assert!(err.to_string().contains("scram-sha-256"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_that_empties_a_required_type_names_exclude_characters() {
+        let err = policy(&[("EXCLUDE_CHARACTERS", "0123456789")]).unwrap_err();
+        assert_eq!(err.name(), "EXCLUDE_CHARACTERS");
+        assert!(err.to_string().contains("numbers"), "{err}");
+        // Not required: the digits are simply not used.
+        let p = policy(&[
+            ("EXCLUDE_CHARACTERS", "0123456789"),
+            ("REQUIRE_EACH_INCLUDED_TYPE", "false"),
+        ])
+        .unwrap();
+        assert!(!p
+            .generate()
+            .unwrap()
+            .expose()
+            .chars()
+            .any(|c| c.is_ascii_digit()));
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub fn build_service(
     let rds = RdsTopology::new(aws_sdk_rds::Client::new(sdk));
     Service::new(
         store,
-        PostgresTarget::new(config.ca_bundle.clone()),
+        PostgresTarget::new(config.ca_bundle.clone())
+            .with_password_encryption(config.password_encryption),
         Arc::new(rds),
         config.settings(),
         config.preflight_options(),

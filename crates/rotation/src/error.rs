@@ -105,13 +105,25 @@ pub enum ErrorKind {
         /// What it should be.
         expected: String,
     },
-    /// AWSPENDING logged in as another user than its own.
-    #[error("logged in with AWSPENDING but session_user is {actual:?}, expected {expected:?}")]
+    /// A version logged in as another user than its own (checked before anything changes).
+    #[error(
+        "logged in with {stage} but session_user is {actual:?}, expected {expected:?}{consequence}"
+    )]
     WrongSessionUser {
+        /// The staging label whose credentials logged in.
+        stage: &'static str,
+        /// `; nothing was changed` when found before a change, else empty.
+        consequence: &'static str,
         /// What the session reported.
         actual: String,
         /// What it should be.
         expected: String,
+    },
+    /// finishSecret, single user: AWSPENDING no longer logs in, so AWSCURRENT is not moved.
+    #[error("AWSCURRENT was not moved: AWSPENDING no longer logs into the database ({reason}); the password changed after testSecret (another rotation or a manual change?): run setSecret again or cancel this rotation")]
+    PendingNoLongerLogsIn {
+        /// Why the login failed.
+        reason: String,
     },
     /// AWSPENDING's user is not AWSCURRENT's alternate.
     #[error("field 'username' of the AWSPENDING version must be the alternate of AWSCURRENT's (AWSCURRENT has {current:?}, so AWSPENDING must have {expected:?}, but has {pending:?})")]
@@ -173,6 +185,9 @@ pub enum ErrorKind {
     /// An RDS look-up failed.
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    /// No password can be generated with the deployment's password policy.
+    #[error("the password policy: {0}")]
+    Policy(String),
     /// The target cannot do what the strategy needs.
     #[error("{0}")]
     Unsupported(String),
@@ -200,6 +215,7 @@ impl ErrorKind {
             ErrorKind::LoginFailed { .. } => "LoginFailed",
             ErrorKind::WrongUser { .. } => "WrongUser",
             ErrorKind::WrongSessionUser { .. } => "WrongUser",
+            ErrorKind::PendingNoLongerLogsIn { .. } => "PendingLoginFailed",
             ErrorKind::NotAlternate { .. } => "NotAlternateUser",
             ErrorKind::CurrentLoginFailed { .. } => "CurrentLoginFailed",
             ErrorKind::MasterSecret { .. } => "MasterSecretError",
@@ -207,6 +223,7 @@ impl ErrorKind {
             ErrorKind::MasterLoginFailed { .. } => "MasterLoginFailed",
             ErrorKind::MasterElsewhere { .. } => "MasterHostMismatch",
             ErrorKind::Topology(_) => "RdsError",
+            ErrorKind::Policy(_) => "PasswordPolicy",
             ErrorKind::Unsupported(_) => "Unsupported",
             ErrorKind::Store(_) => "SecretsManagerError",
             ErrorKind::Target(_) => "DatabaseError",

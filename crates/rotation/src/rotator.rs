@@ -7,8 +7,8 @@ use crate::gate::gate;
 use crate::observer::{NoopObserver, RotationObserver, StepNotice};
 use crate::policy::PasswordPolicy;
 use crate::settings::{RotationSettings, Strategy};
-use crate::steps::StepContext;
-use crate::store::SecretStore;
+use crate::steps::{reads_of, Prefetched, StepContext};
+use crate::store::{SecretStore, AWSCURRENT, AWSPENDING};
 use crate::target::CredentialTarget;
 use crate::topology::{DbTopology, NoTopology};
 use std::sync::Arc;
@@ -161,19 +161,45 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         result.map(|(_, outcome)| outcome)
     }
 
-    /// Describes the secret, runs the gate, then the step. Returns the ARN with the outcome.
+    /// Describes the secret while reading the versions the step needs (one round trip), runs
+    /// the gate, then the step. Nothing is written before the gate has decided; a read the gate
+    /// makes useless is dropped. Returns the ARN with the outcome.
     async fn run(&self, event: &RotationEvent) -> Result<(String, Outcome), RotationError> {
         let fail = |secret: &str, kind: ErrorKind| RotationError {
             secret: secret.to_string(),
             step: event.step.clone(),
             kind,
         };
-        let meta = self
-            .store
-            .describe(&event.secret_id)
-            .await
-            .map_err(|e| fail(&event.secret_id, e.into()))?;
-        let ctx = StepContext { event, meta };
+        let (read_pending, read_current) = event
+            .step
+            .parse::<Step>()
+            .map(reads_of)
+            .unwrap_or((false, false));
+        let id = event.secret_id.as_str();
+        let token = event.client_request_token.as_str();
+        let (meta, pending, current) = futures::join!(
+            self.store.describe(id),
+            async {
+                if read_pending {
+                    Some(self.store.get_value(id, token, AWSPENDING).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if read_current {
+                    Some(self.store.get_stage_value(id, AWSCURRENT).await)
+                } else {
+                    None
+                }
+            },
+        );
+        let meta = meta.map_err(|e| fail(&event.secret_id, e.into()))?;
+        let ctx = StepContext {
+            event,
+            meta,
+            prefetched: Prefetched::new(pending, current),
+        };
         let outcome = match gate(&ctx.meta, ctx.token()) {
             Ok(Some(outcome)) => Ok(outcome),
             Ok(None) => match event.step.parse::<Step>() {

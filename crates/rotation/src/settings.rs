@@ -46,7 +46,7 @@ impl Strategy {
 /// The deployment's choices that apply to every secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RotationSettings {
-    /// The arguments of `GetRandomPassword`.
+    /// The password policy (`GetRandomPassword`'s options).
     pub policy: PasswordPolicy,
     /// Forces one strategy for every secret (`None`: `masterarn` decides).
     pub strategy_override: Option<Strategy>,

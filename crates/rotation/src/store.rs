@@ -1,7 +1,5 @@
 //! `SecretStore`: the few Secrets Manager operations rotation needs.
 
-use crate::policy::PasswordPolicy;
-use crate::secret::Password;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
@@ -87,9 +85,6 @@ pub trait SecretStore: Send + Sync {
         }
     }
 
-    /// `GetRandomPassword` with the policy's arguments.
-    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError>;
-
     /// `PutSecretValue(ClientRequestToken = token, VersionStages = [AWSPENDING])`, passing
     /// `RotationToken` on when the event carried one.
     async fn put_pending(
@@ -132,10 +127,6 @@ impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
         (**self).get_stage_value(secret_id, stage).await
-    }
-
-    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError> {
-        (**self).random_password(policy).await
     }
 
     async fn put_pending(

@@ -216,6 +216,12 @@ pub trait TargetSession: Send {
         Ok(AlternatePlan::default())
     }
 
+    /// The database-independent `role` setting of `role` (`ALTER ROLE … SET role`): the role a
+    /// login as `role` acts as. The default: none.
+    async fn role_setting(&mut self, _role: &str) -> Result<Option<String>, TargetError> {
+        Ok(None)
+    }
+
     /// Whether a role exists.
     async fn role_exists(&mut self, _role: &str) -> Result<bool, TargetError> {
         Err(unsupported("role look-up"))

@@ -243,14 +243,14 @@ async fn without_the_opt_in_set_secret_removes_a_role_setting_left_on_the_clone(
 }
 
 #[tokio::test]
-async fn alternating_rotation_makes_at_most_thirteen_secrets_manager_calls() {
-    // Single user's twelve, plus the master secret's GetSecretValue in setSecret.
+async fn alternating_rotation_makes_at_most_fourteen_secrets_manager_calls() {
+    // Single user's thirteen, plus the master secret's GetSecretValue in setSecret.
     let f = fixture();
     f.rotate("t1").await;
     f.store.reset_calls();
     f.rotate("t2").await;
     let calls = f.store.calls();
-    assert!(calls.len() <= 13, "{calls:?}");
+    assert!(calls.len() <= 14, "{calls:?}");
     assert_eq!(
         calls.iter().filter(|c| **c == "DescribeSecret").count(),
         4,
@@ -273,4 +273,21 @@ async fn an_unrelated_role_named_like_the_clone_keeps_its_password() {
         Some("someone-elses-password")
     );
     assert!(!text.contains("someone-elses-password"));
+}
+
+#[tokio::test]
+async fn the_clone_follows_the_original_settings_and_acting_role_every_rotation() {
+    let f = fixture();
+    f.rotate("t1").await;
+    // A DBA changes the original after the clone exists.
+    f.db.set_setting("app", "work_mem", "64MB");
+    f.db.set_setting("app", "role", "app_owner");
+    f.db.grant("app_clone", "app_owner");
+    f.rotate("t2").await;
+    let clone = f.db.settings_of("app_clone");
+    assert_eq!(clone.get("work_mem").map(String::as_str), Some("64MB"));
+    // The clone acts as the original acts, so testSecret expects app_owner for it.
+    assert_eq!(clone.get("role").map(String::as_str), Some("app_owner"));
+    f.rotate("t3").await;
+    assert_eq!(f.credentials(AWSCURRENT).username, "app_clone");
 }

@@ -134,7 +134,16 @@ async fn gate_token_already_current_succeeds_without_change() {
         f.step("setSecret", "v0").await.unwrap(),
         Outcome::AlreadyCurrent
     );
-    assert_eq!(f.store.calls(), vec!["DescribeSecret"]);
+    // The versions setSecret needs were read with the DescribeSecret (same round trip); the
+    // gate then stopped: nothing written, no database session.
+    let calls = f.store.calls();
+    assert_eq!(calls.first(), Some(&"DescribeSecret"), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| *c == "DescribeSecret" || *c == "GetSecretValue"),
+        "{calls:?}"
+    );
     assert_eq!(f.db.connects(), 0);
 }
 
@@ -294,7 +303,7 @@ async fn rotation_stays_within_twelve_secrets_manager_calls() {
 }
 
 #[tokio::test]
-async fn password_policy_reaches_get_random_password() {
+async fn password_policy_shapes_the_new_password() {
     let policy = PasswordPolicy {
         length: 48,
         exclude_punctuation: true,
@@ -384,4 +393,70 @@ fn event_fixtures_round_trip_through_the_event_type() {
         seen += 1;
     }
     assert_eq!(seen, 4, "one fixture per step");
+}
+
+#[tokio::test]
+async fn finish_does_not_move_current_to_a_password_that_no_longer_logs_in() {
+    let f = fixture();
+    f.store.begin_rotation(&f.arn, "t1");
+    for step in ["createSecret", "setSecret", "testSecret"] {
+        f.step(step, "t1").await.unwrap();
+    }
+    // Someone changes the password between testSecret and finishSecret.
+    f.db.add_user("app", "changed-by-hand");
+    let err = f.step("finishSecret", "t1").await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::PendingNoLongerLogsIn { .. }),
+        "{err}"
+    );
+    assert_eq!(err.error_type(), "PendingLoginFailed");
+    assert!(
+        err.to_string().contains("AWSCURRENT was not moved"),
+        "{err}"
+    );
+    let labels = f.store.labels(&f.arn);
+    assert_eq!(labels["v0"], vec![AWSCURRENT], "AWSCURRENT stayed");
+    // Once the database accepts AWSPENDING again (setSecret re-run), finishSecret moves it.
+    f.step("setSecret", "t1").await.unwrap_err();
+    f.db.add_user("app", f.credentials(AWSPENDING).password.expose());
+    assert_eq!(
+        f.step("finishSecret", "t1").await.unwrap(),
+        Outcome::Finished
+    );
+}
+
+#[tokio::test]
+async fn a_user_acting_as_its_own_role_setting_rotates() {
+    let f = fixture();
+    f.db.set_setting("app", "role", "app_owner");
+    let outcomes = f.rotate("t1").await;
+    assert_eq!(outcomes[2], Outcome::Tested);
+    assert_eq!(
+        f.db.password_of("app").unwrap(),
+        f.credentials(AWSCURRENT).password.expose()
+    );
+}
+
+#[tokio::test]
+async fn set_secret_checks_who_logged_in_before_changing_anything() {
+    let f = fixture();
+    f.db.add_user("someone_else", "x");
+    // A pooler maps the login `app` to another database user.
+    f.db.map_login("app", "someone_else");
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            ErrorKind::WrongSessionUser {
+                stage: AWSCURRENT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert_eq!(f.db.password_of("app").unwrap(), "initial-password");
+    assert_eq!(f.db.password_of("someone_else").unwrap(), "x");
 }

@@ -11,8 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use rotation::{
-    Password, PasswordPolicy, SecretMetadata, SecretStore, SecretsManager, Service, ServiceError,
-    StoreError, AWSPENDING,
+    SecretMetadata, SecretStore, SecretsManager, Service, ServiceError, StoreError, AWSPENDING,
 };
 
 /// The Secrets Manager service as a [`SecretStore`].
@@ -135,25 +134,6 @@ impl SecretStore for SecretsManagerStore {
     ) -> Result<Option<String>, StoreError> {
         // Not found here means the secret is missing (or unreadable): say so, from the service.
         self.read_string(secret_id, None, stage, false).await
-    }
-
-    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError> {
-        let out = self
-            .client
-            .get_random_password()
-            .password_length(i64::from(policy.length))
-            .exclude_characters(&policy.exclude_characters)
-            .exclude_numbers(policy.exclude_numbers)
-            .exclude_punctuation(policy.exclude_punctuation)
-            .exclude_uppercase(policy.exclude_uppercase)
-            .exclude_lowercase(policy.exclude_lowercase)
-            .require_each_included_type(policy.require_each_included_type)
-            .send()
-            .await
-            .map_err(|e| SecretsManager::sdk_error("GetRandomPassword", e))?;
-        out.random_password().map(Password::new).ok_or_else(|| {
-            StoreError::new("GetRandomPassword", None, "the response had no password")
-        })
     }
 
     async fn put_pending(

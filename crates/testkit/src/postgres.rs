@@ -333,6 +333,35 @@ impl PgServer {
         self.write_file(&self.data_dir.join("pg_hba.conf"), hba, 0o600);
     }
 
+    /// Switches `pg_hba.conf` to the `md5` method (which accepts md5 and SCRAM verifiers alike,
+    /// as on servers still migrating from md5) and reloads the configuration.
+    pub async fn allow_md5_logins(&self) {
+        let hba = "# testkit: md5 method (md5 or SCRAM verifiers)\n\
+                   local all all md5\n\
+                   host all all 127.0.0.1/32 md5\n";
+        // Written in place: the file keeps its owner and mode.
+        fs::write(self.data_dir.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        // A probe role with an md5 verifier logs in once the postmaster has reloaded.
+        self.exec(
+            "SET password_encryption = 'md5'; \
+             CREATE ROLE testkit_md5_probe LOGIN PASSWORD 'probe'; \
+             SELECT pg_reload_conf()",
+        )
+        .await;
+        for _ in 0..200 {
+            if self
+                .try_login("testkit_md5_probe", "probe", "postgres")
+                .await
+                .is_ok()
+            {
+                self.exec("DROP ROLE testkit_md5_probe").await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("pg_hba.conf reload not seen");
+    }
+
     fn start_on_free_port(&mut self) {
         for _ in 0..PORT_ATTEMPTS {
             let port = crate::free_port();

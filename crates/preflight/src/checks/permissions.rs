@@ -10,8 +10,6 @@ use rotation::Strategy;
 /// The Secrets Manager actions on the secret itself.
 pub(crate) const SECRET_ACTIONS: &str =
     "secretsmanager:DescribeSecret, GetSecretValue, PutSecretValue, UpdateSecretVersionStage";
-/// The action that generates passwords (on `*`).
-pub(crate) const RANDOM_PASSWORD_ACTION: &str = "secretsmanager:GetRandomPassword";
 /// The Secrets Manager actions on the master secret (alternating users).
 pub(crate) const MASTER_SECRET_ACTIONS: &str = "secretsmanager:GetSecretValue and DescribeSecret";
 /// The RDS look-ups (managed master secrets, replicas).
@@ -26,10 +24,7 @@ pub(crate) const VPC_NEEDS: &str = "in a VPC: ec2:CreateNetworkInterface, \
 /// Adds the `permissions` check: every permission the execution role needs for this secret.
 pub(crate) fn check(report: &mut Report, found: &SecretFound, master: &MasterFound) {
     let meta = &found.meta;
-    let mut lines = vec![
-        format!("{SECRET_ACTIONS} on {}", meta.arn),
-        format!("{RANDOM_PASSWORD_ACTION} on *"),
-    ];
+    let mut lines = vec![format!("{SECRET_ACTIONS} on {}", meta.arn)];
     if found.strategy == Strategy::AlternatingUsers {
         let arn = found.master_arn.as_deref().unwrap_or("<masterarn>");
         lines.push(format!(

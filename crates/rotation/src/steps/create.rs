@@ -11,18 +11,13 @@ use crate::target::CredentialTarget;
 
 impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     pub(crate) async fn create_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
-        // The three reads do not depend on each other: one round trip instead of three. Their
-        // results are then taken in the templates' order (an existing AWSPENDING wins), so only a
-        // retried createSecret pays for two reads it did not need. Nothing is written before.
-        let (pending, current, password) = futures::join!(
-            self.read_stage(ctx, AWSPENDING),
-            self.require_stage(ctx, AWSCURRENT),
-            self.store.random_password(&self.settings.policy),
-        );
-        if pending?.is_some() {
+        // Both versions were read with the gate's DescribeSecret, in one round trip; they are taken
+        // in the templates' order (an existing AWSPENDING wins), so only a retried createSecret
+        // pays for a read it did not need. Nothing is written before.
+        if self.read_stage(ctx, AWSPENDING).await?.is_some() {
             return Ok(Outcome::PendingExists);
         }
-        let current = current?;
+        let current = self.require_stage(ctx, AWSCURRENT).await?;
         // Refuse to copy a secret that could never log in.
         self.credentials(&current, AWSCURRENT)?;
         let mut pending = current.clone();
@@ -33,7 +28,11 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 &alternate_username(username, self.target.profile())?,
             );
         }
-        let password = password?;
+        let password = self
+            .settings
+            .policy
+            .generate()
+            .map_err(|e| ErrorKind::Policy(e.to_string()))?;
         let pending = pending.with_str("password", password.expose());
         self.store
             .put_pending(

@@ -4,7 +4,8 @@
 //! * `create.rs`: createSecret, a new AWSPENDING value (the alternate user for alternating users).
 //! * `set.rs`: setSecret, the database accepts AWSPENDING (single user, or through the master).
 //! * `test.rs`: testSecret, AWSPENDING logs in as the expected user and role.
-//! * `finish.rs`: finishSecret, AWSCURRENT moves to the token.
+//! * `finish.rs`: finishSecret, AWSCURRENT moves to the token (once AWSPENDING is
+//!   confirmed to log in).
 
 mod create;
 mod finish;
@@ -12,17 +13,62 @@ mod set;
 mod test;
 
 use crate::error::ErrorKind;
-use crate::event::RotationEvent;
+use crate::event::{RotationEvent, Step};
 use crate::rotator::Rotator;
 use crate::secret::{DbCredentials, SecretJson};
 use crate::settings::Strategy;
-use crate::store::{SecretMetadata, SecretStore, AWSPENDING};
+use crate::store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING};
 use crate::target::CredentialTarget;
+use std::sync::Mutex;
 
-/// Everything one step works on: the event, the secret's metadata (one `DescribeSecret`).
+/// Everything one step works on: the event, the secret's metadata (one `DescribeSecret`) and the
+/// versions read at the same time.
 pub(crate) struct StepContext<'a> {
     pub(crate) event: &'a RotationEvent,
     pub(crate) meta: SecretMetadata,
+    pub(crate) prefetched: Prefetched,
+}
+
+/// A `GetSecretValue` answer read before it was asked for.
+type Read = Mutex<Option<Result<Option<String>, StoreError>>>;
+
+/// The versions a step reads, fetched concurrently with the gate's `DescribeSecret` (neither
+/// depends on the metadata: AWSPENDING is the event's token, AWSCURRENT is read by its label).
+/// Each is used at most once; a second read goes to the store.
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    pending: Read,
+    current: Read,
+}
+
+/// Which versions `step` reads first: (AWSPENDING, AWSCURRENT).
+pub(crate) fn reads_of(step: Step) -> (bool, bool) {
+    match step {
+        Step::CreateSecret | Step::SetSecret => (true, true),
+        Step::TestSecret | Step::FinishSecret => (true, false),
+    }
+}
+
+impl Prefetched {
+    /// Answers already received for AWSPENDING and AWSCURRENT (`None`: not read).
+    pub(crate) fn new(
+        pending: Option<Result<Option<String>, StoreError>>,
+        current: Option<Result<Option<String>, StoreError>>,
+    ) -> Self {
+        Prefetched {
+            pending: Mutex::new(pending),
+            current: Mutex::new(current),
+        }
+    }
+
+    fn take(&self, stage: &str) -> Option<Result<Option<String>, StoreError>> {
+        let slot = match stage {
+            AWSPENDING => &self.pending,
+            AWSCURRENT => &self.current,
+            _ => return None,
+        };
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl StepContext<'_> {
@@ -42,15 +88,21 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         ctx: &StepContext<'_>,
         stage: &'static str,
     ) -> Result<Option<SecretJson>, ErrorKind> {
-        let version = if stage == AWSPENDING {
-            Some(ctx.token())
-        } else {
-            ctx.meta.version_with(stage)
+        let text = match ctx.prefetched.take(stage) {
+            Some(answer) => answer?,
+            None => {
+                let version = if stage == AWSPENDING {
+                    Some(ctx.token())
+                } else {
+                    ctx.meta.version_with(stage)
+                };
+                let Some(version) = version else {
+                    return Ok(None);
+                };
+                self.store.get_value(ctx.arn(), version, stage).await?
+            }
         };
-        let Some(version) = version else {
-            return Ok(None);
-        };
-        match self.store.get_value(ctx.arn(), version, stage).await? {
+        match text {
             Some(text) => SecretJson::parse(&text)
                 .map(Some)
                 .map_err(ErrorKind::field(stage)),

@@ -15,19 +15,16 @@ use crate::target::{
 
 impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     pub(crate) async fn set_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
-        // Both versions in one round trip; AWSCURRENT's is used only when AWSPENDING does not
-        // log in yet (a retried setSecret pays for one read it did not need).
-        let (pending, current) = futures::join!(
-            self.require_stage(ctx, AWSPENDING),
-            self.require_stage(ctx, AWSCURRENT),
-        );
-        let pending = pending?;
+        // Both versions were read with the gate's DescribeSecret, in one round trip; AWSCURRENT's
+        // is used only when AWSPENDING does not log in yet (a retried setSecret pays for one read
+        // it did not need).
+        let pending = self.require_stage(ctx, AWSPENDING).await?;
         let pending_creds = self.credentials(&pending, AWSPENDING)?;
         let pending_error = match self.target.connect(&pending_creds).await {
             Ok(_) => return Ok(Outcome::PasswordAlreadySet),
             Err(e) => e,
         };
-        let current = current?;
+        let current = self.require_stage(ctx, AWSCURRENT).await?;
         match self.strategy(&current, AWSCURRENT)? {
             Strategy::SingleUser => {
                 self.set_single_user(ctx, &pending_creds, pending_error, &current)
@@ -68,7 +65,9 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         // Only a credential that works is rotated: this keeps a caller from using the master
         // to take over a user it cannot log in as (the templates' confused-deputy check).
         match self.target.connect(&current_creds).await {
-            Ok(session) => drop(session),
+            Ok(mut session) => {
+                require_identity(session.as_mut(), AWSCURRENT, &current_creds.username).await?
+            }
             Err(e) => {
                 return Err(ErrorKind::CurrentLoginFailed {
                     reason: e.to_string(),
@@ -143,6 +142,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         require_same(AWSPENDING, "host", &current_creds.host, &pending.host)?;
 
         let mut attempts = vec![format!("AWSPENDING ({pending_error})")];
+        let mut stage = AWSCURRENT;
         let mut session = match self.target.connect(&current_creds).await {
             Ok(session) => Some(session),
             Err(e) => {
@@ -151,6 +151,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
             }
         };
         if session.is_none() {
+            stage = AWSPREVIOUS;
             session = self
                 .login_previous(ctx, &current_creds, pending, &mut attempts)
                 .await?;
@@ -160,6 +161,9 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 attempts: attempts.join(", "),
             });
         };
+        // The session must be the user's own before it changes "its" password: a proxy or pooler
+        // that maps logins to another user would otherwise change someone else's.
+        require_identity(session.as_mut(), stage, &pending.username).await?;
         session
             .set_password(&pending.username, &pending.password)
             .await?;
@@ -213,4 +217,22 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
             }
         }
     }
+}
+
+/// The session logged in as `username` (`session_user`), checked before anything changes.
+async fn require_identity(
+    session: &mut dyn TargetSession,
+    stage: &'static str,
+    username: &str,
+) -> Result<(), ErrorKind> {
+    let identity = session.login_identity().await?;
+    if identity.session_user != username {
+        return Err(ErrorKind::WrongSessionUser {
+            stage,
+            consequence: "; nothing was changed",
+            actual: identity.session_user,
+            expected: username.to_string(),
+        });
+    }
+    Ok(())
 }

@@ -5,12 +5,9 @@
 //! version created by [`MemoryStore::begin_rotation`] (what `RotateSecret` does before it invokes
 //! the function). It also counts calls, so tests can hold rotation to its call budget.
 
-use crate::policy::PasswordPolicy;
-use crate::secret::Password;
 use crate::store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
@@ -55,7 +52,6 @@ impl Secret {
 pub struct MemoryStore {
     secrets: Arc<Mutex<HashMap<String, Secret>>>,
     calls: Arc<Mutex<Vec<&'static str>>>,
-    passwords: Arc<AtomicU64>,
 }
 
 fn not_found(operation: &'static str, what: &str) -> StoreError {
@@ -244,41 +240,6 @@ impl SecretStore for MemoryStore {
                 .find(|v| v.stages.iter().any(|l| l == stage))
                 .and_then(|v| v.value.clone()))
         })
-    }
-
-    async fn random_password(&self, policy: &PasswordPolicy) -> Result<Password, StoreError> {
-        self.calls.lock().unwrap().push("GetRandomPassword");
-        let mut classes: Vec<&str> = Vec::new();
-        if !policy.exclude_lowercase {
-            classes.push("abcdefghijklmnopqrstuvwxyz");
-        }
-        if !policy.exclude_uppercase {
-            classes.push("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
-        }
-        if !policy.exclude_numbers {
-            classes.push("0123456789");
-        }
-        if !policy.exclude_punctuation {
-            classes.push("!#$%&()*+,-.;<=>?[]^_`{|}~'\"\\:/@");
-        }
-        let pool: Vec<Vec<char>> = classes
-            .iter()
-            .map(|c| {
-                c.chars()
-                    .filter(|ch| !policy.exclude_characters.contains(*ch))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|c| !c.is_empty())
-            .collect();
-        // Deterministic but distinct per call: a counter spread over the allowed characters.
-        let n = self.passwords.fetch_add(1, Ordering::SeqCst) + 1;
-        let password: String = (0..policy.length as u64)
-            .map(|i| {
-                let class = &pool[(i as usize) % pool.len()];
-                class[((n * 7919 + i * 104_729) as usize) % class.len()]
-            })
-            .collect();
-        Ok(Password::new(password))
     }
 
     async fn put_pending(

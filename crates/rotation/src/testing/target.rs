@@ -79,6 +79,8 @@ struct Roles {
     creators: BTreeSet<String>,
     /// Every connection fails with this TLS error.
     tls_failure: Option<String>,
+    /// Login user → the user the session ends up as (a pooler or proxy that maps users).
+    login_map: HashMap<String, String>,
 }
 
 impl MemoryDatabase {
@@ -95,6 +97,26 @@ impl MemoryDatabase {
     /// Another host name for the same users (a read replica).
     pub fn add_alias(&self, host: &str) {
         self.roles.lock().unwrap().aliases.insert(host.to_string());
+    }
+
+    /// `GRANT role TO member`.
+    pub fn grant(&self, member: &str, role: &str) {
+        self.roles
+            .lock()
+            .unwrap()
+            .members
+            .entry(member.to_string())
+            .or_default()
+            .insert(role.to_string());
+    }
+
+    /// Sessions of `login` end up as `session_user` (a pooler or proxy that maps users).
+    pub fn map_login(&self, login: &str, session_user: &str) {
+        self.roles
+            .lock()
+            .unwrap()
+            .login_map
+            .insert(login.to_string(), session_user.to_string());
     }
 
     /// A user with CREATEROLE (a master user).
@@ -191,7 +213,14 @@ impl CredentialTarget for MemoryDatabase {
         }
         match self.users.lock().unwrap().get(&credentials.username) {
             Some(p) if p == credentials.password.expose() => Ok(Box::new(MemorySession {
-                user: credentials.username.clone(),
+                user: self
+                    .roles
+                    .lock()
+                    .unwrap()
+                    .login_map
+                    .get(&credentials.username)
+                    .cloned()
+                    .unwrap_or_else(|| credentials.username.clone()),
                 db: self.clone(),
             })),
             _ => Err(ConnectError::Authentication {
@@ -280,13 +309,6 @@ impl TargetSession for MemorySession {
                     message: format!("role {:?} does not exist", request.current),
                 });
             }
-            let mut settings = roles
-                .settings
-                .get(request.current)
-                .cloned()
-                .unwrap_or_default();
-            settings.remove("role");
-            roles.settings.insert(request.pending.to_string(), settings);
             roles
                 .members
                 .entry(request.pending.to_string())
@@ -294,30 +316,42 @@ impl TargetSession for MemorySession {
                 .insert(request.current.to_string());
             AlternateChange::Created
         };
-        if let Some(act_as) = request.act_as {
+        // The clone follows the original: its settings (the acting role aside) every rotation.
+        let original = if request.clone == request.pending {
+            request.current
+        } else {
+            request.pending
+        };
+        let original_settings = roles.settings.get(original).cloned().unwrap_or_default();
+        let original_role = original_settings.get("role").cloned();
+        let mut clone_settings = original_settings;
+        clone_settings.remove("role");
+        let desired = original_role.or_else(|| request.act_as.map(|a| a.owner.to_string()));
+        if let Some(target) = &desired {
             let member = roles
                 .members
-                .get(act_as.clone)
-                .is_some_and(|m| m.contains(act_as.owner));
+                .get(request.clone)
+                .is_some_and(|m| m.contains(target));
             if !member {
                 return Err(TargetError {
                     operation: "ALTER ROLE ... SET role",
-                    message: format!("{:?} is not a member of {:?}", act_as.clone, act_as.owner),
+                    message: format!("{:?} is not a member of {:?}", request.clone, target),
                 });
             }
-            roles
-                .settings
-                .entry(act_as.clone.to_string())
-                .or_default()
-                .insert("role".into(), act_as.owner.to_string());
-        } else if let Some(settings) = roles.settings.get_mut(request.clone) {
-            settings.remove("role");
+            clone_settings.insert("role".into(), target.clone());
         }
+        roles
+            .settings
+            .insert(request.clone.to_string(), clone_settings);
         users.insert(
             request.pending.to_string(),
             request.password.expose().to_string(),
         );
         Ok(change)
+    }
+
+    async fn role_setting(&mut self, role: &str) -> Result<Option<String>, TargetError> {
+        Ok(self.db.settings_of(role).get("role").cloned())
     }
 
     async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
