@@ -82,6 +82,7 @@ async fn two_cycles_alternate_users_and_the_previous_credentials_keep_working() 
     let mut seen = vec![APP_PASSWORD.to_string(), MASTER_PASSWORD.to_string()];
 
     // Cycle 1: app → app_clone (created), every step run twice.
+    lambda.assert_preflight_passes(&s.arn);
     let token = world.begin_rotation(&s.arn).await;
     let mut outcomes = Vec::new();
     for step in Step::ALL {
@@ -189,6 +190,7 @@ async fn current_that_cannot_log_in_is_refused_and_nothing_changes() {
     let world = &s.world;
     world.set_password("app", "Drifted-Password-9").await;
     let lambda = world.rotation_lambda(&[]).await;
+    lambda.assert_preflight_fails(&s.arn, "current-login");
     let token = world.begin_rotation(&s.arn).await;
     lambda.step("createSecret", &s.arn, &token).unwrap();
     let err = lambda.step("setSecret", &s.arn, &token).unwrap_err();
@@ -216,6 +218,7 @@ async fn master_that_cannot_log_in_is_a_clear_error() {
     let world = &s.world;
     world.set_password("master", "Master-Changed-7").await;
     let lambda = world.rotation_lambda(&[]).await;
+    lambda.assert_preflight_fails(&s.arn, "master-login");
     let token = world.begin_rotation(&s.arn).await;
     lambda.step("createSecret", &s.arn, &token).unwrap();
     let err = lambda.step("setSecret", &s.arn, &token).unwrap_err();
@@ -243,6 +246,7 @@ async fn master_without_createrole_fails_and_creates_nothing() {
     let world = &s.world;
     world.pg.exec("ALTER ROLE master NOCREATEROLE").await;
     let lambda = world.rotation_lambda(&[]).await;
+    lambda.assert_preflight_fails(&s.arn, "master-create-role");
     let token = world.begin_rotation(&s.arn).await;
     lambda.step("createSecret", &s.arn, &token).unwrap();
     let err = lambda.step("setSecret", &s.arn, &token).unwrap_err();
@@ -274,6 +278,8 @@ async fn pending_user_that_is_not_the_alternate_is_refused() {
         .send()
         .await
         .unwrap();
+    // Preflight sees the same AWSPENDING the retry would refuse.
+    lambda.assert_preflight_fails(&s.arn, "pending-version");
     let err = lambda.step("setSecret", &s.arn, &token).unwrap_err();
     assert_eq!(err.error_type, "NotAlternateUser", "{err}");
     assert!(err.error_message.contains("\"app_clone\""), "{err}");
@@ -299,6 +305,7 @@ async fn username_whose_clone_would_pass_63_bytes_is_refused() {
         )
         .await;
     let lambda = world.rotation_lambda(&[]).await;
+    lambda.assert_preflight_fails(&arn, "alternate-user");
     let token = world.begin_rotation(&arn).await;
     let err = lambda.step("createSecret", &arn, &token).unwrap_err();
     assert_eq!(err.error_type, "NameTooLong", "{err}");

@@ -215,6 +215,7 @@ async fn the_binary_resolves_a_managed_master_and_refuses_an_unrelated_host() {
         let arn = world
             .create_secret(name, &user_json(&world, "app", APP_PASSWORD, master_secret))
             .await;
+        lambda.assert_preflight_fails(&arn, "master-host");
         let token = world.begin_rotation(&arn).await;
         lambda.step("createSecret", &arn, &token).unwrap();
         let err = lambda.step("setSecret", &arn, &token).unwrap_err();

@@ -50,6 +50,7 @@ async fn each_step_twice_within_a_rotation_is_a_no_op() {
     let world = World::start().await;
     let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world.rotation_lambda(&[]).await;
+    lambda.assert_preflight_passes(&arn);
     let token = world.begin_rotation(&arn).await;
 
     assert_eq!(
@@ -121,6 +122,7 @@ async fn no_password_logs_in_fails_naming_each_attempt_and_changes_nothing() {
     let arn = world.role_with_secret("app", "initial-Password-1").await;
     world.set_password("app", "changed-by-someone-9").await;
     let lambda = world.rotation_lambda(&[]).await;
+    lambda.assert_preflight_fails(&arn, "current-login");
     let token = world.begin_rotation(&arn).await;
     lambda.step("createSecret", &arn, &token).unwrap();
     let err = lambda.step("setSecret", &arn, &token).unwrap_err();
@@ -154,6 +156,7 @@ async fn wrong_ca_fails_without_plaintext_fallback() {
     let lambda = world
         .rotation_lambda(&[("DB_CA_BUNDLE", wrong_ca.as_str())])
         .await;
+    lambda.assert_preflight_fails(&arn, "tls");
     let token = world.begin_rotation(&arn).await;
     lambda.step("createSecret", &arn, &token).unwrap();
     // The server also accepts plaintext: only the refusal to fall back keeps this failing.
@@ -309,6 +312,9 @@ async fn a_lock_held_elsewhere_fails_set_secret_cleanly_and_the_retry_succeeds()
     let world = World::start().await;
     let arn = world.role_with_secret("app", "initial-Password-1").await;
     let lambda = world.rotation_lambda(&[]).await;
+    // A lock held by another session is transient: preflight cannot see it, and the
+    // rotation does succeed once the lock is gone.
+    lambda.assert_preflight_passes(&arn);
     let token = world.begin_rotation(&arn).await;
     lambda.step(Step::CreateSecret, &arn, &token).unwrap();
     let pending = world.password_at(&arn, AWSPENDING).await;

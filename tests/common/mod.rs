@@ -159,8 +159,63 @@ impl Lambda {
         tokio::task::block_in_place(|| self.host.invoke(&event))
     }
 
-    /// A full rotation: begin (as Secrets Manager), then the four steps, each must succeed.
+    /// The preflight report for `arn`, through the function's `{"preflight": true}` event (the
+    /// same ports and settings as the rotation).
+    pub fn preflight(&self, arn: &str) -> Value {
+        let event = json!({ "preflight": true, "SecretId": arn });
+        tokio::task::block_in_place(|| self.host.invoke(&event))
+            .unwrap_or_else(|e| panic!("preflight event: {e}"))
+    }
+
+    /// The checks preflight FAILs for `arn`, with their details.
+    pub fn preflight_failures(&self, arn: &str) -> Vec<String> {
+        let report = self.preflight(arn);
+        let checks = report["preflight"]["checks"]
+            .as_array()
+            .expect("preflight checks");
+        // A real report: the secret, its JSON, the login, the rotation settings at least.
+        assert!(checks.len() >= 5, "{report}");
+        let failures: Vec<String> = checks
+            .iter()
+            .filter(|c| {
+                c["status"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("fail"))
+            })
+            .map(|c| format!("{}: {}", c["check"].as_str().unwrap_or("?"), c["detail"]))
+            .collect();
+        assert_eq!(
+            report["preflight"]["failed"],
+            json!(failures.len()),
+            "{report}"
+        );
+        failures
+    }
+
+    /// Preflight predicts that rotating `arn` fails: it FAILs `check`. Call before the steps of a
+    /// scenario that expects a failure (a rotation that succeeds is checked by [`Lambda::rotate`]).
+    pub fn assert_preflight_fails(&self, arn: &str, check: &str) {
+        let failures = self.preflight_failures(arn);
+        assert!(
+            failures.iter().any(|f| f.starts_with(&format!("{check}:"))),
+            "preflight should FAIL {check}: the rotation fails; it reported {failures:?}"
+        );
+    }
+
+    /// Preflight predicts that rotating `arn` succeeds: no FAIL. (Called by [`Lambda::rotate`];
+    /// call it before the steps of a scenario that runs them one by one and succeeds.)
+    pub fn assert_preflight_passes(&self, arn: &str) {
+        let failures = self.preflight_failures(arn);
+        assert!(
+            failures.is_empty(),
+            "preflight predicted a failure, but the rotation is expected to succeed: {failures:?}"
+        );
+    }
+
+    /// A full rotation: preflight first (it must predict success: no FAIL), begin (as Secrets
+    /// Manager), then the four steps, each must succeed.
     pub async fn rotate(&self, world: &World, arn: &str) -> String {
+        self.assert_preflight_passes(arn);
         let token = world.begin_rotation(arn).await;
         let run =
             tokio::task::block_in_place(|| testkit::rotation::run_steps(&self.host, arn, &token));

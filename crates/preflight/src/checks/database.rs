@@ -1,12 +1,46 @@
 //! The database with AWSCURRENT: reachable, TLS, login (checks `host-reachable`, `tls`,
 //! `current-login`).
 
+use super::secret::SecretFound;
 use crate::report::{Report, Status};
 use crate::Ports;
-use rotation::{ConnectError, DbCredentials, LoginIdentity, TlsMode, AWSCURRENT};
+use rotation::{
+    ConnectError, DbCredentials, LoginIdentity, SecretJson, Strategy, TlsMode, AWSCURRENT,
+    AWSPREVIOUS,
+};
+
+/// Whether AWSPREVIOUS (same user and host, AWSCURRENT's TLS setting) logs in: single user's
+/// setSecret then changes the password through it, as the templates do.
+async fn previous_logs_in(ports: &Ports<'_>, found: &SecretFound, current: &DbCredentials) -> bool {
+    let Some(version) = found.meta.version_with(AWSPREVIOUS) else {
+        return false;
+    };
+    let Ok(Some(text)) = ports
+        .store
+        .get_value(&found.meta.arn, version, AWSPREVIOUS)
+        .await
+    else {
+        return false;
+    };
+    let Ok(mut previous) =
+        SecretJson::parse(&text).and_then(|json| json.credentials(ports.target.profile()))
+    else {
+        return false;
+    };
+    if previous.username != current.username || previous.host != current.host {
+        return false;
+    }
+    previous.tls = current.tls;
+    ports.target.connect(&previous).await.is_ok()
+}
 
 /// Adds the checks of AWSCURRENT's login.
-pub(crate) async fn login_checks(ports: &Ports<'_>, report: &mut Report, creds: &DbCredentials) {
+pub(crate) async fn login_checks(
+    ports: &Ports<'_>,
+    report: &mut Report,
+    found: &SecretFound,
+    creds: &DbCredentials,
+) {
     let endpoint = format!("{}:{}", creds.host, creds.port);
     match ports.target.connect(creds).await {
         Ok(mut session) => {
@@ -17,6 +51,20 @@ pub(crate) async fn login_checks(ports: &Ports<'_>, report: &mut Report, creds: 
             );
             tls_pass(report, creds);
             let who = match session.login_identity().await {
+                Ok(LoginIdentity { session_user, .. }) if session_user != creds.username => {
+                    report.push_fix(
+                        "current-login",
+                        Status::Fail,
+                        format!(
+                            "AWSCURRENT logs in, but as session user {session_user}, not {}: \
+                             setSecret refuses to change anything",
+                            creds.username
+                        ),
+                        "connect the function to the database directly (not through a pooler or \
+                         proxy that maps users), or fix the secret's username",
+                    );
+                    return;
+                }
                 Ok(LoginIdentity {
                     session_user,
                     current_user,
@@ -38,6 +86,24 @@ pub(crate) async fn login_checks(ports: &Ports<'_>, report: &mut Report, creds: 
                     "AWSCURRENT logs in as {} to database {}{who}",
                     creds.username, creds.dbname
                 ),
+            );
+        }
+        Err(e @ ConnectError::Authentication { .. })
+            if found.strategy == Strategy::SingleUser
+                && previous_logs_in(ports, found, creds).await =>
+        {
+            report.push(
+                "host-reachable",
+                Status::Pass,
+                format!("{endpoint} answers"),
+            );
+            tls_pass(report, creds);
+            report.push_fix(
+                "current-login",
+                Status::Warn,
+                format!("AWSCURRENT cannot log in ({e}), but AWSPREVIOUS does"),
+                "nothing to do: the next rotation's setSecret changes the password through \
+                 AWSPREVIOUS (someone set the previous password again behind the rotation's back)",
             );
         }
         Err(e) => connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT),

@@ -26,7 +26,7 @@ pub(crate) async fn run(ports: &Ports<'_>, secret_id: &str, options: &PreflightO
                 report.skip(name, "the secret JSON is invalid");
             }
         }
-        Some(creds) => database::login_checks(ports, &mut report, creds).await,
+        Some(creds) => database::login_checks(ports, &mut report, &found, creds).await,
     }
 
     // 5. Alternating users: the alternate's name, the master, its host and privileges.
@@ -37,7 +37,7 @@ pub(crate) async fn run(ports: &Ports<'_>, secret_id: &str, options: &PreflightO
     };
 
     // 6. Rotation settings, and what the execution role needs.
-    rotation_settings::check(&mut report, &found.meta, options);
+    rotation_settings::check(ports, &mut report, &found, options).await;
     permissions::check(&mut report, &found, &master);
     report
 }

@@ -1,9 +1,11 @@
 //! The secret's rotation settings: enabled with which function, and a rotation in progress
 //! (checks `rotation`, `pending-version`).
 
+use super::secret::SecretFound;
 use crate::report::{Report, Status};
-use crate::PreflightOptions;
-use rotation::{SecretMetadata, AWSCURRENT, AWSPENDING};
+use crate::{Ports, PreflightOptions};
+use rotation::alternating::UserPair;
+use rotation::{SecretJson, SecretMetadata, Strategy, AWSCURRENT, AWSPENDING};
 
 fn function_name_of(arn: &str) -> &str {
     // arn:aws:lambda:region:account:function:NAME[:qualifier]
@@ -12,8 +14,32 @@ fn function_name_of(arn: &str) -> &str {
     name.unwrap_or(arn)
 }
 
-/// Adds the `rotation` and `pending-version` checks.
-pub(crate) fn check(report: &mut Report, meta: &SecretMetadata, options: &PreflightOptions) {
+/// Adds the `rotation` and `pending-version` checks. An AWSPENDING value that the next retry of
+/// the rotation would refuse (another user or host than AWSCURRENT's, or not its alternate, or
+/// malformed) is a FAIL with the way out.
+pub(crate) async fn check(
+    ports: &Ports<'_>,
+    report: &mut Report,
+    found: &SecretFound,
+    options: &PreflightOptions,
+) {
+    let problem = match found.meta.version_with(AWSPENDING) {
+        Some(id) if found.meta.version_with(AWSCURRENT) != Some(id) => {
+            pending_problem(ports, found, id).await
+        }
+        _ => None,
+    };
+    check_metadata(report, &found.meta, options, problem);
+}
+
+/// The `rotation` and `pending-version` checks from the metadata, with what is wrong with the
+/// AWSPENDING value when it was read.
+pub(crate) fn check_metadata(
+    report: &mut Report,
+    meta: &SecretMetadata,
+    options: &PreflightOptions,
+    problem: Option<String>,
+) {
     match (meta.rotation_enabled, &meta.rotation_lambda_arn) {
         (Some(true), Some(arn)) => {
             let attached = function_name_of(arn);
@@ -61,16 +87,68 @@ pub(crate) fn check(report: &mut Report, meta: &SecretMetadata, options: &Prefli
             Status::Pass,
             "no rotation is in progress",
         ),
-        Some(id) => report.push_fix(
-            "pending-version",
-            Status::Warn,
-            format!(
-                "version {id} is labelled AWSPENDING: a rotation is in progress or failed part-way"
+        Some(id) => match problem {
+            Some(problem) => report.push_fix(
+                "pending-version",
+                Status::Fail,
+                format!("version {id} is labelled AWSPENDING, but {problem}: every retry of this rotation fails"),
+                format!(
+                    "cancel it: aws secretsmanager update-secret-version-stage --secret-id {} \
+                     --version-stage AWSPENDING --remove-from-version-id {id}, then rotate again",
+                    meta.arn
+                ),
             ),
-            "let the running rotation finish; if it failed, fix the cause and rotate again (the \
-             next rotation resumes with this version)",
-        ),
+            None => report.push_fix(
+                "pending-version",
+                Status::Warn,
+                format!(
+                    "version {id} is labelled AWSPENDING: a rotation is in progress or failed part-way"
+                ),
+                "let the running rotation finish; if it failed, fix the cause and rotate again (the \
+                 next rotation resumes with this version)",
+            ),
+        },
     }
+}
+
+/// What makes the AWSPENDING value `id` unusable for the rotation's next retry, in words (user
+/// names and hosts, never a value); `None` when it is usable or has no value yet.
+async fn pending_problem(ports: &Ports<'_>, found: &SecretFound, id: &str) -> Option<String> {
+    let current = found.credentials.as_ref()?;
+    let text = ports
+        .store
+        .get_value(&found.meta.arn, id, AWSPENDING)
+        .await
+        .ok()??;
+    let pending =
+        match SecretJson::parse(&text).and_then(|json| json.credentials(ports.target.profile())) {
+            Ok(creds) => creds,
+            Err(e) => return Some(format!("its value is invalid ({e})")),
+        };
+    let expected = match found.strategy {
+        Strategy::SingleUser => current.username.clone(),
+        Strategy::AlternatingUsers => {
+            let pair = UserPair::of(&current.username, ports.target.profile()).ok()?;
+            if pair.original == current.username {
+                pair.clone
+            } else {
+                pair.original
+            }
+        }
+    };
+    if pending.username != expected {
+        return Some(format!(
+            "its user is {:?} where the rotation expects {expected:?}",
+            pending.username
+        ));
+    }
+    if pending.host != current.host {
+        return Some(format!(
+            "its host is {:?} where AWSCURRENT has {:?}",
+            pending.host, current.host
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

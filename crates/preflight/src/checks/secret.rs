@@ -90,7 +90,7 @@ pub(crate) async fn check(
                 shape_fix(profile),
             );
             report.skip("engine", "the secret is not a JSON object");
-            rotation_settings::check(report, &meta, options);
+            rotation_settings::check_metadata(report, &meta, options, None);
             return None;
         }
     };
