@@ -8,7 +8,7 @@ BUILD_VENV := .venv-build
 EVENT ?= events/rotation-create-secret.json
 FUNCTION ?= rotate-postgres
 
-.PHONY: help demo test test-majors postgres-majors unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
+.PHONY: help demo test test-majors compat-table postgres-majors unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -16,21 +16,29 @@ help: ## List the targets
 demo: venv postgres-majors ## Rotate and back up a secret locally (PostgreSQL + moto + the real Lambda binaries)
 	$(CARGO) run --quiet -p demo
 
-test: venv tools-venv postgres-majors ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries), other majors, cfn-lint
+test: venv tools-venv postgres-majors ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries), every major, cfn-lint
+	rm -rf target/compat
 	$(CARGO) build --workspace --bins --quiet
-	$(CARGO) test --workspace --no-fail-fast
+	TESTKIT_PG_MAJOR=$(NEWEST) $(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory test-majors
+	$(PYTHON) tools/compat-table --check README.md
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml
 	@echo "cfn-lint: template.yaml clean"
 
-# The rotation suites on the other PostgreSQL majors (the workspace run above uses the system's).
-MAJORS := 13 14 16 17 18
-test-majors: venv postgres-majors ## Rotation end-to-end suites on PostgreSQL 13, 14, 16, 17, 18
+# The whole suite runs on the newest major; the rotation suites and the compatibility matrix
+# (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others.
+NEWEST := 18
+MAJORS := 13 14 15 16 17
+ROTATION_SUITES := --test rotation_single_user --test rotation_alternating \
+	--test rotation_alternating_rds --test rotation_postgres_rules --test preflight --test compatibility
+test-majors: venv postgres-majors ## Rotation end-to-end suites and the compatibility matrix on PostgreSQL 13-17
 	@set -e; for m in $(MAJORS); do \
-	  echo "== PostgreSQL $$m: single user, alternating users, RDS look-ups, preflight"; \
-	  TESTKIT_PG_MAJOR=$$m $(CARGO) test --quiet -p e2e --test rotation_single_user \
-	    --test rotation_alternating --test rotation_alternating_rds --test preflight; \
+	  echo "== PostgreSQL $$m: single user, alternating users, RDS look-ups, PostgreSQL rules, preflight, compatibility"; \
+	  TESTKIT_PG_MAJOR=$$m $(CARGO) test --quiet -p e2e $(ROTATION_SUITES); \
 	done
+
+compat-table: ## Rewrite the README's compatibility table from the last test records (target/compat)
+	$(PYTHON) tools/compat-table --write README.md
 
 postgres-majors: ## Fetch the pinned PostgreSQL 13-18 server binaries into .cache/postgres (once)
 	$(PYTHON) tools/fetch-postgres

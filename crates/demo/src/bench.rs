@@ -3,6 +3,9 @@
 //! * cold init of the release `rotate-postgres` (process start → first request to the Runtime API)
 //! * per-step latency of warm invocations against a local PostgreSQL and moto
 //! * Secrets Manager calls per single-user rotation (moto's request recorder)
+//! * cold rotation time, on loopback and with every Secrets Manager request 25 ms late (a latency
+//!   proxy), and from the difference the sequential round trips a rotation waits for
+//!   (`BENCH_ROTATE_BINARY=path` measures another build, e.g. an older commit's, the same way)
 //! * peak RSS of the function process (VmHWM, what Lambda reports as "Max Memory Used")
 //! * size of the arm64 artifact, zipped, when `make build` has produced it
 //!
@@ -15,11 +18,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::lambda::LambdaHost;
+use testkit::latency::LatencyProxy;
 use testkit::moto::Moto;
 use testkit::postgres::PgServer;
 use testkit::rotation::{run_steps, Step};
 
 const COLD_STARTS: usize = 20;
+const COLD_ROTATIONS: usize = 5;
+/// One-way delay added to each Secrets Manager request: on AWS a round trip from Lambda to
+/// Secrets Manager costs tens of milliseconds.
+const SM_LATENCY: Duration = Duration::from_millis(25);
 const ROTATIONS: usize = 5;
 
 fn stats(mut samples: Vec<f64>) -> String {
@@ -73,7 +81,10 @@ fn verdict(ok: bool) -> &'static str {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     println!("== make bench: rotate-postgres (release build, this machine) ==\n");
-    let binary = testkit::release_binary("rotate-postgres");
+    // BENCH_ROTATE_BINARY: measure another build (e.g. an older commit's) with the same bench.
+    let binary = std::env::var_os("BENCH_ROTATE_BINARY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| testkit::release_binary("rotate-postgres"));
     let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
     let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
     let mut env = moto.env();
@@ -162,6 +173,8 @@ async fn main() {
         "a password was printed"
     );
 
+    cold_rotations(&binary, &moto, &sm, &arn, pg.ca_pem_path()).await;
+
     let artifact = testkit::target_dir().join("lambda/rotate-postgres/bootstrap");
     match std::fs::metadata(&artifact) {
         Ok(meta) => {
@@ -176,4 +189,59 @@ async fn main() {
         Err(_) => println!("\narm64 artifact: not built (run `make build` first)"),
     }
     backup_bench::run().await; // secrets backup (see backup_bench.rs)
+}
+
+/// Cold rotations: a new function process for each, the four steps, timed from process start to
+/// finishSecret's answer; once straight to moto and once through a proxy that makes every
+/// Secrets Manager request [`SM_LATENCY`] late. The difference, divided by the latency, is the
+/// number of round trips the rotation waits for one after the other.
+async fn cold_rotations(
+    binary: &Path,
+    moto: &Moto,
+    sm: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    ca: &Path,
+) {
+    let upstream: std::net::SocketAddr = moto
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("moto address");
+    let proxy = LatencyProxy::start(upstream, SM_LATENCY).await;
+    let mut medians = Vec::new();
+    for endpoint in [moto.endpoint(), proxy.endpoint()] {
+        let mut env = moto.env();
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL".into(), endpoint));
+        env.push(("DB_CA_BUNDLE".into(), ca.display().to_string()));
+        let mut samples = Vec::new();
+        for _ in 0..COLD_ROTATIONS {
+            let token = moto.begin_rotation(sm, arn).await;
+            let started = Instant::now();
+            let host = LambdaHost::start(binary, &env);
+            tokio::task::block_in_place(|| run_steps(&host, arn, &token))
+                .unwrap_or_else(|failure| panic!("{failure}"));
+            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+            host.stop();
+        }
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        medians.push(sorted[sorted.len() / 2]);
+        println!(
+            "\nCold rotation (new process, four steps), ms, Secrets Manager {}: {}",
+            if medians.len() == 1 {
+                "on loopback".to_string()
+            } else {
+                format!("{} ms late per request", SM_LATENCY.as_millis())
+            },
+            stats(samples)
+        );
+    }
+    let waited = (medians[1] - medians[0]) / SM_LATENCY.as_secs_f64() / 1000.0;
+    println!(
+        "  sequential Secrets Manager round trips: {waited:.1} (AWS's Python template: 10); at \
+         {} ms each that is {:.0} ms of a rotation",
+        SM_LATENCY.as_millis(),
+        medians[1] - medians[0]
+    );
 }

@@ -7,6 +7,8 @@
 //!   environment a child process needs to reach it.
 //! - [`lambda::LambdaHost`]: a local Lambda Runtime API that runs a compiled Lambda binary the way
 //!   Lambda does.
+//! - [`latency::LatencyProxy`]: a TCP proxy adding a fixed delay per request (AWS-like latency
+//!   for the benchmarks).
 //! - [`secrets`]: a secret's labels and values by explicit version, for inspection.
 //! - [`rotation`]: the rotation event of a step and "run the four steps" against a
 //!   [`lambda::LambdaHost`].
@@ -37,6 +39,7 @@
 
 pub mod certs;
 pub mod lambda;
+pub mod latency;
 pub mod moto;
 pub mod pgdist;
 pub mod postgres;
