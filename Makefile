@@ -25,11 +25,12 @@ test: venv tools-venv postgres-majors ## Every test: unit, end to end (real Post
 
 # The rotation suites on the other PostgreSQL majors (the workspace run above uses the system's).
 MAJORS := 13 14 16 17 18
-test-majors: venv postgres-majors ## Rotation end-to-end suites on PostgreSQL 13, 14, 16, 17, 18
+test-majors: venv postgres-majors ## Rotation end-to-end suites (with replicas) on PostgreSQL 13, 14, 16, 17, 18
 	@set -e; for m in $(MAJORS); do \
-	  echo "== PostgreSQL $$m: single user, alternating users, RDS look-ups, preflight"; \
+	  echo "== PostgreSQL $$m: single user, alternating users, RDS look-ups, replicas, preflight"; \
 	  TESTKIT_PG_MAJOR=$$m $(CARGO) test --quiet -p e2e --test rotation_single_user \
-	    --test rotation_alternating --test rotation_alternating_rds --test preflight; \
+	    --test rotation_alternating --test rotation_alternating_rds --test rotation_replica \
+	    --test preflight; \
 	done
 
 postgres-majors: ## Fetch the pinned PostgreSQL 13-18 server binaries into .cache/postgres (once)

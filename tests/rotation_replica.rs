@@ -332,10 +332,45 @@ async fn a_refusal_by_a_primary_fails_at_once() {
     );
 }
 
+impl Replica {
+    /// The function's preflight event: (status, detail) of each check by name.
+    fn preflight(&self) -> (Value, Vec<(String, String, String)>) {
+        let event = json!({"preflight": true, "SecretId": self.arn});
+        let report = tokio::task::block_in_place(|| self.lambda.host.invoke(&event)).unwrap();
+        let checks = report["preflight"]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| {
+                let text = |key: &str| c[key].as_str().unwrap_or_default().to_string();
+                (text("check"), text("status"), text("detail"))
+            })
+            .collect();
+        (report, checks)
+    }
+}
+
 /// Whole rotations (there and back) with the user's host a custom endpoint of the master's
-/// Aurora cluster, or a secondary of its Global Database; setSecret logs the relation.
+/// Aurora cluster, or a secondary of its Global Database: the preflight predicts it (the relation
+/// by name, the standby and its wait), setSecret logs the relation.
 async fn rotates_through(topology: Topology, relation: &str) {
     let r = setup(topology, &[]).await;
+    let (report, checks) = r.preflight();
+    assert_eq!(report["preflight"]["ok"], json!(true), "{report:#}");
+    let check = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c.0 == name)
+            .unwrap_or_else(|| panic!("check {name} in {report:#}"))
+            .clone()
+    };
+    let (_, status, detail) = check("master-host");
+    assert_eq!(status, "pass");
+    assert!(detail.contains(relation), "{detail}");
+    let (_, status, detail) = check("standby");
+    assert_eq!(status, "info");
+    assert!(detail.contains("testSecret waits up to 30 s"), "{detail}");
+    assert_eq!(check("master-create-role").1, "pass");
     for user in ["app_clone", "app"] {
         r.lambda.rotate(&r.world, &r.arn).await;
         let current = r.stage(AWSCURRENT).await;
