@@ -10,13 +10,19 @@
 //!   Aurora-reader acceptance and rejection with `DescribeDBInstances` / `DescribeDBClusters`;
 //!   and, through the binary, that a resolved master on another host than the user's is refused
 //!   before anything changes;
+//! * Aurora custom endpoints (`CreateDBClusterEndpoint` / `DescribeDBClusterEndpoints`, which
+//!   moto 5.2.5 lacks, come from testkit's addition to moto, `crates/testkit/moto/`) and the
+//!   secondary clusters of an Aurora Global Database (moto's `CreateGlobalCluster` /
+//!   `DescribeGlobalClusters`), accepted or refused with the reason;
 //! * the SQL that runs once the master is accepted is the same for a replica as for the same
-//!   host, and runs against real PostgreSQL in `rotation_alternating.rs`; the accepted-replica
-//!   path of setSecret (look-up accepted → clone created → testSecret on the replica host) runs
-//!   with in-memory fakes in `crates/rotation/tests/alternating.rs`.
+//!   host, and runs against real PostgreSQL in `rotation_alternating.rs`; whole rotations whose
+//!   user host is an RDS read replica, a custom endpoint or a Global Database secondary, the
+//!   names resolving (for the function only) to a real streaming standby, run in
+//!   `rotation_replica.rs`.
 
 use e2e::alternating::{
-    logs_in, rds_fixture, role_exists, setup_roles, user_json, APP_PASSWORD, MASTER_PASSWORD,
+    cluster, custom_endpoint, global_cluster, global_member, instance, logs_in, rds_client,
+    rds_fixture, role_exists, setup_roles, user_json, APP_PASSWORD, MASTER_PASSWORD,
 };
 use e2e::{assert_no_secrets, World};
 use rotation::AWSCURRENT;
@@ -227,7 +233,8 @@ async fn the_binary_resolves_a_managed_master_and_refuses_an_unrelated_host() {
             db_arn.as_str(),
             master_secret.as_str(),
             "AWSCURRENT's server 127.0.0.1:",
-            "127.0.0.1 is not the endpoint of an RDS DB instance or Aurora cluster",
+            "127.0.0.1 is not the endpoint of an RDS DB instance or Aurora cluster, nor an Aurora \
+             custom endpoint",
         ] {
             assert!(
                 message.contains(expected),
@@ -248,4 +255,128 @@ async fn the_binary_resolves_a_managed_master_and_refuses_an_unrelated_host() {
             MASTER_PASSWORD.into(),
         ],
     );
+}
+
+/// Aurora custom endpoints and Global Database secondaries, as moto (with testkit's custom
+/// endpoints) describes them: accepted when they belong to the master's cluster or to a
+/// secondary of its Global Database, refused with the reason otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_endpoints_and_global_secondaries_are_accepted_and_nothing_else() {
+    let world = World::start().await;
+    let us = rds_client(&world, "us-east-1").await;
+    let eu = rds_client(&world, "eu-west-1").await;
+    // Global Database `orders`: primary cluster `aurora-g` (us-east-1), secondary `aurora-eu`
+    // (eu-west-1), each with an instance and a custom endpoint.
+    global_cluster(&us, "orders").await;
+    let primary = global_member(&us, "aurora-g", Some("orders")).await;
+    instance(&us, "g-1", "aurora-postgresql", Some("aurora-g"), false).await;
+    let secondary = global_member(&eu, "aurora-eu", Some("orders")).await;
+    let eu_instance = instance(&eu, "eu-1", "aurora-postgresql", Some("aurora-eu"), false).await;
+    let reporting = custom_endpoint(&us, "reporting", "aurora-g", &["g-1"]).await;
+    let eu_reporting = custom_endpoint(&eu, "eu-reporting", "aurora-eu", &["eu-1"]).await;
+    // A cluster outside the Global Database, with its own custom endpoint.
+    cluster(&us, "aurora-b").await;
+    let b_reporting = custom_endpoint(&us, "b-reporting", "aurora-b", &[]).await;
+
+    assert!(
+        reporting.starts_with("reporting.cluster-custom-")
+            && reporting.ends_with(".us-east-1.rds.amazonaws.com"),
+        "{reporting}"
+    );
+    let writer = primary.endpoint().unwrap().to_string();
+    let primary_arn = primary.db_cluster_arn().unwrap().to_string();
+    let topology = RdsTopology::new(us.clone());
+    let by_host = |host: &str| MasterLocation {
+        host: Box::leak(host.to_string().into_boxed_str()),
+        resource: None,
+    };
+    let tagged: &'static RdsResource = Box::leak(Box::new(RdsResource::Cluster {
+        arn: primary_arn.clone(),
+    }));
+    let relation = |host: String, master: MasterLocation<'static>| {
+        let topology = topology.clone();
+        async move { topology.relation(&host, master).await.unwrap() }
+    };
+
+    // A custom endpoint of the master's cluster, the master found by host or by its tag.
+    let expected = Relation::AuroraCustomEndpoint {
+        endpoint: "reporting".into(),
+        cluster: "aurora-g".into(),
+    };
+    assert_eq!(
+        relation(reporting.clone(), by_host(&writer)).await,
+        expected
+    );
+    let master = MasterLocation {
+        host: Box::leak(writer.clone().into_boxed_str()),
+        resource: Some(tagged),
+    };
+    assert_eq!(relation(reporting.clone(), master).await, expected);
+    // The name is case-insensitive, as DNS is.
+    assert!(relation(reporting.to_uppercase(), master)
+        .await
+        .is_accepted());
+
+    // The secondary cluster of the master's Global Database: reader endpoint, instance, custom
+    // endpoint, in its own region.
+    let reader = secondary.reader_endpoint().unwrap().to_string();
+    assert_eq!(
+        relation(reader.clone(), master).await,
+        Relation::GlobalSecondary {
+            member: "the reader endpoint".into(),
+            cluster: "aurora-eu".into(),
+            global: "orders".into(),
+            primary: "aurora-g".into(),
+        }
+    );
+    let r = relation(e2e::alternating::address(&eu_instance), master).await;
+    assert_eq!(
+        r.describe(),
+        "DB instance eu-1 of Aurora cluster aurora-eu, a secondary cluster of Global Database \
+         orders whose primary cluster is aurora-g"
+    );
+    let r = relation(eu_reporting.clone(), by_host(&writer)).await;
+    assert!(
+        matches!(&r, Relation::GlobalSecondary { member, .. } if member == "custom endpoint eu-reporting"),
+        "{r:?}"
+    );
+
+    // Refused: another cluster's custom endpoint; the primary as seen from a master on the
+    // secondary; custom-endpoint names RDS does not know.
+    let r = relation(b_reporting, master).await;
+    assert_eq!(
+        r,
+        Relation::Unrelated {
+            reason: "Aurora cluster aurora-b is not the master's cluster aurora-g, nor in one \
+                     Aurora Global Database with it"
+                .into()
+        }
+    );
+    let r = relation(
+        primary.reader_endpoint().unwrap().to_string(),
+        by_host(secondary.endpoint().unwrap()),
+    )
+    .await;
+    assert!(!r.is_accepted());
+    assert!(
+        r.describe().contains(
+            "the master's Aurora cluster aurora-eu is a secondary cluster of Global Database \
+             orders, not its primary"
+        ),
+        "{r:?}"
+    );
+    for unknown in [
+        "nope.cluster-custom-abcdefghijkl.us-east-1.rds.amazonaws.com".to_string(),
+        // A known identifier under another cluster's suffix.
+        reporting.replacen("reporting.", "b-reporting.", 1),
+    ] {
+        let r = relation(unknown.clone(), master).await;
+        assert!(!r.is_accepted(), "{unknown}: {r:?}");
+        assert!(
+            r.describe().contains(&format!(
+                "{unknown} is not the endpoint of an RDS DB instance"
+            )),
+            "{r:?}"
+        );
+    }
 }

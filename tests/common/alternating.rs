@@ -249,7 +249,9 @@ pub struct RdsFixture {
     pub other_cluster_member_host: String,
 }
 
-async fn instance(
+/// `CreateDBInstance`: `engine`, in `cluster` (Aurora) or standalone (20 GiB), with an
+/// RDS-managed master secret when `managed`.
+pub async fn instance(
     rds: &aws_sdk_rds::Client,
     id: &str,
     engine: &str,
@@ -271,11 +273,13 @@ async fn instance(
         .unwrap()
 }
 
-fn address(i: &aws_sdk_rds::types::DbInstance) -> String {
+/// An instance's endpoint address.
+pub fn address(i: &aws_sdk_rds::types::DbInstance) -> String {
     i.endpoint().unwrap().address().unwrap().to_string()
 }
 
-async fn replica(rds: &aws_sdk_rds::Client, id: &str, source: &str) -> String {
+/// `CreateDBInstanceReadReplica` of `source`; returns the replica's endpoint address.
+pub async fn replica(rds: &aws_sdk_rds::Client, id: &str, source: &str) -> String {
     let r = rds
         .create_db_instance_read_replica()
         .db_instance_identifier(id)
@@ -289,17 +293,84 @@ async fn replica(rds: &aws_sdk_rds::Client, id: &str, source: &str) -> String {
     address(&r)
 }
 
-async fn cluster(rds: &aws_sdk_rds::Client, id: &str) -> aws_sdk_rds::types::DbCluster {
+/// `CreateDBCluster` (aurora-postgresql, RDS-managed master secret).
+pub async fn cluster(rds: &aws_sdk_rds::Client, id: &str) -> aws_sdk_rds::types::DbCluster {
+    global_member(rds, id, None).await
+}
+
+/// `CreateDBCluster` (aurora-postgresql) in `global` when given: the first cluster of a Global
+/// Database is its primary (with an RDS-managed master secret), later ones are secondaries
+/// (no master user: it comes from the primary).
+pub async fn global_member(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+    global: Option<&str>,
+) -> aws_sdk_rds::types::DbCluster {
+    let primary = match global {
+        None => true,
+        Some(global) => rds
+            .describe_global_clusters()
+            .global_cluster_identifier(global)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeGlobalClusters {global}: {e:?}"))
+            .global_clusters()
+            .iter()
+            .find(|g| g.global_cluster_identifier() == Some(global))
+            .is_none_or(|g| g.global_cluster_members().is_empty()),
+    };
     rds.create_db_cluster()
         .db_cluster_identifier(id)
         .engine("aurora-postgresql")
-        .master_username("admin")
-        .manage_master_user_password(true)
+        .set_master_username(primary.then(|| "admin".to_string()))
+        .set_manage_master_user_password(primary.then_some(true))
+        .set_global_cluster_identifier(global.map(str::to_string))
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateDBCluster {id}: {e:?}"))
         .db_cluster
         .unwrap()
+}
+
+/// `CreateGlobalCluster` (aurora-postgresql) without a source: the next cluster created in it
+/// is its primary. (Created from an existing cluster, moto 5.2.5 leaves that cluster's IsWriter
+/// false, unlike RDS: this order avoids depending on that gap.)
+pub async fn global_cluster(rds: &aws_sdk_rds::Client, id: &str) {
+    rds.create_global_cluster()
+        .global_cluster_identifier(id)
+        .engine("aurora-postgresql")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateGlobalCluster {id}: {e:?}"));
+}
+
+/// `CreateDBClusterEndpoint` (a custom endpoint of `cluster`, testkit's addition to moto);
+/// returns its address.
+pub async fn custom_endpoint(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+    cluster: &str,
+    members: &[&str],
+) -> String {
+    rds.create_db_cluster_endpoint()
+        .db_cluster_endpoint_identifier(id)
+        .db_cluster_identifier(cluster)
+        .endpoint_type("READER")
+        .set_static_members(Some(members.iter().map(|m| m.to_string()).collect()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateDBClusterEndpoint {id}: {e:?}"))
+        .endpoint()
+        .expect("the custom endpoint's address")
+        .to_string()
+}
+
+/// An RDS client for moto in `region`.
+pub async fn rds_client(world: &World, region: &str) -> aws_sdk_rds::Client {
+    let config = aws_sdk_rds::config::Builder::from(&world.moto.sdk_config().await)
+        .region(aws_sdk_rds::config::Region::new(region.to_string()))
+        .build();
+    aws_sdk_rds::Client::from_conf(config)
 }
 
 /// Creates the [`RdsFixture`] databases in moto.

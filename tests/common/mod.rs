@@ -59,6 +59,27 @@ impl World {
         Lambda { host }
     }
 
+    /// Like [`World::rotation_lambda`], with `hosts` (names nothing resolves, such as the RDS
+    /// endpoints moto reports) resolving to 127.0.0.1 for the function only
+    /// ([`LambdaHost::start_with_hosts`]).
+    pub async fn rotation_lambda_with_hosts(
+        &self,
+        extra_env: &[(&str, &str)],
+        hosts: &[&str],
+    ) -> Lambda {
+        let env = self.lambda_env(extra_env);
+        let hosts: Vec<(String, std::net::IpAddr)> = hosts
+            .iter()
+            .map(|name| (name.to_string(), std::net::Ipv4Addr::LOCALHOST.into()))
+            .collect();
+        let host = tokio::task::spawn_blocking(move || {
+            LambdaHost::start_with_hosts(&testkit::binary("rotate-postgres"), &env, &hosts)
+        })
+        .await
+        .unwrap();
+        Lambda { host }
+    }
+
     /// `CREATE ROLE … LOGIN PASSWORD …` as the superuser (test set-up, escaped).
     pub async fn create_role(&self, user: &str, password: &str) {
         self.pg

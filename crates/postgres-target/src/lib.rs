@@ -793,4 +793,14 @@ impl TargetSession for PgSession {
             create_role: row.get(1),
         })
     }
+
+    /// `pg_is_in_recovery()`: true on a streaming standby, an RDS read replica, an Aurora reader.
+    async fn is_standby(&mut self) -> Result<bool, TargetError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| db_error("SELECT pg_is_in_recovery()", e))?;
+        Ok(row.get(0))
+    }
 }

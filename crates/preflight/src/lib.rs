@@ -7,10 +7,10 @@
 //!
 //! * [`report`]: the report model and its text and JSON rendering.
 //! * `checks/`: the checks by topic: `secret.rs` (the secret, its JSON, engine, strategy),
-//!   `database.rs` (reachability, TLS, AWSCURRENT's login), `alternating.rs` (the alternate
-//!   user, the master secret, its server, login and privileges, ownership), `rotation.rs`
-//!   (rotation settings, a rotation in progress), `permissions.rs` (what the execution role
-//!   needs, the one list of required permissions).
+//!   `database.rs` (reachability, TLS, AWSCURRENT's login, a standby host), `alternating.rs`
+//!   (the alternate user, the master secret, its server, login and privileges, ownership),
+//!   `rotation.rs` (rotation settings, a rotation in progress), `permissions.rs` (what the
+//!   execution role needs, the one list of required permissions).
 //!
 //! The checks run over the rotation core's ports ([`Ports`]); engine facts and fix texts come
 //! from the target's profile and advice. Depends on the `rotation` crate only.
@@ -20,7 +20,7 @@ pub mod report;
 
 pub use report::{Check, Report, Status};
 
-use rotation::{CredentialTarget, DbTopology, RotationSettings, SecretStore};
+use rotation::{CredentialTarget, DbTopology, ReplicaWait, RotationSettings, SecretStore};
 
 /// What the preflight runs against: the same ports and settings as the rotator.
 #[derive(Clone, Copy)]
@@ -40,6 +40,8 @@ pub struct Ports<'a> {
 pub struct PreflightOptions {
     /// The function's own name when it runs as the rotation Lambda (`AWS_LAMBDA_FUNCTION_NAME`).
     pub function_name: Option<String>,
+    /// How long testSecret waits for a standby to replay the password change (the rotator's).
+    pub replica_wait: ReplicaWait,
 }
 
 /// Runs every check for `secret_id`.

@@ -2,8 +2,10 @@
 //! fixture of `rotation::testing`).
 
 use preflight::{preflight, Ports, PreflightOptions, Report, Status};
-use rotation::testing::{master_secret, RotationFixture, MASTER_ARN, PRIMARY_HOST as HOST};
-use rotation::AWSCURRENT;
+use rotation::testing::{
+    master_secret, RotationFixture, MASTER_ARN, PRIMARY_HOST as HOST, REPLICA_HOST as REPLICA,
+};
+use rotation::{Relation, ReplicaWait, AWSCURRENT};
 
 fn fixture() -> RotationFixture {
     RotationFixture::alternating(HOST, &master_secret(HOST))
@@ -101,4 +103,147 @@ async fn preflight_names_the_failing_check_and_its_fix() {
     assert!(!serde_json::to_string(&report.to_json())
         .unwrap()
         .contains("hunter2"));
+}
+
+/// The preflight with `options` (e.g. the replica wait the function uses).
+async fn run_with(f: &RotationFixture, options: &PreflightOptions) -> Report {
+    let ports = Ports {
+        store: &f.store,
+        target: &f.db,
+        topology: &f.topology,
+        settings: f.rotator.settings(),
+    };
+    preflight(&ports, &f.arn, options).await
+}
+
+/// Alternating users whose host is a standby that RDS calls a read replica of the master's.
+fn on_standby() -> RotationFixture {
+    let f = RotationFixture::alternating(REPLICA, &master_secret(HOST));
+    f.store
+        .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
+    f.db.add_standby(REPLICA);
+    f.topology.set_relation(
+        REPLICA,
+        HOST,
+        Relation::ReadReplica {
+            replica: "replica".into(),
+            source: "primary".into(),
+        },
+    );
+    f
+}
+
+#[tokio::test]
+async fn a_standby_user_host_is_reported_with_the_replica_wait() {
+    let f = on_standby();
+    let options = PreflightOptions {
+        replica_wait: ReplicaWait::up_to(ReplicaWait::DEFAULT_TOTAL),
+        ..PreflightOptions::default()
+    };
+    let report = run_with(&f, &options).await;
+    assert!(report.passed(), "{}", report.to_text());
+    let standby = report.check("standby").expect("a standby check");
+    assert_eq!(standby.status, Status::Info);
+    assert!(
+        standby.detail.contains("testSecret waits up to 30 s"),
+        "{}",
+        standby.detail
+    );
+    assert_eq!(
+        report.check("master-host").map(|c| c.status),
+        Some(Status::Pass)
+    );
+
+    // Without the wait, a lagging replica fails the rotation: a warning, not a failure.
+    let report = run_with(&f, &PreflightOptions::default()).await;
+    assert!(report.passed(), "{}", report.to_text());
+    let standby = report.check("standby").unwrap();
+    assert_eq!(standby.status, Status::Warn);
+    assert!(standby
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("TEST_SECRET_REPLICA_WAIT_SECONDS"));
+
+    // A primary gets no standby check at all.
+    let report = run(&fixture()).await;
+    assert!(report.check("standby").is_none(), "{}", report.to_text());
+}
+
+#[tokio::test]
+async fn single_user_on_a_standby_fails_as_set_secret_would() {
+    let store = rotation::testing::MemoryStore::new();
+    let db = rotation::testing::MemoryDatabase::new(HOST);
+    db.add_standby(REPLICA);
+    db.add_user("app", "app-pw");
+    let arn = store.create_secret(
+        "app",
+        "v0",
+        &serde_json::json!({"engine": "postgres", "host": REPLICA, "username": "app",
+            "password": "app-pw"})
+        .to_string(),
+    );
+    let f = RotationFixture::new(store, db, &arn);
+    let report = run(&f).await;
+    let standby = report.check("standby").expect("a standby check");
+    assert_eq!(standby.status, Status::Fail, "{}", report.to_text());
+    assert!(standby.detail.contains("read-only"), "{}", standby.detail);
+
+    // And the rotation does fail at setSecret, as predicted, changing nothing.
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_eq!(f.db.password_of("app").as_deref(), Some("app-pw"));
+}
+
+#[tokio::test]
+async fn a_master_secret_on_a_standby_fails_master_login() {
+    // The master secret names the standby itself (same server as the user): refused.
+    let f = RotationFixture::alternating(REPLICA, &master_secret(REPLICA));
+    f.db.add_standby(REPLICA);
+    let report = run(&f).await;
+    let check = report.check("master-login").unwrap();
+    assert_eq!(check.status, Status::Fail, "{}", report.to_text());
+    assert!(check.detail.contains("is a standby"), "{}", check.detail);
+    assert_eq!(
+        report.check("master-create-role").map(|c| c.status),
+        Some(Status::Skip)
+    );
+    // setSecret fails there too, before any change.
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    let err = f.step("setSecret", "t1").await.unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_eq!(f.db.password_of("app_clone"), None);
+}
+
+#[tokio::test]
+async fn custom_endpoints_and_global_secondaries_pass_master_host() {
+    for relation in [
+        Relation::AuroraCustomEndpoint {
+            endpoint: "reporting".into(),
+            cluster: "aurora".into(),
+        },
+        Relation::GlobalSecondary {
+            member: "the reader endpoint".into(),
+            cluster: "aurora-eu".into(),
+            global: "orders".into(),
+            primary: "aurora".into(),
+        },
+    ] {
+        let f = RotationFixture::alternating(REPLICA, &master_secret(HOST));
+        f.db.add_alias(REPLICA);
+        f.topology.set_relation(REPLICA, HOST, relation.clone());
+        let report = run(&f).await;
+        let check = report.check("master-host").unwrap();
+        assert_eq!(check.status, Status::Pass, "{}", report.to_text());
+        assert!(
+            check.detail.contains(&relation.describe()),
+            "{}",
+            check.detail
+        );
+        // The rotation accepts what the preflight accepted.
+        f.rotate("t1").await;
+    }
 }

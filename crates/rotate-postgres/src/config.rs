@@ -1,6 +1,7 @@
 //! Configuration from the environment, read once at start-up: the password policy (the
 //! variables of AWS's rotation templates), `ROTATION_STRATEGY`, `DB_CA_BUNDLE`,
 //! `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `PASSWORD_ENCRYPTION`,
+//! `TEST_SECRET_REPLICA_WAIT_SECONDS`,
 //! `AWS_LAMBDA_FUNCTION_NAME`.
 //!
 //! Every boolean goes through `lambda_support::parse_bool`; a value that cannot be used is an
@@ -10,11 +11,16 @@ use lambda_support::env::{non_empty, parse_bool, ConfigError};
 use postgres_target::PasswordEncryption;
 use preflight::PreflightOptions;
 use rotation::policy::{PolicyError, PASSWORD_LENGTHS};
-use rotation::{PasswordPolicy, RotationSettings, Strategy};
+use rotation::{PasswordPolicy, ReplicaWait, RotationSettings, Strategy};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What `ROTATION_STRATEGY` (and the preflight's `--strategy`) accepts.
 pub const STRATEGY_EXPECTED: &str = "expected single or alternating";
+/// The variable of testSecret's wait for a standby, in whole seconds.
+pub const REPLICA_WAIT_VAR: &str = "TEST_SECRET_REPLICA_WAIT_SECONDS";
+/// The longest replica wait accepted, in seconds (Lambda stops a function after 900 s).
+pub const REPLICA_WAIT_MAX_SECONDS: u64 = 600;
 
 /// Everything read from the environment, once, at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +39,9 @@ pub struct Config {
     /// `PASSWORD_ENCRYPTION`: `auto` (default: the server's `password_encryption`),
     /// `scram-sha-256` or `md5`.
     pub password_encryption: PasswordEncryption,
+    /// `TEST_SECRET_REPLICA_WAIT_SECONDS`: how long testSecret waits, in total, for a standby to
+    /// replay the password change (default 30 s; 0 disables).
+    pub replica_wait: ReplicaWait,
     /// `AWS_LAMBDA_FUNCTION_NAME`: set by Lambda; the preflight compares it with the function
     /// attached to the secret.
     pub function_name: Option<String>,
@@ -66,6 +75,10 @@ impl Config {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            replica_wait: var(REPLICA_WAIT_VAR)
+                .map(|v| parse_replica_wait(&v))
+                .transpose()?
+                .unwrap_or(ReplicaWait::up_to(ReplicaWait::DEFAULT_TOTAL)),
             function_name: var("AWS_LAMBDA_FUNCTION_NAME"),
         })
     }
@@ -83,7 +96,25 @@ impl Config {
     pub fn preflight_options(&self) -> PreflightOptions {
         PreflightOptions {
             function_name: self.function_name.clone(),
+            replica_wait: self.replica_wait,
         }
+    }
+}
+
+/// `TEST_SECRET_REPLICA_WAIT_SECONDS`: a whole number of seconds from 0 (no wait) to
+/// [`REPLICA_WAIT_MAX_SECONDS`].
+pub fn parse_replica_wait(value: &str) -> Result<ReplicaWait, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(secs) if secs <= REPLICA_WAIT_MAX_SECONDS => {
+            Ok(ReplicaWait::up_to(Duration::from_secs(secs)))
+        }
+        _ => Err(ConfigError::invalid(
+            REPLICA_WAIT_VAR,
+            value,
+            format!(
+                "expected a whole number of seconds from 0 (no wait) to {REPLICA_WAIT_MAX_SECONDS}"
+            ),
+        )),
     }
 }
 
@@ -176,6 +207,8 @@ mod tests {
         assert_eq!(c.ca_bundle, None);
         assert_eq!(c.secrets_manager_endpoint, None);
         assert!(!c.shared_owner);
+        assert_eq!(c.replica_wait, ReplicaWait::up_to(Duration::from_secs(30)));
+        assert_eq!(c.preflight_options().replica_wait, c.replica_wait);
         assert_eq!(c.function_name, None);
         assert_eq!(c.password_encryption, PasswordEncryption::Auto);
         assert_eq!(c.settings(), RotationSettings::default());
@@ -256,6 +289,29 @@ mod tests {
             config(&[("ROTATION_STRATEGY", "single")]).unwrap().strategy,
             Some(Strategy::SingleUser)
         );
+    }
+
+    #[test]
+    fn replica_wait_is_whole_seconds_and_zero_disables_it() {
+        let wait = |v: &str| config(&[(REPLICA_WAIT_VAR, v)]).map(|c| c.replica_wait);
+        assert_eq!(
+            wait("5").unwrap(),
+            ReplicaWait::up_to(Duration::from_secs(5))
+        );
+        assert_eq!(wait(" 600 ").unwrap().total(), Duration::from_secs(600));
+        assert!(wait("0").unwrap().is_disabled());
+        // Blank means the default, as for every variable.
+        assert_eq!(wait("").unwrap().total(), Duration::from_secs(30));
+        for bad in ["-1", "2.5", "30s", "601", "ten"] {
+            let err = wait(bad).unwrap_err();
+            assert_eq!(err.name(), REPLICA_WAIT_VAR, "{bad}");
+            assert!(
+                err.to_string().ends_with(
+                    "is invalid: expected a whole number of seconds from 0 (no wait) to 600"
+                ),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@ use lambda_support::env::{parse_bool, ConfigError};
 use lambda_support::InvocationError;
 use preflight::{preflight, Ports, PreflightOptions, Report};
 use rotation::{
-    CredentialTarget, DbTopology, RotationEvent, RotationObserver, RotationSettings, Rotator,
-    SecretStore,
+    CredentialTarget, DbTopology, ReplicaWait, RotationEvent, RotationObserver, RotationSettings,
+    Rotator, SecretStore, Sleeper,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -43,6 +43,14 @@ impl<S: SecretStore, T: CredentialTarget> Service<S, T> {
             rotator,
             preflight,
         }
+    }
+
+    /// testSecret waits up to `wait` for a standby to replay the password change, sleeping with
+    /// `sleeper` (the default: no wait); the preflight reports the same wait.
+    pub fn with_replica_wait(mut self, wait: ReplicaWait, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.rotator = self.rotator.with_replica_wait(wait, sleeper);
+        self.preflight.replica_wait = self.rotator.replica_wait();
+        self
     }
 
     /// Tells `observer` about every rotation step (e.g. a notification adapter); the default

@@ -12,11 +12,25 @@ pub use config::Config;
 pub use handler::{Handler, Service};
 
 use postgres_target::PostgresTarget;
+use rotation::Sleeper;
 use secrets_manager::{RdsTopology, SecretsManagerStore};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The rotator's [`Sleeper`]: tokio's timer (testSecret's wait for a standby).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+#[async_trait::async_trait]
+impl Sleeper for TokioSleeper {
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
 
 /// The production service: Secrets Manager (through `SECRETS_MANAGER_ENDPOINT` when set), RDS
-/// look-ups and PostgreSQL, configured once. No network I/O happens here.
+/// look-ups and PostgreSQL, testSecret's replica wait on tokio's timer, configured once. No
+/// network I/O happens here.
 pub fn build_service(
     config: &Config,
     sdk: &aws_config::SdkConfig,
@@ -35,4 +49,5 @@ pub fn build_service(
         config.settings(),
         config.preflight_options(),
     )
+    .with_replica_wait(config.replica_wait, Arc::new(TokioSleeper))
 }

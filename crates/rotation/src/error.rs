@@ -169,7 +169,7 @@ pub enum ErrorKind {
         reason: String,
     },
     /// The master's server is neither the user's nor its primary.
-    #[error("AWSCURRENT's server {current_host} is neither the server of master secret {master} ({master_host}{origin}) nor an RDS read replica or Aurora reader of it: {reason}")]
+    #[error("AWSCURRENT's server {current_host} is neither the server of master secret {master} ({master_host}{origin}) nor a replica of it that RDS knows (a read replica of its instance; an Aurora reader or custom endpoint of its cluster; a secondary cluster of its Global Database): {reason}")]
     MasterElsewhere {
         /// The master secret's ARN.
         master: String,
@@ -180,6 +180,19 @@ pub enum ErrorKind {
         /// Where the master's host came from.
         origin: String,
         /// Why.
+        reason: String,
+    },
+    /// testSecret: AWSPENDING is still refused by a standby after the bounded wait; the
+    /// password change made on the primary has not been replayed there.
+    #[error("AWSPENDING still cannot log into {host}: the replica has not replayed the password change made on the primary (the server is a standby, in recovery, and AWSCURRENT logs in there); refused again on each of {attempts} retries over {waited} s ({reason}); check the replica's replication lag (paused or broken replay), then retry the rotation, or allow a longer replica wait")]
+    ReplicaNotReplayed {
+        /// The standby's `host:port`.
+        host: String,
+        /// The retries made after the first refusal.
+        attempts: usize,
+        /// The total wait, in seconds (`30`, `2.5`).
+        waited: String,
+        /// The last refusal.
         reason: String,
     },
     /// An RDS look-up failed.
@@ -222,6 +235,7 @@ impl ErrorKind {
             ErrorKind::MasterField { .. } => "InvalidMasterSecret",
             ErrorKind::MasterLoginFailed { .. } => "MasterLoginFailed",
             ErrorKind::MasterElsewhere { .. } => "MasterHostMismatch",
+            ErrorKind::ReplicaNotReplayed { .. } => "ReplicaNotReplayed",
             ErrorKind::Topology(_) => "RdsError",
             ErrorKind::Policy(_) => "PasswordPolicy",
             ErrorKind::Unsupported(_) => "Unsupported",

@@ -11,6 +11,8 @@
 //! * [`store`] / [`target`] / [`topology`]: the ports the steps run against (Secrets Manager, the
 //!   database, the RDS look-ups). [`profile`]: what a target declares about its engine.
 //! * [`observer`]: [`RotationObserver`], told about every step's outcome or failure.
+//! * [`wait`]: the [`Sleeper`] port and testSecret's bounded wait for a standby
+//!   ([`ReplicaWait`]).
 //! * `testing` (cargo feature `testing`): in-memory fakes of every port and one shared fixture.
 //!
 //! No AWS SDK, no SQL, no engine facts: adapters live in the `secrets-manager` and
@@ -33,6 +35,7 @@ pub mod target;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topology;
+pub mod wait;
 
 pub use alternating::{MasterSecret, UserPair, CLONE_SUFFIX};
 pub use error::{ErrorKind, RotationError};
@@ -52,3 +55,4 @@ pub use target::{
 pub use topology::{
     DbEndpoint, DbTopology, MasterLocation, NoTopology, RdsResource, Relation, TopologyError,
 };
+pub use wait::{ReplicaWait, Sleeper};

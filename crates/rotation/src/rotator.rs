@@ -11,6 +11,7 @@ use crate::steps::{reads_of, Prefetched, StepContext};
 use crate::store::{SecretStore, AWSCURRENT, AWSPENDING};
 use crate::target::CredentialTarget;
 use crate::topology::{DbTopology, NoTopology};
+use crate::wait::{ReplicaWait, Sleeper};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,10 +59,13 @@ pub struct Rotator<S, T> {
     pub(crate) settings: RotationSettings,
     pub(crate) topology: Arc<dyn DbTopology>,
     observer: Arc<dyn RotationObserver>,
+    /// testSecret's wait for a standby, and what it sleeps with (`None`: no waiting).
+    pub(crate) replica_wait: Option<(ReplicaWait, Arc<dyn Sleeper>)>,
 }
 
 impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
-    /// A rotator with `policy`, no RDS look-ups, no forced strategy and no observer.
+    /// A rotator with `policy`, no RDS look-ups, no forced strategy, no observer and no replica
+    /// wait.
     pub fn new(store: S, target: T, policy: PasswordPolicy) -> Self {
         Rotator {
             store,
@@ -72,7 +76,24 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
             },
             topology: Arc::new(NoTopology),
             observer: Arc::new(NoopObserver),
+            replica_wait: None,
         }
+    }
+
+    /// testSecret's bounded wait when AWSPENDING is refused by a standby that may not have
+    /// replayed the password change yet (see [`crate::wait`]); `sleeper` does the waiting. The
+    /// default, and a disabled `wait`, fail testSecret at once.
+    pub fn with_replica_wait(mut self, wait: ReplicaWait, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.replica_wait = (!wait.is_disabled()).then_some((wait, sleeper));
+        self
+    }
+
+    /// testSecret's wait for a standby ([`ReplicaWait::disabled`] unless set).
+    pub fn replica_wait(&self) -> ReplicaWait {
+        self.replica_wait
+            .as_ref()
+            .map(|(wait, _)| *wait)
+            .unwrap_or_default()
     }
 
     /// The RDS look-ups (managed master secrets, replicas); without them only a master on the

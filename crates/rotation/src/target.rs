@@ -237,6 +237,14 @@ pub trait TargetSession: Send {
     async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
         Err(unsupported("privilege look-up"))
     }
+
+    /// Whether the server is a standby replaying a primary's changes (a read replica, an Aurora
+    /// reader; PostgreSQL: `pg_is_in_recovery()`). testSecret asks, logged in with AWSCURRENT,
+    /// before it waits for a replica to replay the password change. The default: not a standby,
+    /// so nothing waits.
+    async fn is_standby(&mut self) -> Result<bool, TargetError> {
+        Ok(false)
+    }
 }
 
 fn unsupported(what: &str) -> TargetError {

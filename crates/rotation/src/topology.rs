@@ -3,8 +3,11 @@
 //! * An RDS-managed master secret holds only `username` and `password`; its
 //!   `aws:rds:primaryDBInstanceArn` / `aws:rds:primaryDBClusterArn` tag names the database, whose
 //!   endpoint, port and engine come from `DescribeDBInstances` / `DescribeDBClusters`.
-//! * A master secret on another host than the user's is accepted only when the user's host is an
-//!   RDS read replica of the master's instance or an Aurora reader of the master's cluster.
+//! * A master secret on another host than the user's is accepted only when RDS relates the
+//!   user's host to the master's database ([`Relation`]): an RDS read replica of the master's
+//!   instance; an Aurora reader (instance or reader endpoint) or a custom endpoint of the master's
+//!   cluster; an endpoint of a secondary cluster of the Aurora Global Database whose primary
+//!   cluster the master uses.
 //!
 //! The AWS implementation lives in the `secrets-manager` crate; [`NoTopology`] answers "unknown"
 //! when no RDS client is configured.
@@ -100,7 +103,27 @@ pub enum Relation {
         /// The cluster.
         cluster: String,
     },
-    /// Neither; `reason` says what RDS reported.
+    /// The user's host is `endpoint`, a custom endpoint of Aurora `cluster`, whose writer the
+    /// master uses.
+    AuroraCustomEndpoint {
+        /// The custom endpoint's identifier.
+        endpoint: String,
+        /// The cluster.
+        cluster: String,
+    },
+    /// The user's host is `member` of Aurora `cluster`, a secondary cluster of Aurora Global
+    /// Database `global`, whose primary cluster `primary` the master uses.
+    GlobalSecondary {
+        /// The instance or endpoint of the secondary cluster.
+        member: String,
+        /// The secondary cluster.
+        cluster: String,
+        /// The global database.
+        global: String,
+        /// Its primary (writer) cluster, the master's.
+        primary: String,
+    },
+    /// None of these; `reason` says what RDS reported.
     Unrelated {
         /// What RDS reported.
         reason: String,
@@ -122,6 +145,18 @@ impl Relation {
             Relation::AuroraReader { member, cluster } => {
                 format!("{member}, a reader of Aurora cluster {cluster}")
             }
+            Relation::AuroraCustomEndpoint { endpoint, cluster } => {
+                format!("custom endpoint {endpoint} of Aurora cluster {cluster}")
+            }
+            Relation::GlobalSecondary {
+                member,
+                cluster,
+                global,
+                primary,
+            } => format!(
+                "{member} of Aurora cluster {cluster}, a secondary cluster of Global Database \
+                 {global} whose primary cluster is {primary}"
+            ),
             Relation::Unrelated { reason } => reason.clone(),
         }
     }
@@ -137,8 +172,9 @@ pub trait DbTopology: Send + Sync {
     /// (`DescribeDBClusters`, the writer endpoint).
     async fn endpoint_of(&self, resource: &RdsResource) -> Result<DbEndpoint, TopologyError>;
 
-    /// Whether `host` is a read replica of, or an Aurora reader in the cluster of, the master's
-    /// database.
+    /// How `host` relates to the master's database: a read replica of its instance, a reader or
+    /// custom endpoint of its Aurora cluster, an endpoint of a secondary cluster of its Global
+    /// Database, or none of these.
     async fn relation(
         &self,
         host: &str,
@@ -174,6 +210,35 @@ impl DbTopology for NoTopology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relations_are_described_with_their_names() {
+        let custom = Relation::AuroraCustomEndpoint {
+            endpoint: "reporting".into(),
+            cluster: "aurora".into(),
+        };
+        assert!(custom.is_accepted());
+        assert_eq!(
+            custom.describe(),
+            "custom endpoint reporting of Aurora cluster aurora"
+        );
+        let secondary = Relation::GlobalSecondary {
+            member: "the reader endpoint".into(),
+            cluster: "aurora-eu".into(),
+            global: "orders".into(),
+            primary: "aurora".into(),
+        };
+        assert!(secondary.is_accepted());
+        assert_eq!(
+            secondary.describe(),
+            "the reader endpoint of Aurora cluster aurora-eu, a secondary cluster of Global \
+             Database orders whose primary cluster is aurora"
+        );
+        assert!(!Relation::Unrelated {
+            reason: "no".into()
+        }
+        .is_accepted());
+    }
 
     #[test]
     fn system_tags_are_found_in_any_case() {

@@ -2,10 +2,19 @@
 //! process polling `/2018-06-01/runtime/invocation/next`) and hands it events one at a time.
 //!
 //! Paths and headers follow the Runtime API as used by `lambda_runtime` 1.x.
+//!
+//! [`LambdaHost::start_with_hosts`] also gives the function its own `/etc/hosts`, so that names
+//! nothing resolves (the endpoints moto's RDS API reports) lead to local test servers: the
+//! function runs in a private mount namespace (`unshare --mount`, with `--map-root-user` when
+//! this process is not root) in which a file listing those names, followed by this machine's
+//! `/etc/hosts`, is bind-mounted over `/etc/hosts`. Nothing outside the function's process sees
+//! it. It needs root or unprivileged user namespaces, and `unshare` (util-linux).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io::Read;
+use std::io::Write;
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -71,6 +80,8 @@ pub struct LambdaHost {
     function_name: String,
     runtime_api: String,
     stopped: bool,
+    /// The function's `/etc/hosts` (see [`LambdaHost::start_with_hosts`]), removed on drop.
+    _hosts: Option<tempfile::NamedTempFile>,
 }
 
 /// State shared between the test thread and the API server threads.
@@ -116,6 +127,25 @@ impl LambdaHost {
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128`, log group and stream, `_HANDLER=bootstrap`), then
     /// `env`, which may override any of them. Its stdout and stderr are captured completely.
     pub fn start(binary: &Path, env: &[(String, String)]) -> LambdaHost {
+        Self::start_in(binary, env, &[])
+    }
+
+    /// Like [`LambdaHost::start`], with `hosts` (name, address) resolved by the function before
+    /// anything in this machine's `/etc/hosts` (see the module documentation). Panics, saying
+    /// what is needed, when the private mount namespace cannot be made.
+    pub fn start_with_hosts(
+        binary: &Path,
+        env: &[(String, String)],
+        hosts: &[(String, IpAddr)],
+    ) -> LambdaHost {
+        assert!(
+            !hosts.is_empty(),
+            "start_with_hosts needs at least one host"
+        );
+        Self::start_in(binary, env, hosts)
+    }
+
+    fn start_in(binary: &Path, env: &[(String, String)], hosts: &[(String, IpAddr)]) -> LambdaHost {
         let function_name = binary
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
@@ -144,7 +174,23 @@ impl LambdaHost {
                 .expect("spawn the Runtime API server thread")
         };
 
-        let mut command = Command::new(binary);
+        let hosts_file = (!hosts.is_empty()).then(|| hosts_file(hosts));
+        let mut command = match &hosts_file {
+            None => Command::new(binary),
+            Some(file) => {
+                check_private_hosts_possible();
+                let mut command = Command::new("unshare");
+                if !crate::postgres::running_as_root() {
+                    command.arg("--map-root-user");
+                }
+                command
+                    .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+                    .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+                    .arg(file.path())
+                    .arg(binary);
+                command
+            }
+        };
         command.env_clear();
         for key in KEPT_ENV {
             if let Some(value) = std::env::var_os(key) {
@@ -194,6 +240,7 @@ impl LambdaHost {
             function_name,
             runtime_api,
             stopped: false,
+            _hosts: hosts_file,
         }
     }
 
@@ -607,6 +654,52 @@ fn utc_date() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}/{month:02}/{day:02}")
+}
+
+/// The function's `/etc/hosts`: `hosts`, then this machine's (so `localhost` and the rest still
+/// resolve as before). Readable by anyone: the function may run as a mapped user.
+fn hosts_file(hosts: &[(String, IpAddr)]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .prefix("testkit-hosts-")
+        .tempfile()
+        .expect("create the function's hosts file");
+    let mut text = String::from("# testkit::lambda::LambdaHost::start_with_hosts\n");
+    for (name, address) in hosts {
+        text.push_str(&format!("{address} {name}\n"));
+    }
+    text.push_str(&std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+    file.write_all(text.as_bytes())
+        .expect("write the function's hosts file");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))
+        .expect("make the function's hosts file readable");
+    file
+}
+
+/// Panics with what is needed unless this process can make a private mount namespace and
+/// bind-mount a file over `/etc/hosts` in it.
+fn check_private_hosts_possible() {
+    let mut probe = Command::new("unshare");
+    if !crate::postgres::running_as_root() {
+        probe.arg("--map-root-user");
+    }
+    let output = probe
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg("mount --bind /etc/hosts /etc/hosts")
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "LambdaHost::start_with_hosts: cannot give the function its own /etc/hosts (a \
+             private mount namespace needs root or unprivileged user namespaces): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) => panic!(
+            "LambdaHost::start_with_hosts: cannot run unshare (util-linux) to give the function \
+             its own /etc/hosts: {e}"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
 //! The AWS emulator: a fresh moto server per [`Moto::start`], reached through the real AWS SDK.
+//!
+//! The server runs with testkit's additions to moto on its `PYTHONPATH`
+//! (`crates/testkit/moto/sitecustomize.py`): the RDS calls moto lacks and the rotation uses
+//! (Aurora custom endpoints: `CreateDBClusterEndpoint`, `DescribeDBClusterEndpoints`), answered
+//! from moto's own RDS state; that file lists the behaviours it reproduces.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -323,8 +328,15 @@ fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Ch
     let log =
         File::create(log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
     let log_err = log.try_clone().expect("duplicate the moto log file handle");
+    let mut python_path = std::ffi::OsString::from(extensions_dir());
+    if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+        python_path.push(":");
+        python_path.push(existing);
+    }
     let mut child = Command::new(executable)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // testkit's additions to moto (custom endpoints), imported through `sitecustomize`.
+        .env("PYTHONPATH", python_path)
         // Request recording stays off until `start_recording`; the file lives in the temp dir.
         .env("MOTO_RECORDER_FILEPATH", recording_path(log_path))
         .stdin(Stdio::null())
@@ -367,6 +379,11 @@ fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Ch
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The directory of testkit's additions to moto (`sitecustomize.py`).
+fn extensions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("moto")
 }
 
 /// A short-timeout HTTP agent for the moto management API.

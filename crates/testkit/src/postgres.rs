@@ -5,12 +5,19 @@
 //! [`PgServer::start_major`] runs a given major from the pinned binaries in the workspace's cache
 //! ([`crate::pgdist`]); [`PgServer::start`] runs the default: the major named by
 //! `TESTKIT_PG_MAJOR` if set, else the system's binaries.
+//!
+//! [`PgServer::start_standby`] starts a streaming standby of a server (a hot standby that
+//! replays the primary's changes, as an RDS read replica does), and
+//! [`PgServer::serve_host_names`] adds DNS names to a server's certificate, for tests that reach
+//! the servers by other names (see [`crate::lambda::LambdaHost::start_with_hosts`]).
 
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tokio_postgres::config::SslMode;
@@ -28,6 +35,29 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
 const PORT_ATTEMPTS: usize = 5;
 /// Names the major [`PgServer::start`] runs from the cache instead of the system's binaries.
 pub const MAJOR_ENV: &str = "TESTKIT_PG_MAJOR";
+/// How long [`PgServer::start_standby`] and [`PgServer::serve_host_names`] wait for the server.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Files of a data directory a base backup leaves out (the server's runtime state).
+const NOT_COPIED_FILES: &[&str] = &[
+    "postmaster.pid",
+    "postmaster.opts",
+    "pg_internal.init",
+    "backup_label",
+    "tablespace_map",
+    "standby.signal",
+    "recovery.signal",
+];
+/// Directories of a data directory whose contents a base backup leaves out (kept empty).
+const EMPTIED_DIRS: &[&str] = &[
+    "pg_wal",
+    "pg_replslot",
+    "pg_stat_tmp",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_subtrans",
+];
 
 /// A running throwaway PostgreSQL server.
 ///
@@ -44,6 +74,8 @@ pub struct PgServer {
     ca_pem_path: PathBuf,
     wrong_ca_pem_path: PathBuf,
     ca_pem: String,
+    /// The CA that signs this server's certificate (shared with its standbys).
+    ca: Arc<TestCa>,
     run_as: Option<Owner>,
     version: String,
     major: u32,
@@ -98,6 +130,24 @@ impl PgServer {
     fn start_in(bindir: PathBuf) -> PgServer {
         let version = server_version(&bindir);
         let major = major_of(&version);
+        let ca = Arc::new(TestCa::new("testkit PostgreSQL test CA"));
+        let mut server = PgServer::prepare(bindir, version, major, ca, None);
+        let root = server.root();
+        server.initdb(&root);
+        server.configure(&root);
+        server.start_on_free_port();
+        server
+    }
+
+    /// A server not started yet: its temporary directory (reachable by the server user), the
+    /// CA files and the socket directory. `password` is the superuser's (a new one if `None`).
+    fn prepare(
+        bindir: PathBuf,
+        version: String,
+        major: u32,
+        ca: Arc<TestCa>,
+        password: Option<String>,
+    ) -> PgServer {
         let run_as = if running_as_root() {
             Some(lookup_owner("postgres"))
         } else {
@@ -108,21 +158,21 @@ impl PgServer {
             .tempdir()
             .expect("create a temporary directory for PostgreSQL");
         let root = dir.path().to_path_buf();
-        let ca = TestCa::new("testkit PostgreSQL test CA");
         let wrong_ca = TestCa::new("testkit unrelated (wrong) CA");
-        let mut server = PgServer {
+        let server = PgServer {
             data_dir: root.join("data"),
             log_path: root.join("server.log"),
             ca_pem_path: root.join("ca.pem"),
             wrong_ca_pem_path: root.join("wrong-ca.pem"),
             ca_pem: ca.cert_pem(),
+            ca,
             dir: Some(dir),
             bindir,
             run_as,
             version,
             major,
             port: 0,
-            password: format!("pw-{}", uuid::Uuid::new_v4().simple()),
+            password: password.unwrap_or_else(|| format!("pw-{}", uuid::Uuid::new_v4().simple())),
             running: false,
         };
         // The directory must be reachable by the server user, and the CA files by anyone.
@@ -131,11 +181,206 @@ impl PgServer {
         server.write_file(&server.wrong_ca_pem_path, &wrong_ca.cert_pem(), 0o644);
         fs::create_dir(root.join("socket")).expect("create the socket directory");
         server.chmod_chown(&root.join("socket"), 0o700);
-
-        server.initdb(&root);
-        server.configure(&root, &ca);
-        server.start_on_free_port();
         server
+    }
+
+    /// The temporary directory (data, log, socket, CA files).
+    fn root(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.path().to_path_buf())
+            .expect("the server's directory exists until drop")
+    }
+
+    /// Starts a streaming standby of this server: a base backup of its data directory taken
+    /// while it runs (`pg_backup_start` / `pg_backup_stop`, `pg_start_backup` / `pg_stop_backup`
+    /// before PostgreSQL 15, and a file copy: what `pg_basebackup` does, without needing its
+    /// binary, which the pinned majors lack), then `standby.signal`, `primary_conninfo` and a
+    /// physical replication slot, as `pg_basebackup -R -S` sets up. The standby has its own
+    /// temporary directory and port, the same TLS set-up (a certificate from the same test CA,
+    /// also naming `host_names`), the same superuser and binaries; it is a hot standby (logins
+    /// and reads work, writes fail) and returns once it streams from this server. It is stopped
+    /// and removed on drop like any [`PgServer`]; its replication slot stays on this server
+    /// until this server is dropped too.
+    ///
+    /// Replay can be paused on the standby with `SELECT pg_wal_replay_pause()` (as superuser)
+    /// and resumed with `SELECT pg_wal_replay_resume()`.
+    pub async fn start_standby(&self, host_names: &[&str]) -> PgServer {
+        let mut standby = {
+            let (bindir, version, major) = (self.bindir.clone(), self.version.clone(), self.major);
+            let (ca, password) = (Arc::clone(&self.ca), self.password.clone());
+            tokio::task::spawn_blocking(move || {
+                PgServer::prepare(bindir, version, major, ca, Some(password))
+            })
+            .await
+            .expect("prepare the standby's directory")
+        };
+        self.allow_replication().await;
+        let slot = format!(
+            "testkit_standby_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let admin = self.admin().await;
+        admin
+            .execute(
+                "SELECT pg_create_physical_replication_slot($1, true)",
+                &[&slot],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create replication slot {slot}: {}", error_chain(&e)));
+        let (start, stop) = if self.major >= 15 {
+            (
+                "SELECT pg_backup_start('testkit standby', true)",
+                "SELECT labelfile, spcmapfile FROM pg_backup_stop(false)",
+            )
+        } else {
+            (
+                "SELECT pg_start_backup('testkit standby', true, false)",
+                "SELECT labelfile, spcmapfile FROM pg_stop_backup(false, false)",
+            )
+        };
+        admin
+            .batch_execute(start)
+            .await
+            .unwrap_or_else(|e| panic!("{start}: {}", error_chain(&e)));
+        {
+            let (from, to, owner) = (
+                self.data_dir.clone(),
+                standby.data_dir.clone(),
+                standby.run_as.clone(),
+            );
+            tokio::task::spawn_blocking(move || copy_data_dir(&from, &to, owner.as_ref()))
+                .await
+                .expect("copy the data directory");
+        }
+        let row = admin
+            .query_one(stop, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{stop}: {}", error_chain(&e)));
+        let (label, spcmap): (String, Option<String>) = (row.get(0), row.get(1));
+        drop(admin);
+        let primary_port = self.port;
+        let names: Vec<String> = host_names.iter().map(|n| n.to_string()).collect();
+        let standby = tokio::task::spawn_blocking(move || {
+            standby.write_file(&standby.data_dir.join("backup_label"), &label, 0o600);
+            if let Some(map) = spcmap.filter(|map| !map.is_empty()) {
+                standby.write_file(&standby.data_dir.join("tablespace_map"), &map, 0o600);
+            }
+            standby.configure_standby(primary_port, &slot);
+            standby.serve_certificate(&names);
+            standby.start_on_free_port();
+            standby
+        })
+        .await
+        .expect("start the standby");
+        standby.streaming_from(self).await
+    }
+
+    /// Adds `host_names` to the names this server's certificate is valid for (besides
+    /// `127.0.0.1` and `localhost`), and returns once new connections get the new certificate
+    /// (a configuration reload, confirmed through `pg_conf_load_time()`).
+    pub async fn serve_host_names(&self, host_names: &[&str]) {
+        let before = self.conf_load_time().await;
+        let names: Vec<String> = host_names.iter().map(|n| n.to_string()).collect();
+        self.serve_certificate(&names);
+        self.reload_and_wait(before).await;
+    }
+
+    /// Writes `server.crt` / `server.key`: a certificate from the test CA for `127.0.0.1`,
+    /// `localhost` and `host_names`. Read at start, or at the next configuration reload.
+    fn serve_certificate(&self, host_names: &[String]) {
+        let mut dns = vec!["localhost".to_string()];
+        dns.extend(host_names.iter().cloned());
+        let cert = self
+            .ca
+            .issue_server_cert("localhost", &[IpAddr::V4(Ipv4Addr::LOCALHOST)], &dns);
+        self.write_file(&self.data_dir.join("server.crt"), &cert.cert_pem, 0o644);
+        self.write_file(&self.data_dir.join("server.key"), &cert.key_pem, 0o600);
+    }
+
+    /// `pg_conf_load_time()` of a new session, in seconds since the epoch.
+    async fn conf_load_time(&self) -> f64 {
+        self.admin()
+            .await
+            .query_one(
+                "SELECT extract(epoch FROM pg_conf_load_time())::float8",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("pg_conf_load_time(): {}", error_chain(&e)))
+            .get(0)
+    }
+
+    /// `pg_reload_conf()`, then waits until new sessions report a later load time than `before`.
+    async fn reload_and_wait(&self, before: f64) {
+        self.exec("SELECT pg_reload_conf()").await;
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while self.conf_load_time().await <= before {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL on port {} did not reload its configuration within {SETTLE_TIMEOUT:?}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Lets the superuser connect for replication from 127.0.0.1 (once).
+    async fn allow_replication(&self) {
+        const LINE: &str = "host replication all 127.0.0.1/32 scram-sha-256\n";
+        let hba = self.data_dir.join("pg_hba.conf");
+        let text = fs::read_to_string(&hba).expect("read pg_hba.conf");
+        if text.contains(LINE) {
+            return;
+        }
+        let before = self.conf_load_time().await;
+        self.write_file(&hba, &format!("{text}{LINE}"), 0o600);
+        self.reload_and_wait(before).await;
+    }
+
+    /// The settings of a standby of the server on `primary_port`, after the copied ones: its
+    /// own socket directory, the connection to the primary and the slot, `standby.signal`.
+    fn configure_standby(&self, primary_port: u16, slot: &str) {
+        let settings = format!(
+            "\n# testkit standby\n\
+             unix_socket_directories = '{socket}'\n\
+             hot_standby = on\n\
+             primary_conninfo = 'host={HOST} port={primary_port} user={SUPERUSER} \
+             password={password} application_name={slot} sslmode=disable'\n\
+             primary_slot_name = '{slot}'\n",
+            socket = self.root().join("socket").display(),
+            password = self.password,
+        );
+        let conf = self.data_dir.join("postgresql.conf");
+        let text = fs::read_to_string(&conf).expect("read the standby's postgresql.conf");
+        self.write_file(&conf, &format!("{text}{settings}"), 0o600);
+        self.write_file(&self.data_dir.join("standby.signal"), "", 0o600);
+    }
+
+    /// Waits until this standby streams from `primary` (its WAL receiver reports `streaming`).
+    async fn streaming_from(self, primary: &PgServer) -> PgServer {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let status: Option<String> = self
+                .admin()
+                .await
+                .query_opt("SELECT status FROM pg_stat_wal_receiver", &[])
+                .await
+                .unwrap_or_else(|e| panic!("read pg_stat_wal_receiver: {}", error_chain(&e)))
+                .map(|row| row.get(0));
+            if status.as_deref() == Some("streaming") {
+                return self;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby on port {} does not stream from port {} after {SETTLE_TIMEOUT:?} \
+                 (WAL receiver: {status:?}); standby log:\n{}",
+                self.port,
+                primary.port,
+                crate::tail(&self.log(), 4000)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The server's major version, e.g. `16`.
@@ -295,18 +540,8 @@ impl PgServer {
         check("initdb", &output);
     }
 
-    fn configure(&self, root: &Path, ca: &TestCa) {
-        let server_cert = ca.issue_localhost_server_cert();
-        self.write_file(
-            &self.data_dir.join("server.crt"),
-            &server_cert.cert_pem,
-            0o644,
-        );
-        self.write_file(
-            &self.data_dir.join("server.key"),
-            &server_cert.key_pem,
-            0o600,
-        );
+    fn configure(&self, root: &Path) {
+        self.serve_certificate(&[]);
         let settings = format!(
             "\n# testkit\n\
              listen_addresses = '{HOST}'\n\
@@ -464,6 +699,65 @@ impl Drop for PgServer {
     }
 }
 
+/// Copies a running server's data directory `from` into `to` (which exists) for a base backup:
+/// everything but the runtime state ([`NOT_COPIED_FILES`], the contents of [`EMPTIED_DIRS`]);
+/// files that vanish while copying are skipped (the WAL replayed from the backup's start
+/// recreates them). Owned by `owner` when given; directories 0700, files 0600, as PostgreSQL
+/// wants.
+fn copy_data_dir(from: &Path, to: &Path, owner: Option<&Owner>) {
+    let own = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+        if let Some(owner) = owner {
+            std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid))
+                .unwrap_or_else(|e| panic!("chown {} to {}: {e}", path.display(), owner.user));
+        }
+    };
+    if !to.exists() {
+        fs::create_dir(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    }
+    own(to, 0o700);
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let source = from.join(&relative);
+        let emptied = EMPTIED_DIRS.iter().any(|dir| relative == Path::new(dir));
+        let entries = match fs::read_dir(&source) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("read {}: {e}", source.display()),
+        };
+        for entry in entries {
+            let entry = entry.unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
+            let name = entry.file_name();
+            let path = relative.join(&name);
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("stat {}: {e}", entry.path().display()),
+            };
+            if emptied {
+                // Left empty, subdirectories too (a slot's directory without its state file
+                // would stop the standby); PostgreSQL recreates `pg_wal/archive_status`.
+                continue;
+            }
+            if file_type.is_dir() {
+                let target = to.join(&path);
+                fs::create_dir(&target)
+                    .unwrap_or_else(|e| panic!("create {}: {e}", target.display()));
+                own(&target, 0o700);
+                pending.push(path);
+            } else if !NOT_COPIED_FILES.iter().any(|f| name == *f) {
+                let target = to.join(&path);
+                match fs::copy(entry.path(), &target) {
+                    Ok(_) => own(&target, 0o600),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("copy {}: {e}", entry.path().display()),
+                }
+            }
+        }
+    }
+}
+
 /// An error and its sources, `outer: inner: ...` (tokio-postgres shows the server's message only
 /// in the source).
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -569,7 +863,7 @@ fn major_of(version: &str) -> u32 {
 }
 
 /// Whether this process runs with effective uid 0 (`/proc/self` belongs to the effective user).
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     match fs::metadata("/proc/self") {
         Ok(meta) => meta.uid() == 0,
         Err(_) => id(&["-u"]) == 0,

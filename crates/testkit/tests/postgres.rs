@@ -256,3 +256,103 @@ async fn every_supported_major_serves_scram_over_tls() {
     let timings = check_majors(testkit::pgdist::SUPPORTED_MAJORS.to_vec()).await;
     eprintln!("PostgreSQL majors:\n  {}", timings.join("\n  "));
 }
+
+/// Whether `role` exists on `pg`.
+async fn has_role(pg: &PgServer, role: &str) -> bool {
+    pg.admin()
+        .await
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Polls `condition` every 50 ms for up to 60 s.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, condition: impl Fn() -> F) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_replays_the_primary_until_its_replay_is_paused() {
+    let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+    pg.exec("CREATE ROLE before_backup LOGIN PASSWORD 'Before-Backup-1'")
+        .await;
+    let standby = pg.start_standby(&["replica.example.test"]).await;
+    assert_ne!(standby.port(), pg.port());
+    assert_eq!(standby.major(), pg.major());
+    let recovery: bool = standby
+        .admin()
+        .await
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(recovery, "a standby is in recovery");
+    // What the backup copied, the same superuser, TLS against the same CA.
+    standby
+        .try_login("before_backup", "Before-Backup-1", "postgres")
+        .await
+        .expect("the copied role logs in on the standby");
+    connect_tls(&standby, standby.ca_pem_path())
+        .await
+        .expect("the standby's certificate verifies against the test CA");
+    // A hot standby is read-only.
+    let write = standby
+        .admin()
+        .await
+        .batch_execute("CREATE ROLE nope")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{write:?}").contains("read-only transaction"),
+        "{write:?}"
+    );
+
+    // Streaming: a change on the primary reaches the standby.
+    pg.exec("CREATE ROLE streamed").await;
+    eventually("the standby replays CREATE ROLE streamed", || {
+        has_role(&standby, "streamed")
+    })
+    .await;
+
+    // Paused: the change is received but not replayed, until resumed.
+    standby.exec("SELECT pg_wal_replay_pause()").await;
+    pg.exec("CREATE ROLE while_paused").await;
+    let written: String = pg
+        .admin()
+        .await
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    eventually(
+        "the standby receives the WAL of CREATE ROLE while_paused",
+        || async {
+            standby
+                .admin()
+                .await
+                .query_one(
+                    "SELECT pg_last_wal_receive_lsn() >= $1::text::pg_lsn",
+                    &[&written],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        },
+    )
+    .await;
+    assert!(!has_role(&standby, "while_paused").await, "not replayed");
+    standby.exec("SELECT pg_wal_replay_resume()").await;
+    eventually("the standby replays once resumed", || {
+        has_role(&standby, "while_paused")
+    })
+    .await;
+
+    let data_dir = standby.data_dir().to_path_buf();
+    drop(standby);
+    assert!(!data_dir.exists(), "the standby's directory is removed");
+}

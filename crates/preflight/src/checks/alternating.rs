@@ -135,8 +135,8 @@ async fn master_checks(
             "master-host",
             Status::Fail,
             format!(
-                "{}:{} is not the master's server {}:{}{} and not an RDS read replica or Aurora \
-                 reader of it: {}",
+                "{}:{} is not the master's server {}:{}{} and no replica of it that RDS knows \
+                 (read replica, Aurora reader or custom endpoint, Global Database secondary): {}",
                 creds.host,
                 creds.port,
                 master.credentials.host,
@@ -145,7 +145,8 @@ async fn master_checks(
                 relation.describe()
             ),
             "use the master secret of the database the user lives on (for a read replica: of \
-             its source instance; for an Aurora reader: of its cluster)",
+             its source instance; for an Aurora reader or custom endpoint: of its cluster; for a \
+             Global Database secondary: of the primary cluster)",
         ),
         Err(e) => report.push_fix(
             "master-host",
@@ -163,7 +164,25 @@ async fn master_checks(
     }
 
     let mut session = match ports.target.connect(&master.credentials).await {
-        Ok(session) => {
+        Ok(mut session) => {
+            // A standby refuses every change: the master must be on the primary.
+            if session.is_standby().await.unwrap_or(false) {
+                report.push_fix(
+                    "master-login",
+                    Status::Fail,
+                    format!(
+                        "the master secret logs in as {}, but {}:{} is a standby (in recovery, \
+                         read-only): the next rotation cannot create or change a user there",
+                        master.credentials.username,
+                        master.credentials.host,
+                        master.credentials.port
+                    ),
+                    "point the master secret's host at the primary (the source instance, or the \
+                     cluster endpoint of the primary cluster)",
+                );
+                report.skip("master-create-role", "the master's server is a standby");
+                return;
+            }
             report.push(
                 "master-login",
                 Status::Pass,

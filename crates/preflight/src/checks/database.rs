@@ -1,12 +1,12 @@
-//! The database with AWSCURRENT: reachable, TLS, login (checks `host-reachable`, `tls`,
-//! `current-login`).
+//! The database with AWSCURRENT: reachable, TLS, login, and whether the host is a standby
+//! (checks `host-reachable`, `tls`, `current-login`, `standby`).
 
 use super::secret::SecretFound;
 use crate::report::{Report, Status};
 use crate::Ports;
 use rotation::{
-    ConnectError, DbCredentials, LoginIdentity, SecretJson, Strategy, TlsMode, AWSCURRENT,
-    AWSPREVIOUS,
+    ConnectError, DbCredentials, LoginIdentity, ReplicaWait, SecretJson, Strategy, TlsMode,
+    AWSCURRENT, AWSPREVIOUS,
 };
 
 /// Whether AWSPREVIOUS (same user and host, AWSCURRENT's TLS setting) logs in: single user's
@@ -34,13 +34,14 @@ async fn previous_logs_in(ports: &Ports<'_>, found: &SecretFound, current: &DbCr
     ports.target.connect(&previous).await.is_ok()
 }
 
-/// Adds the checks of AWSCURRENT's login.
+/// Adds the checks of AWSCURRENT's login. Returns whether the host is a standby, when
+/// AWSCURRENT logged in and the server could say.
 pub(crate) async fn login_checks(
     ports: &Ports<'_>,
     report: &mut Report,
     found: &SecretFound,
     creds: &DbCredentials,
-) {
+) -> Option<bool> {
     let endpoint = format!("{}:{}", creds.host, creds.port);
     match ports.target.connect(creds).await {
         Ok(mut session) => {
@@ -63,7 +64,7 @@ pub(crate) async fn login_checks(
                         "connect the function to the database directly (not through a pooler or \
                          proxy that maps users), or fix the secret's username",
                     );
-                    return;
+                    return None;
                 }
                 Ok(LoginIdentity {
                     session_user,
@@ -87,6 +88,7 @@ pub(crate) async fn login_checks(
                     creds.username, creds.dbname
                 ),
             );
+            session.is_standby().await.ok()
         }
         Err(e @ ConnectError::Authentication { .. })
             if found.strategy == Strategy::SingleUser
@@ -105,8 +107,57 @@ pub(crate) async fn login_checks(
                 "nothing to do: the next rotation's setSecret changes the password through \
                  AWSPREVIOUS (someone set the previous password again behind the rotation's back)",
             );
+            None
         }
-        Err(e) => connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT),
+        Err(e) => {
+            connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT);
+            None
+        }
+    }
+}
+
+/// Adds the `standby` check when the user's host is a standby (a read replica, an Aurora
+/// reader): single user cannot change a password there; alternating users can (the master
+/// works on the primary), and testSecret waits for the replica to replay the change.
+pub(crate) fn standby_check(
+    report: &mut Report,
+    creds: &DbCredentials,
+    strategy: Strategy,
+    wait: ReplicaWait,
+) {
+    let endpoint = format!("{}:{}", creds.host, creds.port);
+    match strategy {
+        Strategy::SingleUser => report.push_fix(
+            "standby",
+            Status::Fail,
+            format!(
+                "{endpoint} is a standby (in recovery, read-only): single user changes the \
+                 password as the user itself, which a standby refuses"
+            ),
+            "point host at the primary (the source instance, or the cluster endpoint), or use \
+             alternating users with a master secret on the primary (masterarn)",
+        ),
+        Strategy::AlternatingUsers if wait.is_disabled() => report.push_fix(
+            "standby",
+            Status::Warn,
+            format!(
+                "{endpoint} is a standby (in recovery): the master changes the password on the \
+                 primary, and testSecret does not wait for the replica to replay it \
+                 (TEST_SECRET_REPLICA_WAIT_SECONDS=0), so a rotation fails whenever the replica \
+                 lags"
+            ),
+            "unset TEST_SECRET_REPLICA_WAIT_SECONDS (30 s) or set it above the replica's usual lag",
+        ),
+        Strategy::AlternatingUsers => report.push(
+            "standby",
+            Status::Info,
+            format!(
+                "{endpoint} is a standby (in recovery): the master changes the password on the \
+                 primary, and testSecret waits {} (TEST_SECRET_REPLICA_WAIT_SECONDS) for the \
+                 replica to replay it",
+                wait.describe()
+            ),
+        ),
     }
 }
 

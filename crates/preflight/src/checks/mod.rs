@@ -19,14 +19,18 @@ pub(crate) async fn run(ports: &Ports<'_>, secret_id: &str, options: &PreflightO
         return report;
     };
 
-    // 4. Reachability, TLS and login with AWSCURRENT.
+    // 4. Reachability, TLS and login with AWSCURRENT; whether the host is a standby.
     match &found.credentials {
         None => {
             for name in ["host-reachable", "tls", "current-login"] {
                 report.skip(name, "the secret JSON is invalid");
             }
         }
-        Some(creds) => database::login_checks(ports, &mut report, &found, creds).await,
+        Some(creds) => {
+            if database::login_checks(ports, &mut report, &found, creds).await == Some(true) {
+                database::standby_check(&mut report, creds, found.strategy, options.replica_wait);
+            }
+        }
     }
 
     // 5. Alternating users: the alternate's name, the master, its host and privileges.

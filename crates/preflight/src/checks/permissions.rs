@@ -12,8 +12,10 @@ pub(crate) const SECRET_ACTIONS: &str =
     "secretsmanager:DescribeSecret, GetSecretValue, PutSecretValue, UpdateSecretVersionStage";
 /// The Secrets Manager actions on the master secret (alternating users).
 pub(crate) const MASTER_SECRET_ACTIONS: &str = "secretsmanager:GetSecretValue and DescribeSecret";
-/// The RDS look-ups (managed master secrets, replicas).
-pub(crate) const RDS_ACTIONS: &str = "rds:DescribeDBInstances and rds:DescribeDBClusters";
+/// The RDS look-ups (managed master secrets; replicas, Aurora readers and custom endpoints,
+/// Global Database secondaries).
+pub(crate) const RDS_ACTIONS: &str = "rds:DescribeDBInstances, rds:DescribeDBClusters, \
+     rds:DescribeDBClusterEndpoints and rds:DescribeGlobalClusters";
 /// The KMS actions on a customer managed key of a secret.
 pub(crate) const KMS_ACTIONS: &str = "kms:Decrypt and kms:GenerateDataKey";
 /// What a function in a VPC needs.
@@ -36,7 +38,8 @@ pub(crate) fn check(report: &mut Report, found: &SecretFound, master: &MasterFou
             if managed {
                 " (needed: the master secret is RDS-managed)"
             } else {
-                " (for RDS-managed master secrets and read replicas)"
+                " (for RDS-managed master secrets, and a user host that is a replica: read \
+                 replica, Aurora reader or custom endpoint, Global Database secondary)"
             }
         ));
     }

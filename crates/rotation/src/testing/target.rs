@@ -2,7 +2,9 @@
 //!
 //! Users and passwords reachable at one host (and its aliases, which stand for read replicas),
 //! with what the alternating-users strategy needs: role memberships, per-role settings and which
-//! users may create roles. Its engine profile ([`MEMORY_PROFILE`]) accepts the same `engine`
+//! users may create roles. A standby ([`MemoryDatabase::add_standby`]) answers that it is in
+//! recovery, and its replay can be paused, so that it keeps the users and passwords of that
+//! moment, and resumed after a number of logins. Its engine profile ([`MEMORY_PROFILE`]) accepts the same `engine`
 //! names and defaults as PostgreSQL, so the tests' secrets read as they do in production.
 
 use crate::profile::{EngineAdvice, EngineProfile};
@@ -81,6 +83,17 @@ struct Roles {
     tls_failure: Option<String>,
     /// Login user → the user the session ends up as (a pooler or proxy that maps users).
     login_map: HashMap<String, String>,
+    /// Host → its standby state (a standby is also an alias).
+    standbys: HashMap<String, Standby>,
+}
+
+/// A standby's replay.
+#[derive(Debug, Default)]
+struct Standby {
+    /// While replay is paused: the users and passwords it has replayed.
+    replayed: Option<HashMap<String, String>>,
+    /// Replay resumes once this many more logins have been refused by the paused standby.
+    resume_after: Option<u32>,
 }
 
 impl MemoryDatabase {
@@ -117,6 +130,34 @@ impl MemoryDatabase {
             .unwrap()
             .login_map
             .insert(login.to_string(), session_user.to_string());
+    }
+
+    /// Another host name for the same users that is a standby (`is_standby` is true); it
+    /// replays every change at once until [`MemoryDatabase::pause_replay`].
+    pub fn add_standby(&self, host: &str) {
+        let mut roles = self.roles.lock().unwrap();
+        roles.aliases.insert(host.to_string());
+        roles.standbys.insert(host.to_string(), Standby::default());
+    }
+
+    /// The standby `host` stops replaying: it keeps the users and passwords of this moment.
+    pub fn pause_replay(&self, host: &str) {
+        let users = self.users.lock().unwrap().clone();
+        let mut roles = self.roles.lock().unwrap();
+        let standby = roles.standbys.get_mut(host).expect("a standby");
+        standby.replayed = Some(users);
+        standby.resume_after = None;
+    }
+
+    /// The paused standby `host` resumes replaying after `logins` more logins to it (whoever
+    /// logs in; the login after those sees every change).
+    pub fn resume_replay_after(&self, host: &str, logins: u32) {
+        let mut roles = self.roles.lock().unwrap();
+        roles
+            .standbys
+            .get_mut(host)
+            .expect("a standby")
+            .resume_after = Some(logins);
     }
 
     /// A user with CREATEROLE (a master user).
@@ -185,6 +226,7 @@ impl MemoryDatabase {
 struct MemorySession {
     user: String,
     db: MemoryDatabase,
+    standby: bool,
 }
 
 #[async_trait]
@@ -194,12 +236,20 @@ impl CredentialTarget for MemoryDatabase {
         credentials: &DbCredentials,
     ) -> Result<Box<dyn TargetSession>, ConnectError> {
         self.connects.fetch_add(1, Ordering::SeqCst);
-        let (alias, tls_failure) = {
-            let roles = self.roles.lock().unwrap();
-            (
-                roles.aliases.contains(&credentials.host),
-                roles.tls_failure.clone(),
-            )
+        let (alias, tls_failure, standby, replayed) = {
+            let mut roles = self.roles.lock().unwrap();
+            let alias = roles.aliases.contains(&credentials.host);
+            let tls_failure = roles.tls_failure.clone();
+            let standby = roles.standbys.get_mut(&credentials.host);
+            let is_standby = standby.is_some();
+            let replayed = standby.and_then(|standby| {
+                if standby.resume_after == Some(0) {
+                    *standby = Standby::default();
+                }
+                standby.resume_after = standby.resume_after.map(|n| n.saturating_sub(1));
+                standby.replayed.clone()
+            });
+            (alias, tls_failure, is_standby, replayed)
         };
         if credentials.host != self.host && !alias {
             return Err(ConnectError::Unreachable {
@@ -211,7 +261,11 @@ impl CredentialTarget for MemoryDatabase {
         if let Some(reason) = tls_failure {
             return Err(ConnectError::Tls(reason));
         }
-        match self.users.lock().unwrap().get(&credentials.username) {
+        let users = match replayed {
+            Some(replayed) => replayed,
+            None => self.users.lock().unwrap().clone(),
+        };
+        match users.get(&credentials.username) {
             Some(p) if p == credentials.password.expose() => Ok(Box::new(MemorySession {
                 user: self
                     .roles
@@ -222,6 +276,7 @@ impl CredentialTarget for MemoryDatabase {
                     .cloned()
                     .unwrap_or_else(|| credentials.username.clone()),
                 db: self.clone(),
+                standby,
             })),
             _ => Err(ConnectError::Authentication {
                 user: credentials.username.clone(),
@@ -238,6 +293,19 @@ impl CredentialTarget for MemoryDatabase {
     }
 }
 
+impl MemorySession {
+    /// A standby is read-only, as PostgreSQL's hot standby is.
+    fn writable(&self, operation: &'static str) -> Result<(), TargetError> {
+        if self.standby {
+            return Err(TargetError {
+                operation,
+                message: format!("cannot execute {operation} in a read-only transaction"),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl TargetSession for MemorySession {
     async fn current_user(&mut self) -> Result<String, TargetError> {
@@ -249,6 +317,7 @@ impl TargetSession for MemorySession {
         username: &str,
         password: &Password,
     ) -> Result<(), TargetError> {
+        self.writable("ALTER ROLE")?;
         let mut users = self.db.users.lock().unwrap();
         match users.get_mut(username) {
             Some(p) => {
@@ -279,6 +348,7 @@ impl TargetSession for MemorySession {
         &mut self,
         request: &AlternateUser<'_>,
     ) -> Result<AlternateChange, TargetError> {
+        self.writable("CREATE ROLE")?;
         let mut users = self.db.users.lock().unwrap();
         let mut roles = self.db.roles.lock().unwrap();
         if !roles.creators.contains(&self.user) {
@@ -367,5 +437,9 @@ impl TargetSession for MemorySession {
             superuser: false,
             create_role: self.db.roles.lock().unwrap().creators.contains(&self.user),
         })
+    }
+
+    async fn is_standby(&mut self) -> Result<bool, TargetError> {
+        Ok(self.standby)
     }
 }
