@@ -29,7 +29,7 @@ pub fn build_service(
     let rds = RdsTopology::new(aws_sdk_rds::Client::new(sdk));
     Service::new(
         store,
-        PostgresTarget::new(config.ca_bundle.clone()),
+        PostgresTarget::new(config.trust.clone()),
         Arc::new(rds),
         config.settings(),
         config.preflight_options(),
