@@ -1,8 +1,10 @@
 //! [`CredentialTarget`] for PostgreSQL (RDS, Aurora, self-managed).
 //!
-//! * TLS is verify-full (chain and host name) with rustls unless the secret says `ssl: false`;
-//!   there is no plaintext fallback. Trusted roots: the Mozilla set plus `DB_CA_BUNDLE` (PEM), such
-//!   as the RDS CA bundle. The TLS configuration is built once, on first use.
+//! * TLS with rustls, as the secret's `ssl` says: verify-full (chain and host name, the default),
+//!   verify-ca (the chain only) or none (`ssl: false`); there is no plaintext fallback. Trusted
+//!   roots ([`Trust`], table in `tls.rs`): the public web roots and the built-in Amazon RDS CAs
+//!   ([`RDS_CA_BUNDLE_PEM`]) plus `DB_CA_BUNDLE` (PEM), or that bundle alone. The TLS
+//!   configuration is built once, on first use.
 //! * Passwords reach the server only as SCRAM-SHA-256 verifiers; identifiers and literals are
 //!   escaped with `postgres-protocol`.
 //! * [`profile`]: PostgreSQL's engine profile ([`POSTGRES`]: engine names, port 5432, database
@@ -19,7 +21,7 @@ pub use sql::{
     alter_password_sql, scram_verifier, scram_verifier_with, PasswordStorage,
     DEFAULT_SCRAM_ITERATIONS, WRITE_PREAMBLE,
 };
-pub use tls::{TlsConfigError, TlsRoots};
+pub use tls::{TlsConfigError, TlsRoots, Trust, RDS_CA_BUNDLE_PEM};
 
 use alternate::{RoleAttributes, RoleSetting};
 use async_trait::async_trait;
@@ -73,10 +75,10 @@ pub struct PostgresTarget {
 }
 
 impl PostgresTarget {
-    /// `ca_bundle`: extra trusted roots (PEM file), e.g. from `DB_CA_BUNDLE`.
-    pub fn new(ca_bundle: Option<std::path::PathBuf>) -> Self {
+    /// `trust`: the roots TLS trusts (`DB_CA_BUNDLE`, `DB_CA_BUNDLE_ONLY`).
+    pub fn new(trust: Trust) -> Self {
         PostgresTarget {
-            roots: TlsRoots::new(ca_bundle),
+            roots: TlsRoots::new(trust),
             connect_timeout: CONNECT_TIMEOUT,
             application_name: "rotate-postgres".into(),
             encryption: PasswordEncryption::Auto,
@@ -107,21 +109,28 @@ impl PostgresTarget {
             .dbname(&creds.dbname)
             .application_name(&self.application_name)
             .connect_timeout(self.connect_timeout);
-        match creds.tls {
+        let tls = match creds.tls {
             TlsMode::Disabled => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                self.connect_with(&config, NoTls, creds).await
+                return self.connect_with(&config, NoTls, creds).await;
             }
-            TlsMode::VerifyFull => {
-                // Require: the server must speak TLS; tokio-postgres never falls back.
-                config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = self
-                    .roots
-                    .connector()
-                    .map_err(|e| ConnectError::Tls(e.to_string()))?;
-                self.connect_with(&config, tls, creds).await
-            }
-        }
+            TlsMode::VerifyFull => self.roots.verify_full(),
+            TlsMode::VerifyCa => self.roots.verify_ca(),
+        };
+        // Require: the server must speak TLS; tokio-postgres never falls back.
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        let tls = tls.map_err(|e| ConnectError::Tls(e.to_string()))?;
+        self.connect_with(&config, tls, creds)
+            .await
+            .map_err(|e| match e {
+                // Say what was verified against which roots.
+                ConnectError::Tls(text) => ConnectError::Tls(format!(
+                    "{text}; {} against {}",
+                    creds.tls.name(),
+                    self.roots.trust().describe(creds.tls)
+                )),
+                other => other,
+            })
     }
 
     /// Connects with `tls` under the connect timeout and drives the connection in a task.
@@ -599,6 +608,10 @@ impl CredentialTarget for PostgresTarget {
 
     fn advice(&self) -> &dyn EngineAdvice {
         &PostgresAdvice
+    }
+
+    fn tls_roots(&self, mode: TlsMode) -> String {
+        self.roots.trust().describe(mode)
     }
 }
 

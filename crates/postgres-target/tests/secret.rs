@@ -74,24 +74,47 @@ fn an_empty_dbname_means_the_default() {
 }
 
 #[test]
-fn ssl_accepts_bool_and_string_in_any_case() {
+fn ssl_accepts_the_templates_booleans_and_the_verify_modes() {
     let base = r#""engine":"postgres","host":"db","username":"u","password":"p""#;
     for (value, mode) in [
+        // AWS's templates: booleans, and "true"/"false" in any case.
         ("false", TlsMode::Disabled),
         ("\"FALSE\"", TlsMode::Disabled),
         ("\"False\"", TlsMode::Disabled),
         ("true", TlsMode::VerifyFull),
         ("\"true\"", TlsMode::VerifyFull),
+        ("null", TlsMode::VerifyFull),
+        // The verify modes, by name.
+        ("\"verify-full\"", TlsMode::VerifyFull),
+        ("\"verify-ca\"", TlsMode::VerifyCa),
+        ("\" Verify-CA \"", TlsMode::VerifyCa),
     ] {
         let c = secret(&format!("{{{base},\"ssl\":{value}}}"))
             .credentials(&POSTGRES)
             .unwrap();
         assert_eq!(c.tls, mode, "ssl {value}");
     }
-    let err = secret(&format!("{{{base},\"ssl\":\"maybe\"}}"))
-        .credentials(&POSTGRES)
-        .unwrap_err();
-    assert_eq!(err.field(), Some("ssl"));
+    // The templates would fall back to plaintext on anything else; this is an error naming the
+    // field and the accepted values.
+    for bad in [
+        "\"maybe\"",
+        "\"require\"",
+        "\"verify_ca\"",
+        "\"\"",
+        "1",
+        "[]",
+    ] {
+        let err = secret(&format!("{{{base},\"ssl\":{bad}}}"))
+            .credentials(&POSTGRES)
+            .unwrap_err();
+        assert_eq!(err.field(), Some("ssl"), "ssl {bad}");
+        assert_eq!(
+            err.to_string(),
+            "field 'ssl' is invalid: must be true or \"verify-full\" (the default), \
+             \"verify-ca\", or false (true and false as booleans or strings)",
+            "ssl {bad}"
+        );
+    }
 }
 
 #[test]

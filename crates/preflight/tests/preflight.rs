@@ -247,3 +247,59 @@ async fn custom_endpoints_and_global_secondaries_pass_master_host() {
         f.rotate("t1").await;
     }
 }
+
+#[tokio::test]
+async fn the_tls_check_names_the_mode_its_roots_and_the_fix_of_each_failure() {
+    // verify-ca: the mode and the target's roots are reported, and it passes.
+    let f = RotationFixture::single_user();
+    let mut value: serde_json::Value = serde_json::from_str(
+        &rotation::testing::single_user_secret("app", "initial-password"),
+    )
+    .unwrap();
+    value["ssl"] = "verify-ca".into();
+    f.store
+        .put_version(&f.arn, "v1", &value.to_string(), &[AWSCURRENT]);
+    let report = run(&f).await;
+    let tls = report.check("tls").unwrap();
+    assert_eq!(tls.status, Status::Pass, "{}", report.to_text());
+    assert!(tls.detail.starts_with("verify-ca: "), "{}", tls.detail);
+    assert!(
+        tls.detail.contains("the in-memory roots (verify-ca)")
+            && tls.detail.contains("host name is not checked"),
+        "{}",
+        tls.detail
+    );
+    assert!(report
+        .check("secret-json")
+        .unwrap()
+        .detail
+        .contains("TLS verify-ca"));
+
+    // verify-full (the default) against a certificate for another name: the fix is the host name
+    // or verify-ca.
+    let f = RotationFixture::single_user();
+    let report = run(&f).await;
+    let tls = report.check("tls").unwrap();
+    assert!(tls.detail.starts_with("verify-full: "), "{}", tls.detail);
+    f.db.fail_tls(
+        "invalid peer certificate: certificate not valid for name \"db.example.internal\"",
+    );
+    let report = run(&f).await;
+    let tls = report.check("tls").unwrap();
+    assert_eq!(tls.status, Status::Fail);
+    let fix = tls.fix.as_deref().unwrap();
+    assert!(
+        fix.contains("does not name db.example.internal") && fix.contains("\"verify-ca\""),
+        "{fix}"
+    );
+
+    // An unknown issuer: the fix names the roots of the mode and DB_CA_BUNDLE.
+    f.db.fail_tls("invalid peer certificate: UnknownIssuer");
+    let report = run(&f).await;
+    let fix = report.check("tls").unwrap().fix.clone().unwrap();
+    assert!(
+        fix.contains("the in-memory roots (verify-full)") && fix.contains("DB_CA_BUNDLE"),
+        "{fix}"
+    );
+    assert_eq!(report.check("current-login").unwrap().status, Status::Skip);
+}

@@ -1,6 +1,6 @@
 //! Configuration from the environment, read once at start-up: the password policy (the
 //! variables of AWS's rotation templates), `ROTATION_STRATEGY`, `DB_CA_BUNDLE`,
-//! `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `PASSWORD_ENCRYPTION`,
+//! `DB_CA_BUNDLE_ONLY`, `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `PASSWORD_ENCRYPTION`,
 //! `TEST_SECRET_REPLICA_WAIT_SECONDS`,
 //! `AWS_LAMBDA_FUNCTION_NAME`.
 //!
@@ -8,7 +8,7 @@
 //! error naming the variable, never silently the default.
 
 use lambda_support::env::{non_empty, parse_bool, ConfigError};
-use postgres_target::PasswordEncryption;
+use postgres_target::{PasswordEncryption, Trust};
 use preflight::PreflightOptions;
 use rotation::policy::{PolicyError, PASSWORD_LENGTHS};
 use rotation::{PasswordPolicy, ReplicaWait, RotationSettings, Strategy};
@@ -29,8 +29,9 @@ pub struct Config {
     pub policy: PasswordPolicy,
     /// `ROTATION_STRATEGY`: forces one strategy for every secret.
     pub strategy: Option<Strategy>,
-    /// `DB_CA_BUNDLE`: extra trusted roots (PEM).
-    pub ca_bundle: Option<PathBuf>,
+    /// The roots TLS trusts: `DB_CA_BUNDLE` (a PEM file of extra roots) and `DB_CA_BUNDLE_ONLY`
+    /// (trust that file alone), checked together by [`tls_trust`].
+    pub trust: Trust,
     /// `SECRETS_MANAGER_ENDPOINT`: as in AWS's templates (e.g. a VPC endpoint).
     pub secrets_manager_endpoint: Option<String>,
     /// `ALTERNATING_SHARED_OWNER`: the shared-owner opt-in for alternating-users secrets that
@@ -61,7 +62,13 @@ impl Config {
             strategy: var("ROTATION_STRATEGY")
                 .map(|v| parse_strategy("ROTATION_STRATEGY", &v))
                 .transpose()?,
-            ca_bundle: var("DB_CA_BUNDLE").map(PathBuf::from),
+            trust: tls_trust(
+                var("DB_CA_BUNDLE").map(PathBuf::from),
+                var("DB_CA_BUNDLE_ONLY")
+                    .map(|v| parse_bool("DB_CA_BUNDLE_ONLY", &v))
+                    .transpose()?
+                    .unwrap_or(false),
+            )?,
             secrets_manager_endpoint: var("SECRETS_MANAGER_ENDPOINT"),
             shared_owner: var("ALTERNATING_SHARED_OWNER")
                 .map(|v| parse_bool("ALTERNATING_SHARED_OWNER", &v))
@@ -115,6 +122,22 @@ pub fn parse_replica_wait(value: &str) -> Result<ReplicaWait, ConfigError> {
                 "expected a whole number of seconds from 0 (no wait) to {REPLICA_WAIT_MAX_SECONDS}"
             ),
         )),
+    }
+}
+
+/// The trusted roots from `DB_CA_BUNDLE` (`ca_bundle`) and `DB_CA_BUNDLE_ONLY` (`bundle_only`):
+/// the defaults (public web roots, Amazon RDS CAs) plus the bundle, or the bundle alone. Trusting
+/// the bundle alone without a bundle is an error naming both variables.
+pub fn tls_trust(ca_bundle: Option<PathBuf>, bundle_only: bool) -> Result<Trust, ConfigError> {
+    match (ca_bundle, bundle_only) {
+        (Some(path), true) => Ok(Trust::BundleOnly(path)),
+        (None, true) => Err(ConfigError::invalid(
+            "DB_CA_BUNDLE_ONLY",
+            "true",
+            "DB_CA_BUNDLE_ONLY=true trusts only the CAs of DB_CA_BUNDLE, which is not set: set \
+             DB_CA_BUNDLE to a PEM file of the CAs to trust, or unset DB_CA_BUNDLE_ONLY",
+        )),
+        (ca_bundle, false) => Ok(Trust::Default { ca_bundle }),
     }
 }
 
@@ -204,7 +227,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.policy, PasswordPolicy::default());
         assert_eq!(c.strategy, None);
-        assert_eq!(c.ca_bundle, None);
+        assert_eq!(c.trust, Trust::Default { ca_bundle: None });
         assert_eq!(c.secrets_manager_endpoint, None);
         assert!(!c.shared_owner);
         assert_eq!(c.replica_wait, ReplicaWait::up_to(Duration::from_secs(30)));
@@ -279,7 +302,12 @@ mod tests {
             c.settings().strategy_override,
             Some(Strategy::AlternatingUsers)
         );
-        assert_eq!(c.ca_bundle, Some(PathBuf::from("rds-global-bundle.pem")));
+        assert_eq!(
+            c.trust,
+            Trust::Default {
+                ca_bundle: Some(PathBuf::from("rds-global-bundle.pem"))
+            }
+        );
         assert_eq!(
             c.secrets_manager_endpoint.as_deref(),
             Some("https://vpce.example")
@@ -312,6 +340,46 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn bundle_only_trusts_the_bundle_and_needs_one() {
+        let c = config(&[
+            ("DB_CA_BUNDLE", "/opt/ca.pem"),
+            ("DB_CA_BUNDLE_ONLY", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(c.trust, Trust::BundleOnly(PathBuf::from("/opt/ca.pem")));
+        let c = config(&[("DB_CA_BUNDLE", "/opt/ca.pem"), ("DB_CA_BUNDLE_ONLY", "0")]).unwrap();
+        assert_eq!(
+            c.trust,
+            Trust::Default {
+                ca_bundle: Some(PathBuf::from("/opt/ca.pem"))
+            }
+        );
+        // Blank is unset: the default.
+        assert_eq!(
+            config(&[("DB_CA_BUNDLE_ONLY", " ")]).unwrap().trust,
+            Trust::default()
+        );
+        for vars in [
+            &[("DB_CA_BUNDLE_ONLY", "true")][..],
+            &[("DB_CA_BUNDLE_ONLY", "true"), ("DB_CA_BUNDLE", "  ")][..],
+        ] {
+            let err = config(vars).unwrap_err();
+            assert_eq!(err.name(), "DB_CA_BUNDLE_ONLY");
+            let text = err.to_string();
+            assert!(
+                text.contains("DB_CA_BUNDLE_ONLY") && text.contains("DB_CA_BUNDLE,"),
+                "{text}"
+            );
+        }
+        let err = config(&[
+            ("DB_CA_BUNDLE", "/opt/ca.pem"),
+            ("DB_CA_BUNDLE_ONLY", "only"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name(), "DB_CA_BUNDLE_ONLY");
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn build_service(
     let rds = RdsTopology::new(aws_sdk_rds::Client::new(sdk));
     Service::new(
         store,
-        PostgresTarget::new(config.ca_bundle.clone())
+        PostgresTarget::new(config.trust.clone())
             .with_password_encryption(config.password_encryption),
         Arc::new(rds),
         config.settings(),

@@ -259,33 +259,53 @@ impl SecretJson {
         }
     }
 
+    /// `ssl`: absent, `true` or `"verify-full"` → verify-full; `"verify-ca"` → the chain only;
+    /// `false` → no TLS. Booleans may be strings (`"true"`, `"false"`), as AWS's templates accept;
+    /// strings in any case. Any other value is an error: the templates would fall back to
+    /// plaintext, this function never does.
     fn tls_mode(&self) -> Result<TlsMode, FieldError> {
-        let invalid = FieldError::invalid("ssl", "must be true or false (boolean or string)");
-        let enabled = match self.0.get("ssl") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
+        let invalid = || FieldError::invalid("ssl", TlsMode::EXPECTED);
+        match self.0.get("ssl") {
+            None | Some(Value::Null) | Some(Value::Bool(true)) => Ok(TlsMode::VerifyFull),
+            Some(Value::Bool(false)) => Ok(TlsMode::Disabled),
             Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(invalid),
+                "true" | "verify-full" => Ok(TlsMode::VerifyFull),
+                "verify-ca" => Ok(TlsMode::VerifyCa),
+                "false" => Ok(TlsMode::Disabled),
+                _ => Err(invalid()),
             },
-            Some(_) => return Err(invalid),
-        };
-        Ok(if enabled {
-            TlsMode::VerifyFull
-        } else {
-            TlsMode::Disabled
-        })
+            Some(_) => Err(invalid()),
+        }
     }
 }
 
-/// How to use TLS: verify-full unless the secret says `ssl: false`. There is no fallback.
+/// How to use TLS, from the secret's `ssl` field: verify-full unless it says otherwise. There is
+/// no fallback: a connection in a TLS mode that cannot set up TLS fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
-    /// TLS required, certificate chain and host name verified.
+    /// TLS required, certificate chain and host name verified (`ssl` absent, `true`,
+    /// `"verify-full"`).
     VerifyFull,
+    /// TLS required, certificate chain verified, host name not checked (`"verify-ca"`): for a
+    /// host given as an IP address or a CNAME the certificate does not name.
+    VerifyCa,
     /// No TLS (`ssl: false`).
     Disabled,
+}
+
+impl TlsMode {
+    /// What the `ssl` field accepts, for error messages.
+    pub const EXPECTED: &'static str = "must be true or \"verify-full\" (the default), \
+         \"verify-ca\", or false (true and false as booleans or strings)";
+
+    /// The mode's name in messages: `verify-full`, `verify-ca` or `disabled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::VerifyFull => "verify-full",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::Disabled => "disabled",
+        }
+    }
 }
 
 /// Everything needed to log in, validated.

@@ -1,7 +1,7 @@
 //! `CredentialTarget`: the database whose password rotation changes.
 
 use crate::profile::{EngineAdvice, EngineProfile};
-use crate::secret::{DbCredentials, Password};
+use crate::secret::{DbCredentials, Password, TlsMode};
 use async_trait::async_trait;
 
 /// Why a login attempt failed. Never carries a password.
@@ -153,6 +153,10 @@ pub trait CredentialTarget: Send + Sync {
 
     /// The engine's fix texts for the preflight report.
     fn advice(&self) -> &dyn EngineAdvice;
+
+    /// The roots a connection in `mode` trusts, in words for reports (e.g. "the public web roots
+    /// and the Amazon RDS CAs"); names files, never their content.
+    fn tls_roots(&self, mode: TlsMode) -> String;
 }
 
 /// A shared target is a target: the Lambda crate hands one to the rotator and the preflight.
@@ -171,6 +175,10 @@ impl<T: CredentialTarget + ?Sized> CredentialTarget for std::sync::Arc<T> {
 
     fn advice(&self) -> &dyn EngineAdvice {
         (**self).advice()
+    }
+
+    fn tls_roots(&self, mode: TlsMode) -> String {
+        (**self).tls_roots(mode)
     }
 }
 

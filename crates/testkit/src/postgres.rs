@@ -23,7 +23,7 @@ use tempfile::TempDir;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
 
-use crate::certs::TestCa;
+use crate::certs::{ServerCert, TestCa};
 
 /// The address the server listens on (and the only one).
 const HOST: &str = "127.0.0.1";
@@ -472,6 +472,49 @@ impl PgServer {
             .unwrap_or_else(|e| panic!("SQL failed: {}\n--- SQL ---\n{sql}", error_chain(&e)));
     }
 
+    /// Makes the server present a new certificate from the test CA naming only `dns_names`
+    /// (not 127.0.0.1 nor localhost, unless listed), as a server reached through an address its
+    /// certificate does not name: rewrites the certificate, reloads the configuration and
+    /// returns once new connections get it. The CA (and [`PgServer::ca_pem_path`]) stays the same.
+    pub async fn serve_certificate_for(&self, dns_names: &[&str]) {
+        let names: Vec<String> = dns_names.iter().map(|n| n.to_string()).collect();
+        let common_name = names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("testkit server");
+        self.write_server_cert(&self.ca.issue_server_cert(common_name, &[], &names));
+        // Each new session inherits the postmaster's configuration (the TLS context included) as
+        // of its last reload, which pg_conf_load_time() reports: wait until it changes.
+        let load_time = "SELECT pg_conf_load_time()::text";
+        let admin = self.admin().await;
+        let before: String = admin.query_one(load_time, &[]).await.unwrap().get(0);
+        admin.execute("SELECT pg_reload_conf()", &[]).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now: String = self
+                .admin()
+                .await
+                .query_one(load_time, &[])
+                .await
+                .unwrap()
+                .get(0);
+            if now != before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not reload its configuration within 30 s; log:\n{}",
+                crate::tail(&self.log(), 4000)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !self.log().contains("SSL configuration was not reloaded"),
+            "PostgreSQL refused the new certificate; log:\n{}",
+            crate::tail(&self.log(), 4000)
+        );
+    }
+
     /// Tries to log in as `user` with `password` to `dbname` without TLS (5 s timeout).
     ///
     /// `Ok(())` when the server authenticated the user; otherwise the error, which never
@@ -538,6 +581,20 @@ impl PgServer {
             .expect("run initdb");
         let _ = fs::remove_file(&pwfile);
         check("initdb", &output);
+    }
+
+    /// Writes the server certificate and key that PostgreSQL reads (at start and on reload).
+    fn write_server_cert(&self, server_cert: &ServerCert) {
+        self.write_file(
+            &self.data_dir.join("server.crt"),
+            &server_cert.cert_pem,
+            0o644,
+        );
+        self.write_file(
+            &self.data_dir.join("server.key"),
+            &server_cert.key_pem,
+            0o600,
+        );
     }
 
     fn configure(&self, root: &Path) {

@@ -50,7 +50,7 @@ pub(crate) async fn login_checks(
                 Status::Pass,
                 format!("{endpoint} answers"),
             );
-            tls_pass(report, creds);
+            tls_pass(ports, report, creds);
             let who = match session.login_identity().await {
                 Ok(LoginIdentity { session_user, .. }) if session_user != creds.username => {
                     report.push_fix(
@@ -99,7 +99,7 @@ pub(crate) async fn login_checks(
                 Status::Pass,
                 format!("{endpoint} answers"),
             );
-            tls_pass(report, creds);
+            tls_pass(ports, report, creds);
             report.push_fix(
                 "current-login",
                 Status::Warn,
@@ -161,19 +161,60 @@ pub(crate) fn standby_check(
     }
 }
 
-fn tls_pass(report: &mut Report, creds: &DbCredentials) {
+/// The `tls` check of a connection that got past TLS: says the mode and the roots it trusts.
+fn tls_pass(ports: &Ports<'_>, report: &mut Report, creds: &DbCredentials) {
+    let roots = ports.target.tls_roots(creds.tls);
     match creds.tls {
         TlsMode::VerifyFull => report.push(
             "tls",
             Status::Pass,
-            format!("the certificate of {} verifies (verify-full)", creds.host),
+            format!(
+                "verify-full: the certificate of {} verifies (chain and host name) against {roots}",
+                creds.host
+            ),
+        ),
+        TlsMode::VerifyCa => report.push(
+            "tls",
+            Status::Pass,
+            format!(
+                "verify-ca: the certificate chain of {} verifies against {roots}; the host name \
+                 is not checked",
+                creds.host
+            ),
         ),
         TlsMode::Disabled => report.push_fix(
             "tls",
             Status::Warn,
             "ssl is false: the connection is not encrypted and the server is not authenticated",
-            "remove \"ssl\": false from the secret and set DB_CA_BUNDLE to the RDS CA bundle",
+            "remove \"ssl\": false from the secret (TLS then verifies against the public web \
+             roots and the Amazon RDS CAs; DB_CA_BUNDLE adds others)",
         ),
+    }
+}
+
+/// The fix of a failed `tls` check: the host name, or the roots.
+fn tls_fix(ports: &Ports<'_>, creds: &DbCredentials, e: &ConnectError) -> String {
+    let roots = ports.target.tls_roots(creds.tls);
+    if e.to_string().contains("not valid for name") {
+        format!(
+            "the server's certificate does not name {host}: put a name it names in the secret's \
+             host (for RDS and Aurora, the instance or cluster endpoint), or set \"ssl\": \
+             \"verify-ca\" to verify the chain only (for an IP address or a CNAME)",
+            host = creds.host
+        )
+    } else {
+        let name = match creds.tls {
+            TlsMode::VerifyFull => format!(
+                ", and use a host name the certificate names ({})",
+                creds.host
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "the server's certificate must chain to a root {mode} trusts here, which are {roots}: \
+             add the CA that signed it to DB_CA_BUNDLE (a PEM file){name}",
+            mode = creds.tls.name(),
+        )
     }
 }
 
@@ -208,18 +249,7 @@ fn connect_failure(
                 Status::Pass,
                 format!("{endpoint} answers"),
             );
-            report.push_fix(
-                "tls",
-                Status::Fail,
-                e.to_string(),
-                format!(
-                    "set DB_CA_BUNDLE to a PEM file with the CA that signed the server's \
-                     certificate (for RDS and Aurora the global bundle \
-                     https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem), and use \
-                     a host name the certificate names ({})",
-                    creds.host
-                ),
-            );
+            report.push_fix("tls", Status::Fail, e.to_string(), tls_fix(ports, creds, e));
             report.skip(login_check, "TLS verification failed");
         }
         ConnectError::Authentication { .. } => {
@@ -228,7 +258,7 @@ fn connect_failure(
                 Status::Pass,
                 format!("{endpoint} answers"),
             );
-            tls_pass(report, creds);
+            tls_pass(ports, report, creds);
             report.push_fix(
                 login_check,
                 Status::Fail,

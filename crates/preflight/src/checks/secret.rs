@@ -111,6 +111,7 @@ pub(crate) async fn check(
                 c.username,
                 match c.tls {
                     TlsMode::VerifyFull => "verify-full",
+                    TlsMode::VerifyCa => "verify-ca (the chain, not the host name)",
                     TlsMode::Disabled => "disabled (ssl: false)",
                 }
             ),

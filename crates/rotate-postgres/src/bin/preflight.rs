@@ -1,12 +1,12 @@
 //! `preflight --secret-id X`: can this secret rotate? Changes nothing.
 //!
-//! Reads the same environment as the rotation function (`DB_CA_BUNDLE`, `ROTATION_STRATEGY`,
-//! `ALTERNATING_SHARED_OWNER`, `SECRETS_MANAGER_ENDPOINT`, the AWS SDK's variables) and runs the
-//! checks of the `{"preflight": true}` event. Exit status: 0 when no check failed, 1 when one
-//! did, 2 for a usage or configuration error.
+//! Reads the same environment as the rotation function (`DB_CA_BUNDLE`, `DB_CA_BUNDLE_ONLY`,
+//! `ROTATION_STRATEGY`, `ALTERNATING_SHARED_OWNER`, `SECRETS_MANAGER_ENDPOINT`, the AWS SDK's
+//! variables) and runs the checks of the `{"preflight": true}` event. Exit status: 0 when no
+//! check failed, 1 when one did, 2 for a usage or configuration error.
 
 use clap::Parser;
-use rotate_postgres::config::STRATEGY_EXPECTED;
+use rotate_postgres::config::{tls_trust, STRATEGY_EXPECTED};
 use rotate_postgres::{build_service, Config};
 use rotation::Strategy;
 use std::path::PathBuf;
@@ -28,6 +28,9 @@ struct Args {
     /// PEM file of extra trusted CAs (default: DB_CA_BUNDLE).
     #[arg(long)]
     ca_bundle: Option<PathBuf>,
+    /// Trust only the CAs of the bundle (default: DB_CA_BUNDLE_ONLY).
+    #[arg(long)]
+    ca_bundle_only: bool,
     /// Force a strategy, single or alternating (default: ROTATION_STRATEGY, else masterarn decides).
     #[arg(long)]
     strategy: Option<String>,
@@ -43,8 +46,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(bundle) = args.ca_bundle {
-        config.ca_bundle = Some(bundle);
+    if args.ca_bundle.is_some() || args.ca_bundle_only {
+        let bundle = args
+            .ca_bundle
+            .or_else(|| config.trust.ca_bundle().map(PathBuf::from));
+        let only = args.ca_bundle_only || config.trust.bundle_only();
+        match tls_trust(bundle, only) {
+            Ok(trust) => config.trust = trust,
+            Err(e) => {
+                eprintln!("preflight: --ca-bundle-only: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     if let Some(strategy) = &args.strategy {
         match Strategy::from_name(strategy) {

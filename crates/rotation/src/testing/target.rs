@@ -8,7 +8,7 @@
 //! names and defaults as PostgreSQL, so the tests' secrets read as they do in production.
 
 use crate::profile::{EngineAdvice, EngineProfile};
-use crate::secret::{DbCredentials, Password};
+use crate::secret::{DbCredentials, Password, TlsMode};
 use crate::target::{
     AlternateChange, AlternateUser, ConnectError, CredentialTarget, LoginIdentity, RolePrivileges,
     TargetError, TargetSession,
@@ -290,6 +290,10 @@ impl CredentialTarget for MemoryDatabase {
 
     fn advice(&self) -> &dyn EngineAdvice {
         &MemoryAdvice
+    }
+
+    fn tls_roots(&self, mode: TlsMode) -> String {
+        format!("the in-memory roots ({})", mode.name())
     }
 }
 
