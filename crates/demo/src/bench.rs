@@ -5,7 +5,8 @@
 //! * Secrets Manager calls per single-user rotation (moto's request recorder)
 //! * cold rotation time, on loopback and with every Secrets Manager request 25 ms late (a latency
 //!   proxy), and from the difference the sequential round trips a rotation waits for
-//!   (`BENCH_ROTATE_BINARY=path` measures another build, e.g. an older commit's, the same way)
+//!   (`BENCH_ROTATE_BINARY=path` measures another build, e.g. an older commit's, the same way;
+//!   `BENCH_PART=cold-rotation` runs only this part)
 //! * peak RSS of the function process (VmHWM, what Lambda reports as "Max Memory Used")
 //! * size of the arm64 artifact, zipped, when `make build` has produced it
 //!
@@ -92,6 +93,27 @@ async fn main() {
         "DB_CA_BUNDLE".into(),
         pg.ca_pem_path().display().to_string(),
     ));
+
+    // BENCH_PART=cold-rotation: only the cold rotations (e.g. for an older build).
+    if std::env::var("BENCH_PART").as_deref() == Ok("cold-rotation") {
+        pg.exec("CREATE ROLE bench LOGIN PASSWORD 'bench-initial-password'")
+            .await;
+        let sm = moto.secrets_client().await;
+        let secret = json!({"engine": "postgres", "host": pg.host(), "port": pg.port(),
+            "username": "bench", "password": "bench-initial-password"});
+        let arn = sm
+            .create_secret()
+            .name("bench/app")
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .unwrap()
+            .arn()
+            .unwrap()
+            .to_string();
+        cold_rotations(&binary, &moto, &sm, &arn, pg.ca_pem_path()).await;
+        return;
+    }
 
     // Cold init.
     let mut inits = Vec::new();
