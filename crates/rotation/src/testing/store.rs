@@ -277,7 +277,7 @@ impl SecretStore for MemoryStore {
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionEntry>, StoreError> {
         self.with_secret("ListSecretVersionIds", secret_id, |s| {
             let mut versions: Vec<(&String, &Version)> = s.versions.iter().collect();
-            versions.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+            versions.sort_by_key(|(_, v)| std::cmp::Reverse(v.created));
             Ok(versions
                 .into_iter()
                 .map(|(id, v)| VersionEntry {
