@@ -2,7 +2,8 @@
 //!
 //! Each check ends as pass, fail, warn (rotation works, but look), skip (an earlier failure
 //! makes it meaningless) or info, with what was found and, when it is not a pass, the fix. Only
-//! reads: `DescribeSecret`, `GetSecretValue`, RDS describe calls, logins and catalog queries.
+//! reads: `DescribeSecret`, `GetSecretValue` (`ListSecretVersionIds` only when neither AWSCURRENT
+//! nor AWSPREVIOUS logs in), RDS describe calls, logins and catalog queries.
 //! Nothing in a report is a secret value: hosts, user names, ARNs and error texts only.
 //!
 //! * [`report`]: the report model and its text and JSON rendering.

@@ -303,3 +303,76 @@ async fn the_tls_check_names_the_mode_its_roots_and_the_fix_of_each_failure() {
     );
     assert_eq!(report.check("current-login").unwrap().status, Status::Skip);
 }
+
+/// Single user, rotation `t1` abandoned after its setSecret changed the password, its
+/// AWSPENDING label removed: the working password sits in the unlabelled version `t1`.
+async fn abandoned_single_user() -> RotationFixture {
+    let f = RotationFixture::single_user();
+    f.store
+        .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    f.step("setSecret", "t1").await.unwrap();
+    f.store.remove_label(&f.arn, "t1", rotation::AWSPENDING);
+    f
+}
+
+#[tokio::test]
+async fn an_abandoned_rotation_is_a_warning_naming_the_version_and_the_repair() {
+    let f = abandoned_single_user().await;
+    let report = run(&f).await;
+    let check = report.check("current-login").unwrap();
+    assert_eq!(check.status, Status::Warn, "{}", report.to_text());
+    assert!(check.detail.contains("version t1"), "{}", check.detail);
+    let fix = check.fix.as_deref().unwrap();
+    assert!(fix.contains("next rotation"), "{fix}");
+    assert!(
+        fix.contains(&format!(
+            "update-secret-version-stage --secret-id {} --version-stage AWSCURRENT \
+             --move-to-version-id t1 --remove-from-version-id v0",
+            f.arn
+        )),
+        "{fix}"
+    );
+    assert!(report.passed(), "{}", report.to_text());
+    assert!(report
+        .check("permissions")
+        .unwrap()
+        .detail
+        .contains("ListSecretVersionIds"));
+    let stuck = f.db.password_of("app").unwrap();
+    assert!(!report.to_text().contains(&stuck));
+    assert!(!serde_json::to_string(&report.to_json())
+        .unwrap()
+        .contains(&stuck));
+    // What preflight predicts is what happens: the next rotation succeeds.
+    f.rotate("t2").await;
+    assert_eq!(
+        f.db.password_of("app").unwrap(),
+        f.credentials(AWSCURRENT).password.expose()
+    );
+}
+
+#[tokio::test]
+async fn an_unlabelled_version_of_another_user_does_not_save_the_login_check() {
+    let f = RotationFixture::single_user();
+    f.db.add_user("other", "other-password");
+    f.db.add_user("app", "changed-behind-our-back");
+    f.store.put_version(
+        &f.arn,
+        "other-user",
+        &rotation::testing::single_user_secret("other", "other-password"),
+        &[],
+    );
+    let report = run(&f).await;
+    assert_eq!(
+        report.check("current-login").unwrap().status,
+        Status::Fail,
+        "{}",
+        report.to_text()
+    );
+    // As predicted, setSecret fails.
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    assert!(f.step("setSecret", "t1").await.is_err());
+}

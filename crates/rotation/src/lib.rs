@@ -47,7 +47,10 @@ pub use rotator::{Outcome, Rotator};
 pub use secret::{DbCredentials, FieldError, Password, SecretJson, TlsMode};
 pub use service::{Rds, SecretsManager, Service, ServiceError};
 pub use settings::{RotationSettings, Strategy};
-pub use store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+pub use store::{
+    unlabelled_newer_than_current, SecretMetadata, SecretStore, StoreError, VersionEntry,
+    AWSCURRENT, AWSPENDING, AWSPREVIOUS, UNLABELLED_VERSIONS_TRIED,
+};
 pub use target::{
     ActAs, AlternateChange, AlternatePlan, AlternateUser, ConnectError, CredentialTarget,
     LoginIdentity, MissingPrivilege, RolePrivileges, SkippedSetting, TargetError, TargetSession,

@@ -50,6 +50,39 @@ impl SecretMetadata {
     }
 }
 
+/// One version of a secret as `ListSecretVersionIds` reports it (no value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    /// The version id.
+    pub id: String,
+    /// Its staging labels (empty: an unlabelled version, which Secrets Manager may delete).
+    pub stages: Vec<String>,
+}
+
+/// How many unlabelled versions newer than AWSCURRENT single user's setSecret tries, newest
+/// first, when AWSCURRENT and AWSPREVIOUS do not log in (see [`unlabelled_newer_than_current`]).
+pub const UNLABELLED_VERSIONS_TRIED: usize = 5;
+
+/// The ids of the versions without a label that are newer than AWSCURRENT, newest first, at
+/// most `limit`. `versions` is newest first ([`SecretStore::list_versions`]). Such a version is
+/// what an abandoned rotation leaves when its AWSPENDING label was removed after setSecret had
+/// changed the password: it may hold the only password that still logs in. Empty when no
+/// version carries AWSCURRENT.
+pub fn unlabelled_newer_than_current(versions: &[VersionEntry], limit: usize) -> Vec<&str> {
+    let Some(current) = versions
+        .iter()
+        .position(|v| v.stages.iter().any(|s| s == AWSCURRENT))
+    else {
+        return Vec::new();
+    };
+    versions[..current]
+        .iter()
+        .filter(|v| v.stages.is_empty())
+        .take(limit)
+        .map(|v| v.id.as_str())
+        .collect()
+}
+
 /// A failed Secrets Manager call.
 pub type StoreError = crate::service::ServiceError<crate::service::SecretsManager>;
 
@@ -83,6 +116,35 @@ pub trait SecretStore: Send + Sync {
             Some(version) => self.get_value(&meta.arn, version, stage).await,
             None => Ok(None),
         }
+    }
+
+    /// `ListSecretVersionIds(IncludeDeprecated = true)`: every version of the secret, labelled or
+    /// not, **newest first** (by creation date). Used only when no labelled version logs in
+    /// (single user's setSecret, preflight). The default answers that this store cannot list
+    /// versions (a store that serves only the normal path, such as a test double).
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionEntry>, StoreError> {
+        let _ = secret_id;
+        Err(StoreError::new(
+            "ListSecretVersionIds",
+            None,
+            "this store cannot list versions",
+        ))
+    }
+
+    /// `GetSecretValue(VersionId)` without a stage: the `SecretString` of a version that carries
+    /// no label. `Ok(None)` when the version does not exist (or has no value). The default
+    /// answers that this store cannot read unlabelled versions.
+    async fn get_version_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let _ = (secret_id, version_id);
+        Err(StoreError::new(
+            "GetSecretValue",
+            None,
+            "this store cannot read unlabelled versions",
+        ))
     }
 
     /// `PutSecretValue(ClientRequestToken = token, VersionStages = [AWSPENDING])`, passing
@@ -127,6 +189,18 @@ impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
         (**self).get_stage_value(secret_id, stage).await
+    }
+
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionEntry>, StoreError> {
+        (**self).list_versions(secret_id).await
+    }
+
+    async fn get_version_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        (**self).get_version_value(secret_id, version_id).await
     }
 
     async fn put_pending(

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use rotation::{
-    SecretMetadata, SecretStore, SecretsManager, Service, ServiceError, StoreError, AWSPENDING,
+    SecretMetadata, SecretStore, SecretsManager, Service, ServiceError, StoreError, VersionEntry,
+    AWSPENDING,
 };
 
 /// The Secrets Manager service as a [`SecretStore`].
@@ -31,13 +32,13 @@ impl SecretsManagerStore {
         &self.client
     }
 
-    /// `GetSecretValue` for `stage` (and `version_id` when given): the `SecretString`, or `None`
-    /// on `ResourceNotFoundException` when `missing_is_none`.
+    /// `GetSecretValue` for `stage` and/or `version_id` (at least one given): the
+    /// `SecretString`, or `None` on `ResourceNotFoundException` when `missing_is_none`.
     async fn read_string(
         &self,
         secret_id: &str,
         version_id: Option<&str>,
-        stage: &str,
+        stage: Option<&str>,
         missing_is_none: bool,
     ) -> Result<Option<String>, StoreError> {
         let result = self
@@ -45,7 +46,7 @@ impl SecretsManagerStore {
             .get_secret_value()
             .secret_id(secret_id)
             .set_version_id(version_id.map(str::to_string))
-            .version_stage(stage)
+            .set_version_stage(stage.map(str::to_string))
             .send()
             .await;
         match result {
@@ -55,7 +56,8 @@ impl SecretsManagerStore {
                     "GetSecretValue",
                     None,
                     format!(
-                        "the {stage} version has no SecretString (binary secrets cannot be rotated)"
+                        "the {} version has no SecretString (binary secrets cannot be rotated)",
+                        stage.or(version_id).unwrap_or_default()
                     ),
                 )),
             },
@@ -123,7 +125,7 @@ impl SecretStore for SecretsManagerStore {
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
         // A version that does not exist (or has no value yet) is an answer, not a failure.
-        self.read_string(secret_id, Some(version_id), stage, true)
+        self.read_string(secret_id, Some(version_id), Some(stage), true)
             .await
     }
 
@@ -133,7 +135,34 @@ impl SecretStore for SecretsManagerStore {
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
         // Not found here means the secret is missing (or unreadable): say so, from the service.
-        self.read_string(secret_id, None, stage, false).await
+        self.read_string(secret_id, None, Some(stage), false).await
+    }
+
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionEntry>, StoreError> {
+        // IncludeDeprecated: the versions without a label are the point of the call.
+        let mut pages = self
+            .client
+            .list_secret_version_ids()
+            .secret_id(secret_id)
+            .include_deprecated(true)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        let mut listed = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| SecretsManager::sdk_error("ListSecretVersionIds", e))?;
+            listed.extend(page.versions().iter().cloned());
+        }
+        Ok(newest_first(listed))
+    }
+
+    async fn get_version_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.read_string(secret_id, Some(version_id), None, true)
+            .await
     }
 
     async fn put_pending(
@@ -172,5 +201,77 @@ impl SecretStore for SecretsManagerStore {
             .await
             .map_err(|e| SecretsManager::sdk_error("UpdateSecretVersionStage", e))?;
         Ok(())
+    }
+}
+
+/// The listed versions, newest first by `CreatedDate`. Versions with the same date (or none) keep
+/// the reverse of the order they were listed in: the later listed counts as the newer, which is
+/// creation order where the service lists oldest first. (moto, the emulator the tests use, lists
+/// in creation order and reports the time of the call as every version's `CreatedDate`, so there
+/// the order falls to the listing alone; Secrets Manager's dates have sub-second precision.)
+fn newest_first(
+    listed: Vec<aws_sdk_secretsmanager::types::SecretVersionsListEntry>,
+) -> Vec<VersionEntry> {
+    let mut indexed: Vec<_> = listed.into_iter().enumerate().collect();
+    indexed.sort_by(|(ia, a), (ib, b)| {
+        let date = |v: &aws_sdk_secretsmanager::types::SecretVersionsListEntry| {
+            v.created_date().map(|d| (d.secs(), d.subsec_nanos()))
+        };
+        date(b).cmp(&date(a)).then(ib.cmp(ia))
+    });
+    indexed
+        .into_iter()
+        .filter_map(|(_, v)| {
+            Some(VersionEntry {
+                id: v.version_id()?.to_string(),
+                stages: v.version_stages().to_vec(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_first;
+    use aws_sdk_secretsmanager::primitives::DateTime;
+    use aws_sdk_secretsmanager::types::SecretVersionsListEntry;
+
+    fn entry(id: &str, secs: i64, stages: &[&str]) -> SecretVersionsListEntry {
+        SecretVersionsListEntry::builder()
+            .version_id(id)
+            .created_date(DateTime::from_secs(secs))
+            .set_version_stages(Some(stages.iter().map(|s| s.to_string()).collect()))
+            .build()
+    }
+
+    #[test]
+    fn versions_come_newest_first_by_date_then_by_listing_order() {
+        let ids = |listed| {
+            newest_first(listed)
+                .into_iter()
+                .map(|v| v.id)
+                .collect::<Vec<_>>()
+        };
+        // Dates decide, whatever the listing order.
+        assert_eq!(
+            ids(vec![
+                entry("b", 20, &[]),
+                entry("c", 30, &["AWSPENDING"]),
+                entry("a", 10, &["AWSCURRENT"]),
+            ]),
+            ["c", "b", "a"]
+        );
+        // Equal dates (moto): the later listed is the newer.
+        assert_eq!(
+            ids(vec![
+                entry("a", 10, &["AWSCURRENT"]),
+                entry("b", 10, &[]),
+                entry("c", 10, &["AWSPENDING"]),
+            ]),
+            ["c", "b", "a"]
+        );
+        let stages = newest_first(vec![entry("a", 10, &["AWSCURRENT"]), entry("b", 10, &[])]);
+        assert!(stages[0].stages.is_empty());
+        assert_eq!(stages[1].stages, ["AWSCURRENT"]);
     }
 }

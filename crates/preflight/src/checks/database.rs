@@ -5,8 +5,8 @@ use super::secret::SecretFound;
 use crate::report::{Report, Status};
 use crate::Ports;
 use rotation::{
-    ConnectError, DbCredentials, LoginIdentity, ReplicaWait, SecretJson, Strategy, TlsMode,
-    AWSCURRENT, AWSPREVIOUS,
+    unlabelled_newer_than_current, ConnectError, DbCredentials, LoginIdentity, ReplicaWait,
+    SecretJson, Strategy, TlsMode, AWSCURRENT, AWSPREVIOUS, UNLABELLED_VERSIONS_TRIED,
 };
 
 /// Whether AWSPREVIOUS (same user and host, AWSCURRENT's TLS setting) logs in: single user's
@@ -32,6 +32,36 @@ async fn previous_logs_in(ports: &Ports<'_>, found: &SecretFound, current: &DbCr
     }
     previous.tls = current.tls;
     ports.target.connect(&previous).await.is_ok()
+}
+
+/// The unlabelled version newer than AWSCURRENT that logs in, as single user's setSecret looks
+/// for it when neither AWSCURRENT nor AWSPREVIOUS does (the same versions, newest first, at most
+/// [`UNLABELLED_VERSIONS_TRIED`]; same user and host; AWSCURRENT's TLS setting): what an abandoned
+/// rotation leaves behind. `None` when none does or the versions cannot be listed.
+async fn unlabelled_logging_in(
+    ports: &Ports<'_>,
+    found: &SecretFound,
+    current: &DbCredentials,
+) -> Option<String> {
+    let versions = ports.store.list_versions(&found.meta.arn).await.ok()?;
+    for id in unlabelled_newer_than_current(&versions, UNLABELLED_VERSIONS_TRIED) {
+        let Ok(Some(text)) = ports.store.get_version_value(&found.meta.arn, id).await else {
+            continue;
+        };
+        let Ok(mut candidate) =
+            SecretJson::parse(&text).and_then(|json| json.credentials(ports.target.profile()))
+        else {
+            continue;
+        };
+        if candidate.username != current.username || candidate.host != current.host {
+            continue;
+        }
+        candidate.tls = current.tls;
+        if ports.target.connect(&candidate).await.is_ok() {
+            return Some(id.to_string());
+        }
+    }
+    None
 }
 
 /// Adds the checks of AWSCURRENT's login. Returns whether the host is a standby, when
@@ -106,6 +136,40 @@ pub(crate) async fn login_checks(
                 format!("AWSCURRENT cannot log in ({e}), but AWSPREVIOUS does"),
                 "nothing to do: the next rotation's setSecret changes the password through \
                  AWSPREVIOUS (someone set the previous password again behind the rotation's back)",
+            );
+            None
+        }
+        Err(e @ ConnectError::Authentication { .. }) if found.strategy == Strategy::SingleUser => {
+            let Some(id) = unlabelled_logging_in(ports, found, creds).await else {
+                connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT);
+                return None;
+            };
+            report.push(
+                "host-reachable",
+                Status::Pass,
+                format!("{endpoint} answers"),
+            );
+            tls_pass(ports, report, creds);
+            let current = found
+                .meta
+                .version_with(AWSCURRENT)
+                .unwrap_or("<AWSCURRENT version>");
+            report.push_fix(
+                "current-login",
+                Status::Warn,
+                format!(
+                    "AWSCURRENT cannot log in ({e}) nor can AWSPREVIOUS, but version {id}, which \
+                     has no label, does: a rotation was abandoned after its setSecret changed \
+                     the password"
+                ),
+                format!(
+                    "nothing to do: the next rotation's setSecret logs in with version {id} and \
+                     changes the password (rotate soon: Secrets Manager may delete a version \
+                     without a label); or repair it by hand now: aws secretsmanager \
+                     update-secret-version-stage --secret-id {arn} --version-stage AWSCURRENT \
+                     --move-to-version-id {id} --remove-from-version-id {current}",
+                    arn = found.meta.arn
+                ),
             );
             None
         }

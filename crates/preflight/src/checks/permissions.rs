@@ -8,8 +8,8 @@ use crate::report::{Report, Status};
 use rotation::Strategy;
 
 /// The Secrets Manager actions on the secret itself.
-pub(crate) const SECRET_ACTIONS: &str =
-    "secretsmanager:DescribeSecret, GetSecretValue, PutSecretValue, UpdateSecretVersionStage";
+pub(crate) const SECRET_ACTIONS: &str = "secretsmanager:DescribeSecret, GetSecretValue, \
+     PutSecretValue, UpdateSecretVersionStage, ListSecretVersionIds";
 /// The Secrets Manager actions on the master secret (alternating users).
 pub(crate) const MASTER_SECRET_ACTIONS: &str = "secretsmanager:GetSecretValue and DescribeSecret";
 /// The RDS look-ups (managed master secrets; replicas, Aurora readers and custom endpoints,

@@ -1,6 +1,7 @@
 //! setSecret: makes the database accept AWSPENDING. Single user: the user changes its own
-//! password, logged in with AWSCURRENT or else AWSPREVIOUS. Alternating users: the master
-//! creates the alternate user or changes its password.
+//! password, logged in with AWSCURRENT, else AWSPREVIOUS, else an unlabelled version newer than
+//! AWSCURRENT (what an abandoned rotation leaves behind). Alternating users: the master creates
+//! the alternate user or changes its password.
 
 use super::{require_same, StepContext};
 use crate::alternating::{load_master, master_relation, UserPair};
@@ -8,7 +9,10 @@ use crate::error::ErrorKind;
 use crate::rotator::{Outcome, Rotator};
 use crate::secret::{DbCredentials, SecretJson};
 use crate::settings::Strategy;
-use crate::store::{SecretStore, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::store::{
+    unlabelled_newer_than_current, SecretStore, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+    UNLABELLED_VERSIONS_TRIED,
+};
 use crate::target::{
     ActAs, AlternateChange, AlternateUser, ConnectError, CredentialTarget, TargetSession,
 };
@@ -156,6 +160,12 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 .login_previous(ctx, &current_creds, pending, &mut attempts)
                 .await?;
         }
+        if session.is_none() {
+            stage = UNLABELLED;
+            session = self
+                .login_unlabelled(ctx, &current_creds, pending, &mut attempts)
+                .await?;
+        }
         let Some(mut session) = session else {
             return Err(ErrorKind::LoginFailed {
                 attempts: attempts.join(", "),
@@ -216,6 +226,102 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 Ok(None)
             }
         }
+    }
+}
+
+/// How the error texts name a version without a label.
+const UNLABELLED: &str = "an unlabelled version";
+
+impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
+    /// The last resort of single user's setSecret: the unlabelled versions newer than AWSCURRENT,
+    /// newest first, at most [`UNLABELLED_VERSIONS_TRIED`]. An abandoned rotation leaves one: its
+    /// setSecret changed the password, then its AWSPENDING label was removed (as AWS's
+    /// troubleshooting guide suggests for a stuck rotation), so the only password that logs in
+    /// sits in a version no label points at. Each is checked like AWSPREVIOUS (same user and
+    /// host, AWSCURRENT's TLS setting); a malformed one, or one of another user or host, is
+    /// skipped and logged. The one that logs in is logged by version id. Called only when no
+    /// labelled version logs in, so the normal path makes no extra call.
+    async fn login_unlabelled(
+        &self,
+        ctx: &StepContext<'_>,
+        current: &DbCredentials,
+        pending: &DbCredentials,
+        attempts: &mut Vec<String>,
+    ) -> Result<Option<Box<dyn TargetSession>>, ErrorKind> {
+        let versions = match self.store.list_versions(ctx.arn()).await {
+            Ok(versions) => versions,
+            Err(e) => {
+                attempts.push(format!("unlabelled versions (cannot list them: {e})"));
+                return Ok(None);
+            }
+        };
+        let candidates = unlabelled_newer_than_current(&versions, UNLABELLED_VERSIONS_TRIED);
+        if candidates.is_empty() {
+            attempts.push("unlabelled versions newer than AWSCURRENT (none)".into());
+            return Ok(None);
+        }
+        for id in candidates {
+            let text = match self.store.get_version_value(ctx.arn(), id).await {
+                Ok(Some(text)) => text,
+                Ok(None) => {
+                    attempts.push(format!("unlabelled version {id} (no value)"));
+                    continue;
+                }
+                Err(e) => {
+                    attempts.push(format!("unlabelled version {id} (cannot read it: {e})"));
+                    continue;
+                }
+            };
+            let parsed =
+                SecretJson::parse(&text).and_then(|json| json.credentials(self.target.profile()));
+            let mut candidate = match parsed {
+                Ok(candidate) => candidate,
+                Err(e) => {
+                    let malformed = ErrorKind::field(UNLABELLED)(e);
+                    tracing::warn!(
+                        secret_arn = %ctx.arn(),
+                        version_id = %id,
+                        error = %malformed,
+                        "unlabelled version is malformed; skipped"
+                    );
+                    attempts.push(format!(
+                        "unlabelled version {id} (malformed, skipped: {malformed})"
+                    ));
+                    continue;
+                }
+            };
+            if let Err(mismatch) = require_same(
+                UNLABELLED,
+                "username",
+                &pending.username,
+                &candidate.username,
+            )
+            .and_then(|()| require_same(UNLABELLED, "host", &pending.host, &candidate.host))
+            {
+                tracing::warn!(
+                    secret_arn = %ctx.arn(),
+                    version_id = %id,
+                    error = %mismatch,
+                    "unlabelled version is for another user or host; skipped"
+                );
+                attempts.push(format!("unlabelled version {id} (skipped: {mismatch})"));
+                continue;
+            }
+            candidate.tls = current.tls;
+            match self.target.connect(&candidate).await {
+                Ok(session) => {
+                    tracing::warn!(
+                        secret_arn = %ctx.arn(),
+                        version_id = %id,
+                        "AWSCURRENT and AWSPREVIOUS do not log in, but the unlabelled version {id} \
+                         (left by an abandoned rotation) does: changing the password through it"
+                    );
+                    return Ok(Some(session));
+                }
+                Err(e) => attempts.push(format!("unlabelled version {id} ({e})")),
+            }
+        }
+        Ok(None)
     }
 }
 

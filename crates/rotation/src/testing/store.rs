@@ -3,9 +3,13 @@
 //! It follows Secrets Manager's label rules: one version per label, AWSPREVIOUS moved to the old
 //! AWSCURRENT on promotion, idempotent `PutSecretValue` for a token, a valueless AWSPENDING
 //! version created by [`MemoryStore::begin_rotation`] (what `RotateSecret` does before it invokes
-//! the function). It also counts calls, so tests can hold rotation to its call budget.
+//! the function). Versions remember the order they were created in (`ListSecretVersionIds`
+//! answers newest first) and stay when their last label leaves (Secrets Manager deletes such
+//! versions only eventually). It also counts calls, so tests can hold rotation to its call budget.
 
-use crate::store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::store::{
+    SecretMetadata, SecretStore, StoreError, VersionEntry, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,8 @@ use std::sync::{Arc, Mutex};
 struct Version {
     value: Option<String>,
     stages: Vec<String>,
+    /// Creation order within the secret (`CreatedDate`): higher is newer.
+    created: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -24,6 +30,8 @@ struct Secret {
     rotation_lambda_arn: Option<String>,
     tags: Vec<(String, String)>,
     versions: BTreeMap<String, Version>,
+    /// The creation order the next new version gets.
+    next_created: u64,
 }
 
 impl Secret {
@@ -33,15 +41,24 @@ impl Secret {
     }
 
     /// Stores version `id` with `stages`; each of those labels leaves any other version first.
+    /// A version that exists keeps its place in the creation order.
     fn place(&mut self, id: &str, value: Option<&str>, stages: &[&str]) {
         for v in self.versions.values_mut() {
             v.stages.retain(|l| !stages.contains(&l.as_str()));
         }
+        let created = match self.versions.get(id) {
+            Some(existing) => existing.created,
+            None => {
+                self.next_created += 1;
+                self.next_created
+            }
+        };
         self.versions.insert(
             id.to_string(),
             Version {
                 value: value.map(str::to_string),
                 stages: stages.iter().map(|l| l.to_string()).collect(),
+                created,
             },
         );
     }
@@ -81,6 +98,7 @@ impl MemoryStore {
             Version {
                 value: Some(value.to_string()),
                 stages: vec![AWSCURRENT.to_string()],
+                created: 1,
             },
         );
         self.secrets.lock().unwrap().insert(
@@ -92,6 +110,7 @@ impl MemoryStore {
                 rotation_lambda_arn: None,
                 tags: Vec::new(),
                 versions,
+                next_created: 1,
             },
         );
         arn
@@ -153,6 +172,19 @@ impl MemoryStore {
     /// Adds a labelled version with a value directly (test set-up, no call counted).
     pub fn put_version(&self, secret_id: &str, version: &str, value: &str, stages: &[&str]) {
         self.set_up(secret_id, |s| s.place(version, Some(value), stages));
+    }
+
+    /// What `UpdateSecretVersionStage(stage, RemoveFromVersionId = version)` does, e.g. an
+    /// operator cancelling a stuck rotation by removing AWSPENDING (test set-up, no call
+    /// counted). The version stays, unlabelled if that was its last label.
+    pub fn remove_label(&self, secret_id: &str, version: &str, stage: &str) {
+        self.set_up(secret_id, |s| {
+            let v = s
+                .versions
+                .get_mut(version)
+                .unwrap_or_else(|| panic!("version {version} exists"));
+            v.stages.retain(|l| l != stage);
+        });
     }
 
     /// The value of the version carrying `stage` (test inspection, no call counted).
@@ -239,6 +271,30 @@ impl SecretStore for MemoryStore {
                 .values()
                 .find(|v| v.stages.iter().any(|l| l == stage))
                 .and_then(|v| v.value.clone()))
+        })
+    }
+
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionEntry>, StoreError> {
+        self.with_secret("ListSecretVersionIds", secret_id, |s| {
+            let mut versions: Vec<(&String, &Version)> = s.versions.iter().collect();
+            versions.sort_by_key(|(_, v)| std::cmp::Reverse(v.created));
+            Ok(versions
+                .into_iter()
+                .map(|(id, v)| VersionEntry {
+                    id: id.clone(),
+                    stages: v.stages.clone(),
+                })
+                .collect())
+        })
+    }
+
+    async fn get_version_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with_secret("GetSecretValue", secret_id, |s| {
+            Ok(s.versions.get(version_id).and_then(|v| v.value.clone()))
         })
     }
 
