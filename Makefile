@@ -29,7 +29,7 @@ test: venv tools-venv postgres-majors ## Every test: unit, end to end (real Post
 # (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others.
 NEWEST := 18
 MAJORS := 13 14 15 16 17
-ROTATION_SUITES := --test rotation_single_user --test rotation_abandoned --test rotation_alternating \
+ROTATION_SUITES := --test rotation_single_user --test rotation_alternating \
 	--test rotation_alternating_rds --test rotation_replica --test rotation_postgres_rules --test preflight \
 	--test compatibility
 test-majors: venv postgres-majors ## Rotation end-to-end suites and the compatibility matrix on PostgreSQL 13-17
