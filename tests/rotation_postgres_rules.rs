@@ -183,3 +183,38 @@ async fn the_clone_follows_the_originals_attributes_and_settings_every_rotation(
         .output()
         .contains("the clone now follows the original"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_16_and_later_the_shared_owner_needs_the_set_option_of_the_membership() {
+    let world = World::start().await;
+    setup_roles(&world).await;
+    let master = world
+        .create_secret("rds/master", &master_json(&world))
+        .await;
+    let mut value = user_json(&world, "app", APP_PASSWORD, &master);
+    value["shared_owner"] = json!(true);
+    let arn = world.create_secret("prod/app", &value).await;
+    let lambda = world.rotation_lambda(&[]).await;
+    lambda.rotate(&world, &arn).await; // app_clone created, acting as app
+    if world.pg.major() < 16 {
+        return; // membership is all SET ROLE needs before 16
+    }
+    // A DBA keeps the membership (the clone still inherits app's privileges) but takes away the
+    // right to SET ROLE app, which the opt-in relies on: the option of the grant the master made
+    // (a grant by another grantor would be a second membership, with its own options).
+    world
+        .pg
+        .exec("GRANT app TO app_clone WITH SET FALSE GRANTED BY master")
+        .await;
+    lambda.assert_preflight_fails(&arn, "ownership");
+    let verifier_before = verifier(&world, "app").await;
+    let token = world.begin_rotation(&arn).await;
+    lambda.step(Step::CreateSecret, &arn, &token).unwrap();
+    let err = lambda.step(Step::SetSecret, &arn, &token).unwrap_err();
+    assert!(err.error_message.contains("WITH SET TRUE"), "{err}");
+    assert_eq!(
+        verifier(&world, "app").await,
+        verifier_before,
+        "nothing changed"
+    );
+}

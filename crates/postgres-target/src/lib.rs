@@ -525,6 +525,30 @@ async fn follow_original(
     Ok(changed)
 }
 
+/// Whether `member` may `SET ROLE` to `role` (PostgreSQL 16+: the membership's SET option;
+/// before: membership), with the server's version number.
+async fn may_act_as(
+    client: &impl GenericClient,
+    member: &str,
+    role: &str,
+) -> Result<(bool, i32), TargetError> {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| db_error("SHOW server_version_num", e))?
+        .get(0);
+    let option = if version >= 160_000 { "SET" } else { "MEMBER" };
+    let may: bool = client
+        .query_one(
+            "SELECT pg_catalog.pg_has_role($1::text::name, $2::text::name, $3)",
+            &[&member, &role, &option],
+        )
+        .await
+        .map_err(|e| db_error("SELECT pg_has_role", e))?
+        .get(0);
+    Ok((may, version))
+}
+
 /// The clone acts as the original acts: the original's own `role` setting when it has one, else
 /// the original itself under the shared-owner opt-in, else the clone itself (a `role` setting
 /// left by an earlier opt-in is removed). Acting as a role needs membership, and on PostgreSQL
@@ -553,20 +577,7 @@ async fn apply_acting_role(
         }
         return Ok(());
     };
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| db_error("SHOW server_version_num", e))?
-        .get(0);
-    let option = if version >= 160_000 { "SET" } else { "MEMBER" };
-    let may: bool = client
-        .query_one(
-            "SELECT pg_catalog.pg_has_role($1::text::name, $2::text::name, $3)",
-            &[&clone, &target, &option],
-        )
-        .await
-        .map_err(|e| db_error("SELECT pg_has_role", e))?
-        .get(0);
+    let (may, version) = may_act_as(client, clone, &target).await?;
     if !may {
         return Err(TargetError {
             operation: "ALTER ROLE ... SET role",
@@ -766,6 +777,10 @@ impl TargetSession for PgSession {
 
     async fn role_setting(&mut self, role: &str) -> Result<Option<String>, TargetError> {
         role_setting_of(&self.client, role).await
+    }
+
+    async fn may_act_as(&mut self, member: &str, role: &str) -> Result<bool, TargetError> {
+        Ok(may_act_as(&self.client, member, role).await?.0)
     }
 
     async fn alternate_plan(

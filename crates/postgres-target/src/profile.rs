@@ -49,6 +49,13 @@ impl EngineAdvice for PostgresAdvice {
         format!("ALTER ROLE {clone} SET role")
     }
 
+    fn act_as_fix(&self, role: &str, member: &str) -> String {
+        format!(
+            "as the role's creator or a superuser: GRANT {role} TO {member} WITH SET TRUE \
+             (PostgreSQL 16+: the membership's SET option; before 16: GRANT {role} TO {member})"
+        )
+    }
+
     fn alternate_membership_fix(&self, original: &str, clone: &str) -> String {
         format!(
             "rename or drop the unrelated role {clone} (ALTER ROLE {clone} RENAME TO …), or, if it \

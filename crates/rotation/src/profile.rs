@@ -62,4 +62,8 @@ pub trait EngineAdvice: Send + Sync {
     /// The fix when a role named like the alternate user (`clone`) exists but was never granted
     /// `original`.
     fn alternate_membership_fix(&self, original: &str, clone: &str) -> String;
+
+    /// The fix when `member` must act as `role` (the shared-owner opt-in, or the original's own
+    /// acting role) but may not.
+    fn act_as_fix(&self, role: &str, member: &str) -> String;
 }

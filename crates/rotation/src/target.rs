@@ -230,6 +230,12 @@ pub trait TargetSession: Send {
         Ok(None)
     }
 
+    /// Whether `member` may act as `role` (`SET ROLE`): a member of it, and on engines that
+    /// have one, with the option that allows it. The default: yes.
+    async fn may_act_as(&mut self, _member: &str, _role: &str) -> Result<bool, TargetError> {
+        Ok(true)
+    }
+
     /// Whether a role exists.
     async fn role_exists(&mut self, _role: &str) -> Result<bool, TargetError> {
         Err(unsupported("role look-up"))

@@ -318,6 +318,34 @@ async fn master_checks(
         }
     }
 
+    // The clone must be able to act as the role setSecret gives it (the original's own acting
+    // role, or the original under the opt-in): setSecret checks the same before any change.
+    let shared = ports.settings.shared_owner_for(secret).unwrap_or(false);
+    let exists_clone = if creds.username.ends_with(CLONE_SUFFIX) {
+        Some(true)
+    } else {
+        exists
+    };
+    if let (Ok(UserPair { original, clone }), Some(true)) =
+        (UserPair::of(&creds.username, profile), exists_clone)
+    {
+        let own = session.role_setting(&original).await.ok().flatten();
+        let target = own.or_else(|| shared.then(|| original.clone()));
+        if let Some(target) = target {
+            if let Ok(false) = session.may_act_as(&clone, &target).await {
+                report.push_fix(
+                    "ownership",
+                    Status::Fail,
+                    format!(
+                        "{clone} must act as {target} (SET ROLE), but may not: the next rotation's \
+                         setSecret fails before any change"
+                    ),
+                    advice.act_as_fix(&target, &clone),
+                );
+                return;
+            }
+        }
+    }
     match ports.settings.shared_owner_for(secret) {
         Ok(true) => {
             if let Ok(UserPair { original, clone }) = UserPair::of(&creds.username, profile) {

@@ -57,6 +57,10 @@ impl EngineAdvice for MemoryAdvice {
     fn alternate_membership_fix(&self, original: &str, clone: &str) -> String {
         format!("grant {original} to {clone}, or remove {clone}")
     }
+
+    fn act_as_fix(&self, role: &str, member: &str) -> String {
+        format!("let {member} act as {role}")
+    }
 }
 
 /// An in-memory database: users and passwords, reachable at one host (and its aliases, which
@@ -422,6 +426,10 @@ impl TargetSession for MemorySession {
             request.password.expose().to_string(),
         );
         Ok(change)
+    }
+
+    async fn may_act_as(&mut self, member: &str, role: &str) -> Result<bool, TargetError> {
+        Ok(self.db.memberships_of(member).contains(role))
     }
 
     async fn role_setting(&mut self, role: &str) -> Result<Option<String>, TargetError> {
