@@ -96,21 +96,7 @@ async fn main() {
 
     // BENCH_PART=cold-rotation: only the cold rotations (e.g. for an older build).
     if std::env::var("BENCH_PART").as_deref() == Ok("cold-rotation") {
-        pg.exec("CREATE ROLE bench LOGIN PASSWORD 'bench-initial-password'")
-            .await;
-        let sm = moto.secrets_client().await;
-        let secret = json!({"engine": "postgres", "host": pg.host(), "port": pg.port(),
-            "username": "bench", "password": "bench-initial-password"});
-        let arn = sm
-            .create_secret()
-            .name("bench/app")
-            .secret_string(secret.to_string())
-            .send()
-            .await
-            .unwrap()
-            .arn()
-            .unwrap()
-            .to_string();
+        let (sm, arn) = bench_secret(&pg, &moto).await;
         cold_rotations(&binary, &moto, &sm, &arn, pg.ca_pem_path()).await;
         return;
     }
@@ -131,21 +117,7 @@ async fn main() {
     println!("  budget < 50 ms: {}\n", verdict(init_median < 50.0));
 
     // Rotations.
-    pg.exec("CREATE ROLE bench LOGIN PASSWORD 'bench-initial-password'")
-        .await;
-    let sm = moto.secrets_client().await;
-    let secret = json!({"engine": "postgres", "host": pg.host(), "port": pg.port(),
-        "username": "bench", "password": "bench-initial-password"});
-    let arn = sm
-        .create_secret()
-        .name("bench/app")
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
+    let (sm, arn) = bench_secret(&pg, &moto).await;
     let host = LambdaHost::start(&binary, &env);
     let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); Step::ALL.len()];
     let mut calls_per_rotation = Vec::new();
@@ -211,6 +183,26 @@ async fn main() {
         Err(_) => println!("\narm64 artifact: not built (run `make build` first)"),
     }
     backup_bench::run().await; // secrets backup (see backup_bench.rs)
+}
+
+/// The role `bench` and its single-user secret `bench/app`; returns the client and the ARN.
+async fn bench_secret(pg: &PgServer, moto: &Moto) -> (aws_sdk_secretsmanager::Client, String) {
+    pg.exec("CREATE ROLE bench LOGIN PASSWORD 'bench-initial-password'")
+        .await;
+    let sm = moto.secrets_client().await;
+    let secret = json!({"engine": "postgres", "host": pg.host(), "port": pg.port(),
+        "username": "bench", "password": "bench-initial-password"});
+    let arn = sm
+        .create_secret()
+        .name("bench/app")
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    (sm, arn)
 }
 
 /// Cold rotations: a new function process for each, the four steps, timed from process start to
