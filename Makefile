@@ -35,7 +35,7 @@ ROTATION_SUITES := --test rotation_single_user --test rotation_alternating \
 test-majors: venv postgres-majors ## Rotation end-to-end suites and the compatibility matrix on PostgreSQL 13-17
 	@set -e; for m in $(MAJORS); do \
 	  echo "== PostgreSQL $$m: single user, alternating users, RDS look-ups, replicas, PostgreSQL rules, preflight, compatibility"; \
-	  TESTKIT_PG_MAJOR=$$m $(CARGO) test --quiet -p e2e $(ROTATION_SUITES); \
+	  E2E_LOG_LEVEL=info TESTKIT_PG_MAJOR=$$m $(CARGO) test --quiet -p e2e $(ROTATION_SUITES); \
 	done
 
 compat-table: ## Rewrite the README's compatibility table from the last test records (target/compat)

@@ -381,3 +381,17 @@ async fn sessions_end_with_a_terminate_message() {
         "{log}"
     );
 }
+
+/// The check every test gets when its `World` is dropped (no stored or remembered password in
+/// any function output, at the most verbose log level) can fail: here a "password" that the
+/// function does print (the secret's ARN, which it logs) must be caught.
+#[tokio::test(flavor = "multi_thread")]
+#[should_panic(expected = "a password appears in a function's output")]
+async fn the_leak_check_at_the_end_of_every_test_catches_a_printed_value() {
+    let world = World::start().await;
+    let arn = world.role_with_secret("app", "initial-Password-1").await;
+    let lambda = world.rotation_lambda(&[]).await;
+    lambda.rotate(&world, &arn).await;
+    assert!(lambda.output().contains(&arn));
+    world.remember(&arn);
+}

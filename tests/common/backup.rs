@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use testkit::lambda::{InvokeError, LambdaHost};
+use testkit::lambda::{InvokeError, LambdaHost, OutputLog};
 use testkit::moto::Moto;
 use testkit::vault::{create_key, create_locked_bucket};
 
@@ -135,6 +135,26 @@ pub struct BackupWorld {
     pub key_arn: String,
     values: Mutex<Vec<Val>>,
     outputs: Mutex<Vec<String>>,
+    hosts: Mutex<Vec<OutputLog>>,
+}
+
+impl Drop for BackupWorld {
+    /// Every test that ran a binary through this world checks, at its end, that none of the
+    /// values it created appears in anything the function or the CLI printed (at
+    /// [`super::log_level`]).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let hosts = std::mem::take(&mut *self.hosts.lock().unwrap());
+        let mut outputs = self.outputs.lock().unwrap();
+        outputs.extend(hosts.iter().map(OutputLog::text));
+        let ran_something = !outputs.is_empty();
+        drop(outputs);
+        if ran_something && !self.values.lock().unwrap().is_empty() {
+            self.assert_no_values_leaked(&[]);
+        }
+    }
 }
 
 impl BackupWorld {
@@ -142,7 +162,7 @@ impl BackupWorld {
     pub async fn start() -> BackupWorld {
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
         let config = moto.sdk_config().await;
-        let world = BackupWorld {
+        let mut world = BackupWorld {
             sm: aws_sdk_secretsmanager::Client::new(&config),
             s3: moto.s3_client().await,
             kms: aws_sdk_kms::Client::new(&config),
@@ -150,15 +170,18 @@ impl BackupWorld {
             moto,
             values: Mutex::new(vec![]),
             outputs: Mutex::new(vec![]),
+            hosts: Mutex::new(vec![]),
         };
         create_locked_bucket(&world.s3, BUCKET, None).await;
         let key_arn = create_key(&world.kms, TEST_KEY_DESCRIPTION).await;
-        BackupWorld { key_arn, ..world }
+        world.key_arn = key_arn;
+        world
     }
 
     /// moto's environment plus the function's configuration, then `extra` (which overrides).
     pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env = self.moto.env();
+        env.push(("RUST_LOG".to_string(), super::log_level()));
         env.extend(
             [
                 ("BACKUP_BUCKET", BUCKET),
@@ -179,11 +202,13 @@ impl BackupWorld {
     /// The real `backup-lambda` behind a local Runtime API, with [`Self::env`] plus `extra`.
     pub async fn lambda(&self, extra: &[(&str, &str)]) -> LambdaHost {
         let env = self.env(extra);
-        tokio::task::spawn_blocking(move || {
+        let host = tokio::task::spawn_blocking(move || {
             LambdaHost::start(&testkit::binary("backup-lambda"), &env)
         })
         .await
-        .unwrap()
+        .unwrap();
+        self.hosts.lock().unwrap().push(host.output_log());
+        host
     }
 
     /// Invokes the function once (on a blocking thread).

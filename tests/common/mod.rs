@@ -4,7 +4,8 @@
 use aws_sdk_secretsmanager::Client;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use testkit::lambda::{InvokeError, LambdaHost};
+use std::sync::Mutex;
+use testkit::lambda::{InvokeError, LambdaHost, OutputLog};
 use testkit::moto::Moto;
 use testkit::postgres::PgServer;
 
@@ -22,6 +23,113 @@ pub struct World {
     pub moto: Moto,
     /// A Secrets Manager client for moto.
     pub sm: Client,
+    /// What every function this world started printed, and the passwords the test set directly:
+    /// checked when the world is dropped (see the `Drop` impl).
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    outputs: Vec<OutputLog>,
+    passwords: Vec<String>,
+}
+
+/// The level the binaries under test log at: `E2E_LOG_LEVEL`, else `trace`, the most verbose,
+/// so that every leak check also covers what only a debug session would print. (`make
+/// test-majors` runs at `info`: the log lines do not depend on the PostgreSQL major.)
+pub fn log_level() -> String {
+    std::env::var("E2E_LOG_LEVEL").unwrap_or_else(|_| "trace".to_string())
+}
+
+/// The passwords in a secret value (the `password` of a JSON object), or the whole string when
+/// it is not a JSON object.
+fn passwords_in(secret_string: &str) -> Vec<String> {
+    match serde_json::from_str::<Value>(secret_string) {
+        Ok(Value::Object(map)) => map
+            .get("password")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
+        _ => vec![secret_string.to_string()],
+    }
+}
+
+/// Every password held by any version of any secret in moto (unlabelled versions included).
+async fn all_stored_passwords(sm: &Client) -> Vec<String> {
+    let mut found = Vec::new();
+    let secrets = sm.list_secrets().send().await.expect("ListSecrets");
+    for secret in secrets.secret_list() {
+        let arn = secret.arn().expect("ARN");
+        let versions = sm
+            .list_secret_version_ids()
+            .secret_id(arn)
+            .include_deprecated(true)
+            .send()
+            .await
+            .expect("ListSecretVersionIds");
+        for version in versions.versions() {
+            let Some(id) = version.version_id() else {
+                continue;
+            };
+            let Ok(value) = sm
+                .get_secret_value()
+                .secret_id(arn)
+                .version_id(id)
+                .send()
+                .await
+            else {
+                continue; // a valueless AWSPENDING version created by the harness
+            };
+            if let Some(text) = value.secret_string() {
+                found.extend(passwords_in(text));
+            }
+        }
+    }
+    found
+}
+
+impl Drop for World {
+    /// Every test that runs a binary through this world checks, at its end, that no password the
+    /// test set and none stored in any version of any secret appears in anything a function
+    /// printed (at [`log_level`]).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        if seen.outputs.is_empty() {
+            return;
+        }
+        let moto = &self.moto;
+        let stored = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap()
+                        .block_on(async {
+                            all_stored_passwords(&moto.secrets_client().await).await
+                        })
+                })
+                .join()
+                .unwrap()
+        });
+        let outputs: Vec<String> = seen.outputs.iter().map(OutputLog::text).collect();
+        for password in stored.iter().chain(&seen.passwords) {
+            if password.len() < 6 {
+                continue; // too short to search for reliably
+            }
+            for out in &outputs {
+                assert!(
+                    !out.contains(password.as_str()),
+                    "a password appears in a function's output (at log level {})",
+                    log_level()
+                );
+            }
+        }
+    }
 }
 
 impl World {
@@ -30,13 +138,19 @@ impl World {
         let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
         let sm = moto.secrets_client().await;
-        World { pg, moto, sm }
+        World {
+            pg,
+            moto,
+            sm,
+            seen: Mutex::default(),
+        }
     }
 
     /// The environment of the rotation function: moto's endpoint and dummy credentials, the test
     /// CA as `DB_CA_BUNDLE`, plus `extra` (which may override).
     pub fn lambda_env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env = self.moto.env();
+        env.push(("RUST_LOG".into(), log_level()));
         env.push((
             "DB_CA_BUNDLE".into(),
             self.pg.ca_pem_path().display().to_string(),
@@ -56,6 +170,7 @@ impl World {
         })
         .await
         .unwrap();
+        self.seen.lock().unwrap().outputs.push(host.output_log());
         Lambda { host }
     }
 
@@ -77,11 +192,13 @@ impl World {
         })
         .await
         .unwrap();
+        self.seen.lock().unwrap().outputs.push(host.output_log());
         Lambda { host }
     }
 
     /// `CREATE ROLE … LOGIN PASSWORD …` as the superuser (test set-up, escaped).
     pub async fn create_role(&self, user: &str, password: &str) {
+        self.remember(password);
         self.pg
             .exec(&format!(
                 "CREATE ROLE {} LOGIN PASSWORD {}",
@@ -100,6 +217,7 @@ impl World {
 
     /// Sets a password behind the rotation function's back.
     pub async fn set_password(&self, user: &str, password: &str) {
+        self.remember(password);
         self.pg
             .exec(&format!(
                 "ALTER ROLE {} PASSWORD {}",
@@ -109,8 +227,18 @@ impl World {
             .await;
     }
 
+    /// Remembers a password the test set, to check no function output contains it.
+    pub fn remember(&self, password: &str) {
+        self.seen
+            .lock()
+            .unwrap()
+            .passwords
+            .push(password.to_string());
+    }
+
     /// A PostgreSQL secret JSON for this server.
     pub fn secret_json(&self, user: &str, password: &str) -> Value {
+        self.remember(password);
         json!({
             "engine": "postgres",
             "host": self.pg.host(),

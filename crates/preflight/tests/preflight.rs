@@ -376,3 +376,33 @@ async fn an_unlabelled_version_of_another_user_does_not_save_the_login_check() {
     f.step("createSecret", "t1").await.unwrap();
     assert!(f.step("setSecret", "t1").await.is_err());
 }
+
+#[tokio::test]
+async fn a_rotation_stopped_after_set_secret_is_a_warning_and_its_retry_finishes_it() {
+    let f = RotationFixture::single_user();
+    f.store
+        .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
+    f.store.begin_rotation(&f.arn, "t1");
+    f.step("createSecret", "t1").await.unwrap();
+    f.step("setSecret", "t1").await.unwrap();
+    // Stopped here: AWSCURRENT no longer logs in, AWSPENDING does.
+    let report = run(&f).await;
+    let check = report.check("current-login").unwrap();
+    assert_eq!(check.status, Status::Warn, "{}", report.to_text());
+    assert!(check.detail.contains("AWSPENDING does"), "{}", check.detail);
+    let fix = check.fix.as_deref().unwrap();
+    assert!(
+        fix.contains(&format!("rotate-secret --secret-id {}", f.arn)),
+        "{fix}"
+    );
+    let pending = f.db.password_of("app").unwrap();
+    assert!(!report.to_text().contains(&pending));
+    // What preflight predicts is what happens: the retry of the same rotation finishes it.
+    f.step("setSecret", "t1").await.unwrap();
+    f.step("testSecret", "t1").await.unwrap();
+    f.step("finishSecret", "t1").await.unwrap();
+    assert_eq!(
+        f.db.password_of("app").unwrap(),
+        f.credentials(AWSCURRENT).password.expose()
+    );
+}

@@ -78,7 +78,7 @@ impl<S: SecretStore, T: CredentialTarget> Service<S, T> {
 }
 
 /// `{"preflight": true, "SecretId": "…"}`: the preflight event (anything else is a rotation event).
-fn preflight_request(payload: &Value) -> Option<Result<String, InvocationError>> {
+pub(crate) fn preflight_request(payload: &Value) -> Option<Result<String, InvocationError>> {
     let flag = payload.get("preflight")?;
     let on = match flag {
         Value::Bool(b) => *b,

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod untrusted;
 
 pub use config::Config;
 pub use handler::{Handler, Service};

@@ -62,6 +62,18 @@ impl fmt::Display for InvokeError {
 
 impl std::error::Error for InvokeError {}
 
+/// What a [`LambdaHost`]'s function printed (stdout and stderr), shared with the host.
+#[derive(Clone)]
+pub struct OutputLog(Arc<Mutex<Vec<u8>>>);
+
+impl OutputLog {
+    /// Everything printed so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
 /// A Lambda binary running behind a local Runtime API on 127.0.0.1.
 ///
 /// Invocations are serialized, one at a time, as Lambda does for one instance. Dropping the host
@@ -320,6 +332,12 @@ impl LambdaHost {
                     .wait_timeout(state, Duration::from_millis(50));
             }
         }
+    }
+
+    /// A handle on everything the function prints, readable after the host is dropped (the e2e
+    /// suites keep one per host and check at the end of a test that no secret value appears).
+    pub fn output_log(&self) -> OutputLog {
+        OutputLog(Arc::clone(&self.output))
     }
 
     /// Everything the function printed so far (stdout and stderr, interleaved as read).

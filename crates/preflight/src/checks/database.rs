@@ -6,38 +6,59 @@ use crate::report::{Report, Status};
 use crate::Ports;
 use rotation::{
     unlabelled_newer_than_current, ConnectError, DbCredentials, LoginIdentity, ReplicaWait,
-    SecretJson, Strategy, TlsMode, AWSCURRENT, AWSPREVIOUS, UNLABELLED_VERSIONS_TRIED,
+    SecretJson, Strategy, TlsMode, AWSCURRENT, AWSPENDING, AWSPREVIOUS, UNLABELLED_VERSIONS_TRIED,
 };
 
-/// Whether AWSPREVIOUS (same user and host, AWSCURRENT's TLS setting) logs in: single user's
-/// setSecret then changes the password through it, as the templates do.
-async fn previous_logs_in(ports: &Ports<'_>, found: &SecretFound, current: &DbCredentials) -> bool {
-    let Some(version) = found.meta.version_with(AWSPREVIOUS) else {
+/// Whether the version `id` of the secret logs in as AWSCURRENT's user on AWSCURRENT's host, with
+/// AWSCURRENT's TLS setting: how single user's setSecret tries a version other than AWSCURRENT
+/// (`crates/rotation/src/steps/set.rs`). `stage` is the label it is read by, if any.
+async fn version_logs_in(
+    ports: &Ports<'_>,
+    found: &SecretFound,
+    current: &DbCredentials,
+    id: &str,
+    stage: Option<&str>,
+) -> bool {
+    let arn = &found.meta.arn;
+    let text = match stage {
+        Some(stage) => ports.store.get_value(arn, id, stage).await,
+        None => ports.store.get_version_value(arn, id).await,
+    };
+    let Ok(Some(text)) = text else {
         return false;
     };
-    let Ok(Some(text)) = ports
-        .store
-        .get_value(&found.meta.arn, version, AWSPREVIOUS)
-        .await
-    else {
-        return false;
-    };
-    let Ok(mut previous) =
+    let Ok(mut candidate) =
         SecretJson::parse(&text).and_then(|json| json.credentials(ports.target.profile()))
     else {
         return false;
     };
-    if previous.username != current.username || previous.host != current.host {
+    if candidate.username != current.username || candidate.host != current.host {
         return false;
     }
-    previous.tls = current.tls;
-    ports.target.connect(&previous).await.is_ok()
+    candidate.tls = current.tls;
+    ports.target.connect(&candidate).await.is_ok()
+}
+
+/// The labelled version (AWSPENDING, then AWSPREVIOUS) that logs in when AWSCURRENT does not.
+async fn labelled_logging_in(
+    ports: &Ports<'_>,
+    found: &SecretFound,
+    current: &DbCredentials,
+) -> Option<&'static str> {
+    for stage in [AWSPENDING, AWSPREVIOUS] {
+        if let Some(id) = found.meta.version_with(stage) {
+            if version_logs_in(ports, found, current, id, Some(stage)).await {
+                return Some(stage);
+            }
+        }
+    }
+    None
 }
 
 /// The unlabelled version newer than AWSCURRENT that logs in, as single user's setSecret looks
 /// for it when neither AWSCURRENT nor AWSPREVIOUS does (the same versions, newest first, at most
-/// [`UNLABELLED_VERSIONS_TRIED`]; same user and host; AWSCURRENT's TLS setting): what an abandoned
-/// rotation leaves behind. `None` when none does or the versions cannot be listed.
+/// [`UNLABELLED_VERSIONS_TRIED`]): what an abandoned rotation leaves behind. `None` when none
+/// does or the versions cannot be listed.
 async fn unlabelled_logging_in(
     ports: &Ports<'_>,
     found: &SecretFound,
@@ -45,23 +66,21 @@ async fn unlabelled_logging_in(
 ) -> Option<String> {
     let versions = ports.store.list_versions(&found.meta.arn).await.ok()?;
     for id in unlabelled_newer_than_current(&versions, UNLABELLED_VERSIONS_TRIED) {
-        let Ok(Some(text)) = ports.store.get_version_value(&found.meta.arn, id).await else {
-            continue;
-        };
-        let Ok(mut candidate) =
-            SecretJson::parse(&text).and_then(|json| json.credentials(ports.target.profile()))
-        else {
-            continue;
-        };
-        if candidate.username != current.username || candidate.host != current.host {
-            continue;
-        }
-        candidate.tls = current.tls;
-        if ports.target.connect(&candidate).await.is_ok() {
+        if version_logs_in(ports, found, current, id, None).await {
             return Some(id.to_string());
         }
     }
     None
+}
+
+/// The `host-reachable` and `tls` checks of a server that answered and got past TLS.
+fn reachable(ports: &Ports<'_>, report: &mut Report, creds: &DbCredentials) {
+    report.push(
+        "host-reachable",
+        Status::Pass,
+        format!("{}:{} answers", creds.host, creds.port),
+    );
+    tls_pass(ports, report, creds);
 }
 
 /// Adds the checks of AWSCURRENT's login. Returns whether the host is a standby, when
@@ -72,15 +91,9 @@ pub(crate) async fn login_checks(
     found: &SecretFound,
     creds: &DbCredentials,
 ) -> Option<bool> {
-    let endpoint = format!("{}:{}", creds.host, creds.port);
-    match ports.target.connect(creds).await {
+    let e = match ports.target.connect(creds).await {
         Ok(mut session) => {
-            report.push(
-                "host-reachable",
-                Status::Pass,
-                format!("{endpoint} answers"),
-            );
-            tls_pass(ports, report, creds);
+            reachable(ports, report, creds);
             let who = match session.login_identity().await {
                 Ok(LoginIdentity { session_user, .. }) if session_user != creds.username => {
                     report.push_fix(
@@ -118,18 +131,35 @@ pub(crate) async fn login_checks(
                     creds.username, creds.dbname
                 ),
             );
-            session.is_standby().await.ok()
+            return session.is_standby().await.ok();
         }
-        Err(e @ ConnectError::Authentication { .. })
-            if found.strategy == Strategy::SingleUser
-                && previous_logs_in(ports, found, creds).await =>
-        {
-            report.push(
-                "host-reachable",
-                Status::Pass,
-                format!("{endpoint} answers"),
+        Err(e @ ConnectError::Authentication { .. }) if found.strategy == Strategy::SingleUser => e,
+        Err(e) => {
+            connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT);
+            return None;
+        }
+    };
+    // Single user, AWSCURRENT refused: which other version setSecret (or finishSecret) would use.
+    match labelled_logging_in(ports, found, creds).await {
+        Some(AWSPENDING) => {
+            reachable(ports, report, creds);
+            report.push_fix(
+                "current-login",
+                Status::Warn,
+                format!(
+                    "AWSCURRENT cannot log in ({e}), but AWSPENDING does: a rotation changed the \
+                     password and has not finished"
+                ),
+                format!(
+                    "nothing to do if a rotation is running; if it stopped, retry it (aws \
+                     secretsmanager rotate-secret --secret-id {}): its finishSecret moves \
+                     AWSCURRENT to AWSPENDING",
+                    found.meta.arn
+                ),
             );
-            tls_pass(ports, report, creds);
+        }
+        Some(_) => {
+            reachable(ports, report, creds);
             report.push_fix(
                 "current-login",
                 Status::Warn,
@@ -137,19 +167,13 @@ pub(crate) async fn login_checks(
                 "nothing to do: the next rotation's setSecret changes the password through \
                  AWSPREVIOUS (someone set the previous password again behind the rotation's back)",
             );
-            None
         }
-        Err(e @ ConnectError::Authentication { .. }) if found.strategy == Strategy::SingleUser => {
+        None => {
             let Some(id) = unlabelled_logging_in(ports, found, creds).await else {
                 connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT);
                 return None;
             };
-            report.push(
-                "host-reachable",
-                Status::Pass,
-                format!("{endpoint} answers"),
-            );
-            tls_pass(ports, report, creds);
+            reachable(ports, report, creds);
             let current = found
                 .meta
                 .version_with(AWSCURRENT)
@@ -171,13 +195,9 @@ pub(crate) async fn login_checks(
                     arn = found.meta.arn
                 ),
             );
-            None
-        }
-        Err(e) => {
-            connect_failure(ports, report, creds, &e, "current-login", AWSCURRENT);
-            None
         }
     }
+    None
 }
 
 /// Adds the `standby` check when the user's host is a standby (a read replica, an Aurora
@@ -317,12 +337,7 @@ fn connect_failure(
             report.skip(login_check, "TLS verification failed");
         }
         ConnectError::Authentication { .. } => {
-            report.push(
-                "host-reachable",
-                Status::Pass,
-                format!("{endpoint} answers"),
-            );
-            tls_pass(ports, report, creds);
+            reachable(ports, report, creds);
             report.push_fix(
                 login_check,
                 Status::Fail,
