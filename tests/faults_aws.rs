@@ -79,6 +79,8 @@ async fn rotations_ride_out_transient_faults_and_fail_cleanly_when_aws_keeps_fai
         "the SDK retried (5 attempts per call): {injected}"
     );
     assert_eq!(snapshot(&world, &arn).await, before_token);
+    assert!(world.can_login("app", initial).await);
+    println!("100 %, createSecret: {message}");
 
     // 100 % of PutSecretValue only: createSecret reads, then cannot write; AWSPENDING keeps no
     // value and the password is unchanged.
@@ -155,11 +157,11 @@ async fn backups_ride_out_transient_faults_and_leave_nothing_complete_when_aws_k
     // 100 %: the run fails with one line naming the call; nothing is written.
     faults.set_plan(FaultPlan::new(1.0, &Fault::FAILING, SEED));
     let err = w.invoke(&failing, &scheduled_event()).unwrap_err();
+    println!("backup, 100 %: {err}");
     assert!(!err.error_message.contains('\n'), "one line: {err}");
+    // The run's first call: the account id, from STS.
     assert!(
-        ["ListSecrets", "GetCallerIdentity", "sts"]
-            .iter()
-            .any(|call| err.error_message.contains(call)),
+        err.error_message.contains("GetCallerIdentity"),
         "the error names the call: {err}"
     );
     assert!(faults.counts().total() >= 2, "{}", faults.counts());
@@ -169,6 +171,7 @@ async fn backups_ride_out_transient_faults_and_leave_nothing_complete_when_aws_k
     // latest find no snapshot.
     faults.set_plan(FaultPlan::new(1.0, &Fault::FAILING, SEED).only(&["s3.PUT"]));
     let err = w.invoke(&failing, &scheduled_event()).unwrap_err();
+    println!("backup, 100 % of S3 writes: {err}");
     assert!(err.error_message.contains("PutObject"), "{err}");
     assert!(
         !w.objects()

@@ -518,7 +518,8 @@ impl DbSwitch {
     pub async fn set(&self, mode: DbMode) {
         let before = std::mem::replace(&mut *self.mode.lock().unwrap(), mode);
         if mode == DbMode::Refuse && before != DbMode::Refuse {
-            if let Some(task) = self.task.lock().unwrap().take() {
+            let task = self.task.lock().unwrap().take();
+            if let Some(task) = task {
                 task.abort();
                 let _ = task.await;
             }
