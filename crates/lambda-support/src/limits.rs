@@ -48,7 +48,11 @@ impl SdkLimits {
     /// `DB_CONNECT_TIMEOUT_SECONDS` (default 5 s) each, and testSecret a replica wait of at most
     /// `TEST_SECRET_REPLICA_WAIT_SECONDS` (default 30 s). The worst step, testSecret:
     /// 2 × 6 s (SDK) + 5 s (login) + 30 s (replica wait) = 47 s < 60 s; setSecret:
-    /// 2 × 6 s + 3 × 5 s = 27 s. Each call: 5 attempts of at most 2 s plus backoffs of at most
+    /// 2 × 6 s + 3 × 5 s = 27 s; at the largest `DB_CONNECT_TIMEOUT_SECONDS`, 10 s, 52 s and 42 s.
+    /// Not bounded by this sum: a larger replica wait (up to 600 s is accepted; the README says to
+    /// keep it well below the timeout), and single user's last resort after an abandoned
+    /// rotation (a version listing and up to five more reads and logins), which only runs when
+    /// AWSCURRENT and AWSPREVIOUS do not log in. Each call: 5 attempts of at most 2 s plus backoffs of at most
     /// 0.2, 0.4, 0.8 and 1.6 s is 13 s, cut at the 6 s operation timeout. Five attempts (the SDK's
     /// default is three) because a rotation makes few calls and each one matters: at 20 % failed
     /// requests a call fails only when five attempts in a row do (0.2⁵ = 0.03 %).
@@ -192,6 +196,13 @@ mod tests {
         assert_eq!(test_secret, Duration::from_secs(47));
         assert_eq!(set_secret, Duration::from_secs(27));
         assert!(test_secret < ROTATION_LAMBDA_TIMEOUT);
+        // At the largest DB_CONNECT_TIMEOUT_SECONDS (10 s).
+        let login = Duration::from_secs(10);
+        let test_secret = limits.worst_case_call() * 2 + login + replica_wait;
+        let set_secret = limits.worst_case_call() * 2 + login * 3;
+        assert_eq!(test_secret, Duration::from_secs(52));
+        assert_eq!(set_secret, Duration::from_secs(42));
+        assert!(test_secret < ROTATION_LAMBDA_TIMEOUT && set_secret < ROTATION_LAMBDA_TIMEOUT);
         // Even at AWS_MAX_ATTEMPTS=10 a call stays within the operation timeout.
         let many = with(&[("AWS_MAX_ATTEMPTS", "10")]).unwrap();
         assert_eq!(many.worst_case_call(), Duration::from_secs(6));
