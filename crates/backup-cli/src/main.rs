@@ -212,7 +212,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let Some(bucket) = global.bucket.clone() else {
         bail!("the snapshot bucket is required: --bucket or BACKUP_BUCKET");
     };
-    let mut base = base_config().await;
+    // The function's limits (each call ends within a minute), AWS_MAX_ATTEMPTS / AWS_RETRY_MODE
+    // applied.
+    let limits = lambda_support::SdkLimits::BACKUP.with_env(|k| std::env::var(k).ok())?;
+    let mut base = base_config(&limits).await;
     if let Some(r) = &global.region {
         base = base
             .to_builder()

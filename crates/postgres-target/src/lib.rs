@@ -193,7 +193,13 @@ fn classify(creds: &DbCredentials, e: &tokio_postgres::Error) -> ConnectError {
     let text = error_chain(e);
     if text.contains("TLS") || text.contains("certificate") || text.contains("SSL") {
         ConnectError::Tls(text)
-    } else if text.contains("error connecting to server") || text.contains("timed out") {
+    } else if text.contains("error connecting to server")
+        || text.contains("timed out")
+        // Accepted, then closed or reset before the login ended (a server shutting down, a
+        // proxy or load balancer without a target): as unreachable as a refused connection.
+        || text.contains("error communicating with the server")
+        || text.contains("connection closed")
+    {
         ConnectError::Unreachable {
             host: creds.host.clone(),
             port: creds.port,

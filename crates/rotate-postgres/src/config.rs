@@ -1,13 +1,16 @@
 //! Configuration from the environment, read once at start-up: the password policy (the
 //! variables of AWS's rotation templates), `ROTATION_STRATEGY`, `DB_CA_BUNDLE`,
 //! `DB_CA_BUNDLE_ONLY`, `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `PASSWORD_ENCRYPTION`,
-//! `TEST_SECRET_REPLICA_WAIT_SECONDS`,
-//! `AWS_LAMBDA_FUNCTION_NAME`.
+//! `TEST_SECRET_REPLICA_WAIT_SECONDS`, `DB_CONNECT_TIMEOUT_SECONDS`,
+//! `AWS_LAMBDA_FUNCTION_NAME`, and the SDK's `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE` over the
+//! function's bounded retries and timeouts (`lambda_support::SdkLimits::ROTATION`, where the
+//! arithmetic against the Lambda timeout is).
 //!
 //! Every boolean goes through `lambda_support::parse_bool`; a value that cannot be used is an
 //! error naming the variable, never silently the default.
 
 use lambda_support::env::{non_empty, parse_bool, ConfigError};
+use lambda_support::SdkLimits;
 use postgres_target::{PasswordEncryption, Trust};
 use preflight::PreflightOptions;
 use rotation::policy::{PolicyError, PASSWORD_LENGTHS};
@@ -21,6 +24,12 @@ pub const STRATEGY_EXPECTED: &str = "expected single or alternating";
 pub const REPLICA_WAIT_VAR: &str = "TEST_SECRET_REPLICA_WAIT_SECONDS";
 /// The longest replica wait accepted, in seconds (Lambda stops a function after 900 s).
 pub const REPLICA_WAIT_MAX_SECONDS: u64 = 600;
+
+/// The variable of the database connect timeout (TCP, TLS and login), in whole seconds.
+pub const CONNECT_TIMEOUT_VAR: &str = "DB_CONNECT_TIMEOUT_SECONDS";
+/// The accepted connect timeouts, in seconds: the default, 5 s, keeps three logins (setSecret's
+/// worst case) at 15 s of the function's 60 s (`lambda_support::limits`).
+pub const CONNECT_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=10;
 
 /// Everything read from the environment, once, at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +55,12 @@ pub struct Config {
     /// `AWS_LAMBDA_FUNCTION_NAME`: set by Lambda; the preflight compares it with the function
     /// attached to the secret.
     pub function_name: Option<String>,
+    /// `DB_CONNECT_TIMEOUT_SECONDS`: how long one database login (TCP, TLS, authentication) and
+    /// one statement may take (default 5 s, from 1 to 10).
+    pub db_timeout: Duration,
+    /// The SDK's retries and timeouts: [`SdkLimits::ROTATION`] with `AWS_MAX_ATTEMPTS` and
+    /// `AWS_RETRY_MODE` applied.
+    pub sdk: SdkLimits,
 }
 
 impl Config {
@@ -87,6 +102,11 @@ impl Config {
                 .transpose()?
                 .unwrap_or(ReplicaWait::up_to(ReplicaWait::DEFAULT_TOTAL)),
             function_name: var("AWS_LAMBDA_FUNCTION_NAME"),
+            db_timeout: var(CONNECT_TIMEOUT_VAR)
+                .map(|v| parse_connect_timeout(&v))
+                .transpose()?
+                .unwrap_or(postgres_target::CONNECT_TIMEOUT),
+            sdk: SdkLimits::ROTATION.with_env(&lookup)?,
         })
     }
 
@@ -120,6 +140,22 @@ pub fn parse_replica_wait(value: &str) -> Result<ReplicaWait, ConfigError> {
             value,
             format!(
                 "expected a whole number of seconds from 0 (no wait) to {REPLICA_WAIT_MAX_SECONDS}"
+            ),
+        )),
+    }
+}
+
+/// `DB_CONNECT_TIMEOUT_SECONDS`: a whole number of seconds in [`CONNECT_TIMEOUT_SECONDS`].
+pub fn parse_connect_timeout(value: &str) -> Result<Duration, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(secs) if CONNECT_TIMEOUT_SECONDS.contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(ConfigError::invalid(
+            CONNECT_TIMEOUT_VAR,
+            value,
+            format!(
+                "expected a whole number of seconds from {} to {}",
+                CONNECT_TIMEOUT_SECONDS.start(),
+                CONNECT_TIMEOUT_SECONDS.end()
             ),
         )),
     }
@@ -235,6 +271,33 @@ mod tests {
         assert_eq!(c.function_name, None);
         assert_eq!(c.password_encryption, PasswordEncryption::Auto);
         assert_eq!(c.settings(), RotationSettings::default());
+        assert_eq!(c.db_timeout, Duration::from_secs(5));
+        assert_eq!(c.sdk, SdkLimits::ROTATION);
+    }
+
+    #[test]
+    fn connect_timeout_and_sdk_retries_come_from_the_environment() {
+        let c = config(&[
+            (CONNECT_TIMEOUT_VAR, "2"),
+            ("AWS_MAX_ATTEMPTS", "4"),
+            ("AWS_RETRY_MODE", "adaptive"),
+        ])
+        .unwrap();
+        assert_eq!(c.db_timeout, Duration::from_secs(2));
+        assert_eq!(c.sdk.max_attempts, 4);
+        assert!(c.sdk.adaptive);
+        // The timeouts stay: the operation timeout still bounds every call.
+        assert_eq!(
+            c.sdk.operation_timeout,
+            SdkLimits::ROTATION.operation_timeout
+        );
+        for bad in ["0", "11", "1.5", "5s"] {
+            let err = config(&[(CONNECT_TIMEOUT_VAR, bad)]).unwrap_err();
+            assert_eq!(err.name(), CONNECT_TIMEOUT_VAR, "{bad}");
+            assert!(err.to_string().contains("from 1 to 10"), "{err}");
+        }
+        let err = config(&[("AWS_MAX_ATTEMPTS", "many")]).unwrap_err();
+        assert_eq!(err.name(), "AWS_MAX_ATTEMPTS");
     }
 
     #[test]

@@ -29,6 +29,22 @@ impl Sleeper for TokioSleeper {
     }
 }
 
+/// The SDK configuration of both binaries: the environment's, with the function's bounded
+/// retries and timeouts (`config.sdk`; an invalid configuration keeps the ROTATION limits, and
+/// every invocation fails with it anyway). Does no network I/O.
+pub async fn sdk_config(
+    config: Result<&Config, &lambda_support::ConfigError>,
+) -> aws_config::SdkConfig {
+    let limits = config
+        .map(|c| c.sdk)
+        .unwrap_or(lambda_support::SdkLimits::ROTATION);
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(limits.retry_config())
+        .timeout_config(limits.timeout_config())
+        .load()
+        .await
+}
+
 /// The production service: Secrets Manager (through `SECRETS_MANAGER_ENDPOINT` when set), RDS
 /// look-ups and PostgreSQL, testSecret's replica wait on tokio's timer, configured once. No
 /// network I/O happens here.
@@ -45,7 +61,8 @@ pub fn build_service(
     Service::new(
         store,
         PostgresTarget::new(config.trust.clone())
-            .with_password_encryption(config.password_encryption),
+            .with_password_encryption(config.password_encryption)
+            .with_connect_timeout(config.db_timeout),
         Arc::new(rds),
         config.settings(),
         config.preflight_options(),

@@ -125,6 +125,13 @@ pub enum ErrorKind {
         /// Why the login failed.
         reason: String,
     },
+    /// finishSecret: the database cannot be reached to confirm AWSPENDING, so AWSCURRENT is not
+    /// moved (unlike [`ErrorKind::PendingNoLongerLogsIn`], nothing suggests the password changed).
+    #[error("AWSCURRENT was not moved: the database cannot be reached to confirm that AWSPENDING logs in ({reason}); nothing was changed: retry finishSecret once the database answers")]
+    DatabaseUnreachable {
+        /// Why, naming host and port.
+        reason: String,
+    },
     /// AWSPENDING's user is not AWSCURRENT's alternate.
     #[error("field 'username' of the AWSPENDING version must be the alternate of AWSCURRENT's (AWSCURRENT has {current:?}, so AWSPENDING must have {expected:?}, but has {pending:?})")]
     NotAlternate {
@@ -229,6 +236,7 @@ impl ErrorKind {
             ErrorKind::WrongUser { .. } => "WrongUser",
             ErrorKind::WrongSessionUser { .. } => "WrongUser",
             ErrorKind::PendingNoLongerLogsIn { .. } => "PendingLoginFailed",
+            ErrorKind::DatabaseUnreachable { .. } => "DatabaseUnreachable",
             ErrorKind::NotAlternate { .. } => "NotAlternateUser",
             ErrorKind::CurrentLoginFailed { .. } => "CurrentLoginFailed",
             ErrorKind::MasterSecret { .. } => "MasterSecretError",

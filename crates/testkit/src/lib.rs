@@ -9,6 +9,9 @@
 //!   Lambda does.
 //! - [`latency::LatencyProxy`]: a TCP proxy adding a fixed delay per request (AWS-like latency
 //!   for the benchmarks).
+//! - [`faults`]: faults in dependencies: [`faults::AwsFaults`] (throttling, 500s, resets, slow
+//!   answers in each protocol's wire shape, at a seeded rate, counted) in front of moto, and
+//!   [`faults::DbSwitch`] (pass, refuse, hang, down) in front of PostgreSQL.
 //! - [`secrets`]: a secret's labels and values by explicit version, for inspection.
 //! - [`rotation`]: the rotation event of a step and "run the four steps" against a
 //!   [`lambda::LambdaHost`].
@@ -38,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod faults;
 pub mod lambda;
 pub mod latency;
 pub mod moto;

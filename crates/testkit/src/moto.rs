@@ -75,6 +75,11 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's socket address (for a proxy in front of it, e.g. [`crate::faults::AwsFaults`]).
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        (std::net::Ipv4Addr::LOCALHOST, self.port).into()
+    }
+
     /// The region clients use: `us-east-1`.
     pub fn region(&self) -> &str {
         REGION

@@ -22,7 +22,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             return serve_config_error(InvocationError::invalid_configuration(e.to_string())).await
         }
     };
-    let base = base_config().await;
+    let base = base_config(&config.sdk).await;
     let ports = AwsPorts::new(&base, &config.aws_settings()).await;
     let function = Function {
         secrets: Arc::new(ports.secrets),

@@ -5,6 +5,7 @@
 //! [`lambda_support::parse_bool`].
 
 use lambda_support::env::{non_empty, parse_bool, ConfigError};
+use lambda_support::SdkLimits;
 
 use crate::domain::filters::{Filters, TagFilter};
 use crate::domain::settings::{
@@ -41,6 +42,9 @@ pub struct BackupConfig {
     pub part_size: usize,
     /// `BACKUP_METRICS_NAMESPACE`, default `SecretsBackup`: CloudWatch namespace of the metrics.
     pub metrics_namespace: String,
+    /// The SDK's retries and timeouts: [`SdkLimits::BACKUP`] with `AWS_MAX_ATTEMPTS` and
+    /// `AWS_RETRY_MODE` applied.
+    pub sdk: SdkLimits,
 }
 
 impl BackupConfig {
@@ -93,6 +97,7 @@ impl BackupConfig {
             part_size: parsed("BACKUP_PART_SIZE", parse_part_size)?.unwrap_or(DEFAULT_PART_SIZE),
             metrics_namespace: get("BACKUP_METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            sdk: SdkLimits::BACKUP.with_env(&lookup)?,
         })
     }
 
@@ -138,6 +143,11 @@ mod tests {
         assert_eq!(c.prefix, "secrets-backup");
         assert_eq!(c.concurrency, 8);
         assert_eq!(c.part_size, 4 << 20);
+        assert_eq!(c.sdk, SdkLimits::BACKUP);
+        let c = cfg(&[("BACKUP_BUCKET", "b"), ("AWS_MAX_ATTEMPTS", "3")]).unwrap();
+        assert_eq!(c.sdk.max_attempts, 3);
+        let err = cfg(&[("BACKUP_BUCKET", "b"), ("AWS_RETRY_MODE", "fast")]).unwrap_err();
+        assert_eq!(err.name(), "AWS_RETRY_MODE");
         assert!(c.filters.is_empty());
         let c = cfg(&[
             ("BACKUP_BUCKET", "b"),

@@ -68,9 +68,7 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let sdk = rotate_postgres::sdk_config(Ok(&config)).await;
     let report = build_service(&config, &sdk)
         .preflight(&args.secret_id)
         .await;

@@ -8,7 +8,7 @@ use super::StepContext;
 use crate::error::ErrorKind;
 use crate::rotator::{Outcome, Rotator};
 use crate::store::{SecretStore, AWSCURRENT, AWSPENDING};
-use crate::target::CredentialTarget;
+use crate::target::{ConnectError, CredentialTarget};
 
 impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     pub(crate) async fn finish_secret(&self, ctx: &StepContext<'_>) -> Result<Outcome, ErrorKind> {
@@ -18,10 +18,18 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
         }
         let pending = self.require_stage(ctx, AWSPENDING).await?;
         let creds = self.credentials(&pending, AWSPENDING)?;
-        if let Err(e) = self.target.connect(&creds).await {
-            return Err(ErrorKind::PendingNoLongerLogsIn {
-                reason: e.to_string(),
-            });
+        match self.target.connect(&creds).await {
+            Ok(_) => {}
+            Err(e @ ConnectError::Unreachable { .. }) => {
+                return Err(ErrorKind::DatabaseUnreachable {
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => {
+                return Err(ErrorKind::PendingNoLongerLogsIn {
+                    reason: e.to_string(),
+                })
+            }
         }
         self.store
             .move_current(ctx.arn(), ctx.token(), current)

@@ -6,14 +6,12 @@ mod s3;
 mod secrets;
 mod sts;
 
-use std::time::Duration;
-
-use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::SharedCredentialsProvider;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
+use lambda_support::SdkLimits;
 
 use crate::ports::{ApiError, ErrorKind, Ports};
 
@@ -41,22 +39,15 @@ where
     ApiError::new(kind, format!("{op}: {text}"))
 }
 
-/// The SDK configuration of the source account: from the environment, with standard retries
-/// (exponential backoff with jitter, throttling included) unless `AWS_MAX_ATTEMPTS` or
-/// `AWS_RETRY_MODE` say otherwise. Does no network I/O.
-pub async fn base_config() -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
-        && std::env::var_os("AWS_RETRY_MODE").is_none()
-    {
-        loader = loader.retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(8)
-                .with_initial_backoff(Duration::from_millis(100))
-                .with_max_backoff(Duration::from_secs(10)),
-        );
-    }
-    loader.load().await
+/// The SDK configuration of the source account: from the environment, with `limits`' bounded
+/// retries (standard mode: exponential backoff with jitter, throttling included) and timeouts
+/// (see `lambda_support::limits`). Does no network I/O.
+pub async fn base_config(limits: &SdkLimits) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(limits.retry_config())
+        .timeout_config(limits.timeout_config())
+        .load()
+        .await
 }
 
 /// The configuration for the destination (bucket and key): another region and, with a role,
