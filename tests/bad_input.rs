@@ -31,11 +31,10 @@ struct Snapshot {
 }
 
 async fn snapshot(world: &World, arns: &[String]) -> Snapshot {
-    let mut labels = BTreeMap::new();
-    let mut contents = BTreeMap::new();
-    for arn in arns {
-        let versions = world.labels(arn).await;
-        for version in versions.keys() {
+    // Read concurrently: this runs twice per case.
+    let labelled = futures::future::join_all(arns.iter().map(|arn| world.labels(arn))).await;
+    let reads = arns.iter().zip(&labelled).flat_map(|(arn, versions)| {
+        versions.keys().map(move |version| async move {
             let read = world
                 .sm
                 .get_secret_value()
@@ -54,24 +53,38 @@ async fn snapshot(world: &World, arns: &[String]) -> Snapshot {
                 }
                 Err(_) => "no value".to_string(),
             };
-            contents.insert(format!("{arn} {version}"), digest);
-        }
-        labels.insert(arn.clone(), versions);
-    }
-    let rows = world
-        .pg
-        .admin()
-        .await
-        .query("SELECT rolname::text, rolpassword FROM pg_authid", &[])
-        .await
-        .expect("read pg_authid");
-    let roles = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            (format!("{arn} {version}"), digest)
+        })
+    });
+    let roles = async {
+        let rows = world
+            .pg
+            .admin()
+            .await
+            .query("SELECT rolname::text, rolpassword FROM pg_authid", &[])
+            .await
+            .expect("read pg_authid");
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let (contents, roles) = futures::join!(futures::future::join_all(reads), roles);
     Snapshot {
-        labels,
-        contents,
+        labels: arns.iter().cloned().zip(labelled).collect(),
+        contents: contents.into_iter().collect(),
         roles,
     }
 }
+
+/// A secret case: name, `(SecretString, its password)` (`None`: a binary secret), expected.
+type SecretCase<'a> = (&'a str, Option<(String, String)>, &'a [&'a str]);
+/// A backup-lambda case: name, extra environment, event, expected.
+type BackupCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, Value, &'a [&'a str]);
+/// A secrets-backup case: name, arguments, extra environment, expected.
+type CliCase<'a> = (
+    &'a str,
+    Vec<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    &'a [&'a str],
+);
 
 /// A random password nobody could find in an output by chance.
 fn password(tag: &str) -> String {
@@ -252,7 +265,7 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
         (secret.to_string(), pw)
     };
     let huge_user = "u".repeat(64 * 1024 - 200);
-    let mut secret_cases: Vec<(&str, Option<(String, String)>, &[&str])> = vec![
+    let mut secret_cases: Vec<SecretCase<'_>> = vec![
         (
             "secret: invalid JSON",
             Some((
@@ -431,9 +444,9 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
     let mut env_output = String::new();
     for (case, (key, value), expected) in env_cases {
         let lambda = world.rotation_lambda(&[(key, value)]).await;
-        let before = snapshot(&world, &[good.clone()]).await;
+        let before = snapshot(&world, std::slice::from_ref(&good)).await;
         let result = lambda.step("createSecret", &good, &good_token);
-        if snapshot(&world, &[good.clone()]).await != before {
+        if snapshot(&world, std::slice::from_ref(&good)).await != before {
             changed.push(case.to_string());
         }
         let error = match result {
@@ -461,7 +474,7 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
         }
         env
     };
-    let backup_cases: Vec<(&str, Vec<(&str, &str)>, Value, &[&str])> = vec![
+    let backup_cases: Vec<BackupCase<'_>> = vec![
         ("backup event: an array", vec![], json!([1]), &["event"]),
         (
             "backup event: unknown mode",
@@ -508,9 +521,9 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
         let host = tokio::task::spawn_blocking(move || LambdaHost::start(&binary, &env))
             .await
             .unwrap();
-        let before = snapshot(&world, &[good.clone()]).await;
+        let before = snapshot(&world, std::slice::from_ref(&good)).await;
         let result = tokio::task::block_in_place(|| host.invoke(&event));
-        if snapshot(&world, &[good.clone()]).await != before {
+        if snapshot(&world, std::slice::from_ref(&good)).await != before {
             changed.push(case.to_string());
         }
         let error = match result {
@@ -528,7 +541,7 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
     }
 
     // ---- secrets-backup: malformed arguments and environment (usage errors, exit 2) ---------
-    let cli_cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &[&str])> = vec![
+    let cli_cases: Vec<CliCase<'_>> = vec![
         (
             "cli: unknown command",
             vec!["frobnicate"],
@@ -578,7 +591,7 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
     for (case, args, extra, expected) in cli_cases {
         let mut env = world.moto.env();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let before = snapshot(&world, &[good.clone()]).await;
+        let before = snapshot(&world, std::slice::from_ref(&good)).await;
         let output = std::process::Command::new(&cli_binary)
             .args(&args)
             .env_clear()
@@ -586,7 +599,7 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
             .envs(env)
             .output()
             .expect("run secrets-backup");
-        if snapshot(&world, &[good.clone()]).await != before {
+        if snapshot(&world, std::slice::from_ref(&good)).await != before {
             changed.push(case.to_string());
         }
         let text = format!(
