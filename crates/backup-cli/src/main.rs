@@ -9,7 +9,7 @@ use std::process::ExitCode;
 mod render;
 mod telemetry;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use backup::domain::filters::{Filters, NamePattern, TagFilter};
 use backup::domain::settings;
 use backup::operations::restore::{restore, RestoreError};
@@ -210,7 +210,9 @@ impl Ctx {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let Cli { global, command } = cli;
     let Some(bucket) = global.bucket.clone() else {
-        bail!("the snapshot bucket is required: --bucket or BACKUP_BUCKET");
+        // A usage error, like the ones clap reports: exit status 2.
+        eprintln!("error: the snapshot bucket is required: --bucket or BACKUP_BUCKET");
+        return Ok(2);
     };
     // The function's limits (each call ends within a minute), AWS_MAX_ATTEMPTS / AWS_RETRY_MODE
     // applied.

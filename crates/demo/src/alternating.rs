@@ -111,13 +111,13 @@ pub async fn run(pg: &PgServer, moto: &Moto, sm: &aws_sdk_secretsmanager::Client
 
     println!("\n== Preflight: preflight --secret-id {arn} ==\n");
     let preflight = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(testkit::binary("preflight"))
+        let mut command = std::process::Command::new(testkit::binary("preflight"));
+        command
             .args(["--secret-id", &arn])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env_for_preflight)
-            .output()
-            .expect("run preflight")
+            .envs(env_for_preflight);
+        testkit::cleanup::output(&mut command, "stop preflight").expect("run preflight")
     })
     .await
     .unwrap();

@@ -24,13 +24,14 @@ fn secret_value() -> String {
 /// Runs `secrets-backup ARGS` and prints its output, indented; returns (exit code, output).
 fn cli(env: &[(String, String)], args: &[&str]) -> (i32, String) {
     println!("\n  $ secrets-backup {}", args.join(" "));
-    let out = Command::new(testkit::binary("secrets-backup"))
+    let mut command = Command::new(testkit::binary("secrets-backup"));
+    command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(args)
-        .output()
-        .expect("run secrets-backup");
+        .args(args);
+    let out =
+        testkit::cleanup::output(&mut command, "stop secrets-backup").expect("run secrets-backup");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     for line in stdout.lines() {

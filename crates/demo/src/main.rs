@@ -1,10 +1,13 @@
 //! `make demo`: starts a throwaway PostgreSQL and moto, creates a role and its secret, rotates it
 //! through the real `rotate-postgres` binary behind a local Lambda Runtime API, proves the new
 //! password logs in and the old one does not, and prints a short report. Never prints a value.
+//! Ctrl-C (SIGINT) or SIGTERM stops and removes everything it started (`testkit::cleanup`) and
+//! exits with 130 / 143.
 
 mod alternating; // alternating users + preflight (see alternating.rs)
 mod backup; // scheduled encrypted backup, verify, restore (see backup.rs)
 
+use clap::Parser;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
@@ -43,14 +46,35 @@ fn yes_no(ok: bool) -> &'static str {
     }
 }
 
+/// `make demo`: rotate a PostgreSQL password (single user, then alternating users), run the
+/// preflight, and back up, verify and restore secrets, all on this machine: a throwaway
+/// PostgreSQL, moto (the AWS emulator) and the real Lambda binaries behind a local Runtime API.
+/// Prints no secret value. Everything it starts is stopped and removed on exit, also on Ctrl-C
+/// (SIGINT) or SIGTERM (exit status 130 / 143).
+#[derive(Parser)]
+#[command(name = "demo")]
+struct Args {}
+
+fn main() {
+    Args::parse();
+    testkit::cleanup::exit_on_signals();
+    run();
+    testkit::cleanup::exit(0);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+async fn run() {
     let started = Instant::now();
     println!("== Demo: rotate a PostgreSQL password through the real Lambda binary ==\n");
 
-    print!("Starting PostgreSQL 15 (TLS, scram-sha-256) ... ");
+    print!("Starting PostgreSQL (TLS, scram-sha-256) ... ");
     let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
-    println!("listening on {}:{}", pg.host(), pg.port());
+    println!(
+        "PostgreSQL {} listening on {}:{}",
+        pg.server_version(),
+        pg.host(),
+        pg.port()
+    );
     print!("Starting moto (AWS emulator) ... ");
     let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
     println!("{}", moto.endpoint());
@@ -112,7 +136,7 @@ async fn main() {
     }
     if let Some(failure) = failure {
         println!("  {:<14} FAILED: {}", failure.step.as_str(), failure.error);
-        std::process::exit(1);
+        testkit::cleanup::exit(1);
     }
     if let Some(init) = host.init_duration() {
         println!(
@@ -148,6 +172,6 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
     if !ok {
-        std::process::exit(1);
+        testkit::cleanup::exit(1);
     }
 }

@@ -102,6 +102,71 @@ pub(crate) fn preflight_request(payload: &Value) -> Option<Result<String, Invoca
     )
 }
 
+/// The fields of a rotation event: each must be a non-empty string (`RotationToken`, optional,
+/// a string when present).
+const EVENT_FIELDS: [&str; 3] = ["Step", "SecretId", "ClientRequestToken"];
+
+/// Reads a rotation event, its shape checked first ([`check_rotation_event`]).
+pub(crate) fn rotation_event(payload: Value) -> Result<RotationEvent, InvocationError> {
+    check_rotation_event(&payload).map_err(InvocationError::invalid_event)?;
+    serde_json::from_value(payload).map_err(|e| {
+        InvocationError::invalid_event(format!(
+            "the event is not a Secrets Manager rotation event (Step, SecretId, ClientRequestToken): {e}"
+        ))
+    })
+}
+
+/// Checks the shape of a rotation event before it is read, so that the error names the field at
+/// fault (and its JSON type, never its value).
+fn check_rotation_event(payload: &Value) -> Result<(), String> {
+    const EXPECTED: &str = "a Secrets Manager rotation event: a JSON object with the strings \
+                            Step, SecretId and ClientRequestToken";
+    let Some(object) = payload.as_object() else {
+        return Err(format!(
+            "the event is {}, expected {EXPECTED}",
+            json_type(payload)
+        ));
+    };
+    for field in EVENT_FIELDS {
+        match object.get(field) {
+            None => {
+                return Err(format!(
+                    "field '{field}' of the event is missing ({EXPECTED})"
+                ))
+            }
+            Some(Value::String(text)) if text.trim().is_empty() => {
+                return Err(format!("field '{field}' of the event is empty"))
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(format!(
+                    "field '{field}' of the event is {}, expected a string",
+                    json_type(other)
+                ))
+            }
+        }
+    }
+    match object.get("RotationToken") {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(other) => Err(format!(
+            "field 'RotationToken' of the event is {}, expected a string",
+            json_type(other)
+        )),
+    }
+}
+
+/// The JSON type of `value`, as an error names it.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// The function.
 pub struct Handler<S, T> {
     service: Result<Service<S, T>, ConfigError>,
@@ -133,11 +198,7 @@ impl<S: SecretStore, T: CredentialTarget> Handler<S, T> {
             );
             return Ok(report.to_json());
         }
-        let event: RotationEvent = serde_json::from_value(event.payload).map_err(|e| {
-            InvocationError::invalid_event(format!(
-                "the event is not a Secrets Manager rotation event (Step, SecretId, ClientRequestToken): {e}"
-            ))
-        })?;
+        let event = rotation_event(event.payload)?;
         let outcome = service
             .rotator
             .handle(&event)
@@ -150,6 +211,38 @@ impl<S: SecretStore, T: CredentialTarget> Handler<S, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_rotation_event_is_refused_naming_the_field() {
+        let ok = json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": "t"});
+        assert_eq!(check_rotation_event(&ok), Ok(()));
+        let cases = [
+            (json!([ok.clone()]), "the event is an array"),
+            (json!("createSecret"), "the event is a string"),
+            (
+                json!({"SecretId": "s", "ClientRequestToken": "t"}),
+                "field 'Step'",
+            ),
+            (
+                json!({"Step": 1, "SecretId": "s", "ClientRequestToken": "t"}),
+                "field 'Step' of the event is a number",
+            ),
+            (
+                json!({"Step": "x", "SecretId": " ", "ClientRequestToken": "t"}),
+                "field 'SecretId' of the event is empty",
+            ),
+            (
+                json!({"Step": "x", "SecretId": "s", "ClientRequestToken": "t",
+                       "RotationToken": {"hidden": "value"}}),
+                "field 'RotationToken' of the event is an object",
+            ),
+        ];
+        for (event, expected) in cases {
+            let error = check_rotation_event(&event).unwrap_err();
+            assert!(error.contains(expected), "{event}: {error}");
+            assert!(!error.contains("value\""), "{error}");
+        }
+    }
 
     #[test]
     fn preflight_events_are_recognised() {

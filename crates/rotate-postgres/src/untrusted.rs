@@ -8,7 +8,7 @@
 
 use postgres_target::POSTGRES;
 use rotation::alternating::alternate_username;
-use rotation::{RotationEvent, SecretJson, Step};
+use rotation::{SecretJson, Step};
 use serde_json::Value;
 
 /// What the parsers accepted.
@@ -55,7 +55,7 @@ pub fn parse_untrusted(data: &[u8]) -> Accepted {
             Some(Err(e)) => check(&e),
             None => {}
         }
-        match serde_json::from_value::<RotationEvent>(payload) {
+        match crate::handler::rotation_event(payload) {
             Ok(event) => {
                 accepted.rotation_event = true;
                 accepted.known_step = event.step.parse::<Step>().is_ok();

@@ -212,6 +212,24 @@ impl SecretJson {
         };
         let host = self.host()?.to_string();
         let username = self.username()?.to_string();
+        // A control character cannot be meant; a longer name would be truncated by the server
+        // (PostgreSQL silently), and the rotation would change another role's password.
+        if username.chars().any(char::is_control) {
+            return Err(FieldError::invalid(
+                "username",
+                "must not contain control characters",
+            ));
+        }
+        if username.len() > profile.max_identifier_bytes {
+            return Err(FieldError::invalid(
+                "username",
+                format!(
+                    "is {} bytes long, over the engine's {}-byte limit for a name",
+                    username.len(),
+                    profile.max_identifier_bytes
+                ),
+            ));
+        }
         let password = match self.0.get("password") {
             None | Some(Value::Null) => return Err(FieldError::Missing("password")),
             Some(Value::String(s)) => Password::new(s.clone()),
@@ -351,6 +369,30 @@ mod tests {
 
     fn secret(json: &str) -> SecretJson {
         SecretJson::parse(json).unwrap()
+    }
+
+    #[test]
+    fn a_username_with_control_characters_or_over_the_limit_is_refused() {
+        use serde_json::json;
+        for (username, expected) in [
+            ("app\u{0}x", "control characters"),
+            ("app\u{1b}[2J", "control characters"),
+            (
+                "a_name_of_twenty_one_",
+                "21 bytes long, over the engine's 20-byte limit",
+            ),
+        ] {
+            let json = json!({"engine": "one", "host": "db", "username": username,
+                              "password": "pw-not-shown"});
+            let err = secret(&json.to_string()).credentials(&PROFILE).unwrap_err();
+            assert_eq!(err.field(), Some("username"), "{username:?}");
+            let text = err.to_string();
+            assert!(text.contains(expected), "{text}");
+            assert!(!text.contains("pw-not-shown"), "{text}");
+        }
+        let json = json!({"engine": "one", "host": "db", "username": "twenty_bytes_exactly",
+                          "password": "pw"});
+        assert!(secret(&json.to_string()).credentials(&PROFILE).is_ok());
     }
 
     #[test]

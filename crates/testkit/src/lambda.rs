@@ -77,7 +77,9 @@ impl OutputLog {
 /// A Lambda binary running behind a local Runtime API on 127.0.0.1.
 ///
 /// Invocations are serialized, one at a time, as Lambda does for one instance. Dropping the host
-/// kills the process and stops the API server.
+/// kills the process and stops the API server; so does SIGINT / SIGTERM in a binary that
+/// installed [`crate::cleanup::exit_on_signals`] (the process and the hosts file are registered
+/// in [`crate::cleanup`]).
 pub struct LambdaHost {
     shared: Arc<Shared>,
     server: Arc<Server>,
@@ -94,6 +96,8 @@ pub struct LambdaHost {
     stopped: bool,
     /// The function's `/etc/hosts` (see [`LambdaHost::start_with_hosts`]), removed on drop.
     _hosts: Option<tempfile::NamedTempFile>,
+    /// What a signal runs: remove the hosts file, kill the function.
+    _cleanups: Vec<crate::cleanup::Registration>,
 }
 
 /// State shared between the test thread and the API server threads.
@@ -186,7 +190,12 @@ impl LambdaHost {
                 .expect("spawn the Runtime API server thread")
         };
 
+        let starting = crate::cleanup::starting();
         let hosts_file = (!hosts.is_empty()).then(|| hosts_file(hosts));
+        let mut cleanups: Vec<_> = hosts_file
+            .iter()
+            .map(|file| crate::cleanup::register_path(file.path()))
+            .collect();
         let mut command = match &hosts_file {
             None => Command::new(binary),
             Some(file) => {
@@ -229,6 +238,11 @@ impl LambdaHost {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn the Lambda binary {}: {e}", binary.display()));
+        cleanups.push(crate::cleanup::register_process(
+            format!("kill the function {function_name}"),
+            child.id(),
+        ));
+        drop(starting);
 
         let output = Arc::new(Mutex::new(Vec::new()));
         let mut output_threads = Vec::new();
@@ -253,6 +267,7 @@ impl LambdaHost {
             runtime_api,
             stopped: false,
             _hosts: hosts_file,
+            _cleanups: cleanups,
         }
     }
 

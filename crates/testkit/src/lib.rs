@@ -16,6 +16,8 @@
 //! - [`rotation`]: the rotation event of a step and "run the four steps" against a
 //!   [`lambda::LambdaHost`].
 //! - [`binary`]: builds a workspace binary once per process and returns its path.
+//! - [`cleanup`]: what SIGINT / SIGTERM stop and remove in the demo and benchmark binaries
+//!   (every server, child process and temporary folder started here).
 //!
 //! Everything here panics with a clear message on failure: it is meant for tests, where a panic
 //! is the failure report.
@@ -41,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod cleanup;
 pub mod faults;
 pub mod lambda;
 pub mod latency;
@@ -124,8 +127,7 @@ fn build_binary(name: &str, release: bool) -> PathBuf {
             command.env_remove(key.as_ref());
         }
     }
-    let output = command
-        .output()
+    let output = cleanup::output(&mut command, &format!("stop `cargo build --bin {name}`"))
         .unwrap_or_else(|e| panic!("could not run {cargo:?} build --bin {name}: {e}"));
     if !output.status.success() {
         panic!(

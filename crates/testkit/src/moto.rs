@@ -33,7 +33,8 @@ const ROTATION_FUNCTION: &str = "rotation-under-test";
 /// How many free ports `start` tries (another process may grab one first).
 const PORT_ATTEMPTS: usize = 3;
 
-/// A running moto server on 127.0.0.1 and a free port; killed on drop.
+/// A running moto server on 127.0.0.1 and a free port; killed on drop, and on SIGINT / SIGTERM in
+/// a binary that installed [`crate::cleanup::exit_on_signals`], its folder removed with it.
 ///
 /// The executable is `MOTO_SERVER` if set, else `<workspace>/.venv/bin/moto_server`
 /// (installed by `make venv`).
@@ -42,6 +43,8 @@ pub struct Moto {
     port: u16,
     log_path: PathBuf,
     _dir: TempDir,
+    /// What a signal runs: remove the folder, then (newer) kill the server.
+    _cleanups: [crate::cleanup::Registration; 2],
 }
 
 impl Moto {
@@ -50,20 +53,26 @@ impl Moto {
     /// Panics with the tail of the server's log when it does not come up.
     pub fn start() -> Moto {
         let executable = moto_executable();
-        let dir = tempfile::Builder::new()
-            .prefix("testkit-moto-")
-            .tempdir()
-            .expect("create a temporary directory for moto");
+        let (dir, dir_registration) = {
+            let _starting = crate::cleanup::starting();
+            let dir = tempfile::Builder::new()
+                .prefix("testkit-moto-")
+                .tempdir()
+                .expect("create a temporary directory for moto");
+            let registration = crate::cleanup::register_path(dir.path());
+            (dir, registration)
+        };
         let log_path = dir.path().join("moto.log");
         // A free port may be taken by someone else before moto binds it: retry a few times.
         for _ in 0..PORT_ATTEMPTS {
             let port = crate::free_port();
-            if let Some(child) = spawn_until_ready(&executable, port, &log_path) {
+            if let Some((child, registration)) = spawn_until_ready(&executable, port, &log_path) {
                 return Moto {
                     child,
                     port,
                     log_path,
                     _dir: dir,
+                    _cleanups: [dir_registration, registration],
                 };
             }
         }
@@ -323,13 +332,19 @@ impl Drop for Moto {
     }
 }
 
-/// Spawns moto_server on `port` and polls it until it answers (`Some`), or until it exits
-/// because the port was taken (`None`). Panics with the log tail on any other failure.
+/// Where moto records requests (see [`Moto::start_recording`]): beside its log.
 fn recording_path(log_path: &Path) -> PathBuf {
     log_path.with_file_name("recording.jsonl")
 }
 
-fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Child> {
+/// Spawns moto_server on `port` (registered to be killed on a signal) and polls it until it
+/// answers (`Some`), or until it exits because the port was taken (`None`). Panics with the log
+/// tail on any other failure.
+fn spawn_until_ready(
+    executable: &Path,
+    port: u16,
+    log_path: &Path,
+) -> Option<(Child, crate::cleanup::Registration)> {
     let log =
         File::create(log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
     let log_err = log.try_clone().expect("duplicate the moto log file handle");
@@ -338,6 +353,7 @@ fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Ch
         python_path.push(":");
         python_path.push(existing);
     }
+    let starting = crate::cleanup::starting();
     let mut child = Command::new(executable)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         // testkit's additions to moto (custom endpoints), imported through `sitecustomize`.
@@ -349,6 +365,9 @@ fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Ch
         .stderr(log_err)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", executable.display()));
+    let registration =
+        crate::cleanup::register_process(format!("kill moto (port {port})"), child.id());
+    drop(starting);
     let read_log = || {
         std::fs::read(log_path)
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
@@ -372,7 +391,7 @@ fn spawn_until_ready(executable: &Path, port: u16, log_path: &Path) -> Option<Ch
         }
         // Only a 200 counts: anything else on this port is not (yet) our moto.
         if matches!(agent.get(&url).call(), Ok(response) if response.status() == 200) {
-            return Some(child);
+            return Some((child, registration));
         }
         if Instant::now() > deadline {
             let _ = child.kill();

@@ -62,7 +62,8 @@ const EMPTIED_DIRS: &[&str] = &[
 /// A running throwaway PostgreSQL server.
 ///
 /// Started by [`PgServer::start`]; stopped (`pg_ctl -m immediate stop`) and its directory removed
-/// on drop, also when the test panics.
+/// on drop, also when the test panics, and on SIGINT / SIGTERM in a binary that installed
+/// [`crate::cleanup::exit_on_signals`] (both are registered in [`crate::cleanup`]).
 ///
 /// When the process runs as root (PostgreSQL refuses to), `initdb` and `pg_ctl` run as the
 /// `postgres` user through `runuser`, and the temporary directory is owned by that user.
@@ -82,6 +83,8 @@ pub struct PgServer {
     port: u16,
     password: String,
     running: bool,
+    /// The clean-up actions a signal runs: remove the directory, then (newer) stop the server.
+    cleanups: Vec<crate::cleanup::Registration>,
 }
 
 /// The unprivileged user the server runs as when we are root.
@@ -153,10 +156,15 @@ impl PgServer {
         } else {
             None
         };
-        let dir = tempfile::Builder::new()
-            .prefix("testkit-pg-")
-            .tempdir()
-            .expect("create a temporary directory for PostgreSQL");
+        let (dir, registration) = {
+            let _starting = crate::cleanup::starting();
+            let dir = tempfile::Builder::new()
+                .prefix("testkit-pg-")
+                .tempdir()
+                .expect("create a temporary directory for PostgreSQL");
+            let registration = crate::cleanup::register_path(dir.path());
+            (dir, registration)
+        };
         let root = dir.path().to_path_buf();
         let wrong_ca = TestCa::new("testkit unrelated (wrong) CA");
         let server = PgServer {
@@ -174,6 +182,7 @@ impl PgServer {
             port: 0,
             password: password.unwrap_or_else(|| format!("pw-{}", uuid::Uuid::new_v4().simple())),
             running: false,
+            cleanups: vec![registration],
         };
         // The directory must be reachable by the server user, and the CA files by anyone.
         server.chmod_chown(&root, 0o755);
@@ -575,10 +584,14 @@ impl PgServer {
             // Added in 14; only quietens the output.
             initdb.arg("--no-instructions");
         }
-        let output = initdb
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .output()
-            .expect("run initdb");
+        // In a section a signal's clean-up waits for: the folder is not removed under initdb.
+        let output = {
+            let _starting = crate::cleanup::starting();
+            initdb
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .output()
+                .expect("run initdb")
+        };
         let _ = fs::remove_file(&pwfile);
         check("initdb", &output);
     }
@@ -657,6 +670,16 @@ impl PgServer {
     fn start_on_free_port(&mut self) {
         for _ in 0..PORT_ATTEMPTS {
             let port = crate::free_port();
+            // Registered before the start, in a section a signal's clean-up waits for: a server
+            // that starts is always stopped.
+            let _starting = crate::cleanup::starting();
+            let stop = {
+                let command = self.stop_command();
+                crate::cleanup::register(
+                    format!("stop PostgreSQL ({})", self.data_dir.display()),
+                    move || run_stop(command),
+                )
+            };
             let output = self
                 .tool("pg_ctl")
                 .arg("--pgdata")
@@ -671,8 +694,10 @@ impl PgServer {
             if output.status.success() {
                 self.port = port;
                 self.running = true;
+                self.cleanups.push(stop);
                 return;
             }
+            drop(stop);
             let log = self.log();
             if !(log.contains("could not bind") || log.contains("Address already in use")) {
                 panic!(
@@ -710,6 +735,18 @@ impl PgServer {
         command
     }
 
+    /// `pg_ctl stop --mode=immediate` of this server (what drop and a signal run).
+    fn stop_command(&self) -> Command {
+        let mut command = self.tool("pg_ctl");
+        command.arg("--pgdata").arg(&self.data_dir).args([
+            "--mode=immediate",
+            "--wait",
+            "--timeout=30",
+            "stop",
+        ]);
+        command
+    }
+
     /// Writes a file with `mode`, owned by the server user.
     fn write_file(&self, path: &Path, contents: &str, mode: u32) {
         fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
@@ -729,22 +766,7 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         if self.running {
-            let result = self
-                .tool("pg_ctl")
-                .arg("--pgdata")
-                .arg(&self.data_dir)
-                .args(["--mode=immediate", "--wait", "--timeout=30", "stop"])
-                .output();
-            match result {
-                Ok(output) if output.status.success() => {}
-                Ok(output) => eprintln!(
-                    "testkit: pg_ctl stop failed ({}): {}{}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                ),
-                Err(e) => eprintln!("testkit: could not run pg_ctl stop: {e}"),
-            }
+            run_stop(self.stop_command());
             self.running = false;
         }
         if let Some(dir) = self.dir.take() {
@@ -753,6 +775,20 @@ impl Drop for PgServer {
                 eprintln!("testkit: could not remove {}: {e}", path.display());
             }
         }
+    }
+}
+
+/// Runs a [`PgServer::stop_command`]; failures are printed (a drop or a signal cannot panic).
+fn run_stop(mut command: Command) {
+    match command.output() {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => eprintln!(
+            "testkit: pg_ctl stop failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) => eprintln!("testkit: could not run pg_ctl stop: {e}"),
     }
 }
 

@@ -11,8 +11,24 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use lambda_support::InvocationError;
 use serde_json::Value;
 
+/// What `--help` prints.
+const USAGE: &str = "\
+backup-lambda: the AWS Lambda function that writes encrypted snapshots of AWS Secrets Manager
+secrets to S3 on a schedule (and runs verify drills).
+
+Usage: backup-lambda        (run by Lambda: serves events from AWS_LAMBDA_RUNTIME_API)
+       backup-lambda --help (this text; starts nothing)
+
+Environment: BACKUP_BUCKET (required), BACKUP_KMS_KEY_ID (required for backups), BACKUP_PREFIX,
+BACKUP_S3_KMS_KEY_ID, BACKUP_ROLE_ARN, BACKUP_ROLE_EXTERNAL_ID, BACKUP_REGION,
+BACKUP_S3_FORCE_PATH_STYLE, BACKUP_NAME_PREFIXES, BACKUP_TAGS, BACKUP_CONCURRENCY,
+BACKUP_PART_SIZE, BACKUP_METRICS_NAMESPACE, AWS_LAMBDA_LOG_LEVEL; and the AWS SDK's variables.
+See the README.
+";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_support::exit_on_help(USAGE);
     lambda_support::init_json_logging();
     let config = match BackupConfig::from_env() {
         Ok(config) => config,

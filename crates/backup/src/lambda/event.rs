@@ -108,7 +108,16 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
             )))
         }
     };
-    let raw: RawInput = serde_json::from_value(input).map_err(|e| EventError(e.to_string()))?;
+    // The error names the field at fault (`mode`, `namePrefixes`, ...).
+    let raw: RawInput = serde_path_to_error::deserialize(input).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        EventError(if path == "." {
+            inner.to_string()
+        } else {
+            format!("field '{path}': {inner}")
+        })
+    })?;
     let tags = match raw.tags {
         None => None,
         Some(TagsInput::List(list)) => Some(
@@ -250,7 +259,10 @@ mod tests {
             .unwrap_err()
             .0
             .contains("namePrefix"));
-        assert!(parse(&json!({"mode": "restore"})).is_err());
+        let err = parse(&json!({"mode": "restore"})).unwrap_err();
+        assert!(err.0.contains("field 'mode'"), "{err}");
+        let err = parse(&json!({"namePrefixes": 3})).unwrap_err();
+        assert!(err.0.contains("field 'namePrefixes'"), "{err}");
         assert!(parse(&json!({"bucket": "elsewhere"})).is_err());
         assert!(parse(&json!("backup")).is_err());
         assert!(parse(&json!({"snapshot": "latest"})).is_err());

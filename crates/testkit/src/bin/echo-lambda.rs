@@ -26,6 +26,17 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    if std::env::args()
+        .skip(1)
+        .any(|arg| arg == "--help" || arg == "-h")
+    {
+        println!(
+            "echo-lambda: a test Lambda function that answers each event with itself.\n\n\
+             Usage: echo-lambda        (serves events from AWS_LAMBDA_RUNTIME_API)\n       \
+             echo-lambda --help (this text; starts nothing)"
+        );
+        return Ok(());
+    }
     if let Ok(greeting) = std::env::var("ECHO_GREETING") {
         eprintln!("echo-lambda greeting={greeting}");
     }

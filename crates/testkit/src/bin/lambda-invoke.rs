@@ -54,6 +54,8 @@ fn read_event(path: &PathBuf) -> Result<Value, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Ctrl-C or SIGTERM: the function process and its hosts file go too.
+    testkit::cleanup::exit_on_signals();
     let event = match read_event(&args.event) {
         Ok(event) => event,
         Err(message) => {
