@@ -9,12 +9,15 @@
 //!   `BENCH_PART=cold-rotation` runs only this part)
 //! * peak RSS of the function process (VmHWM, what Lambda reports as "Max Memory Used")
 //! * size of the arm64 artifact, zipped, when `make build` has produced it
+//! * what applications feel while rotations run: K clients with cached credentials, the window
+//!   in which AWSCURRENT does not log in (`load/mod.rs`; `BENCH_PART=load` runs only this part)
 //!
 //! Figures are printed, never asserted: timings depend on the machine.
 
 use clap::Parser;
 
 mod backup_bench; // backup-lambda: memory as secrets grow, cold init
+mod load; // application clients while rotations run
 
 use serde_json::json;
 use std::path::Path;
@@ -119,10 +122,21 @@ async fn run() {
     ));
 
     // BENCH_PART=cold-rotation: only the cold rotations (e.g. for an older build).
-    if std::env::var("BENCH_PART").as_deref() == Ok("cold-rotation") {
-        let (sm, arn) = bench_secret(&pg, &moto).await;
-        cold_rotations(&binary, &moto, &sm, &arn, pg.ca_pem_path()).await;
-        return;
+    // BENCH_PART=load: only the application clients under rotations.
+    match std::env::var("BENCH_PART").as_deref() {
+        Ok("cold-rotation") => {
+            let (sm, arn) = bench_secret(&pg, &moto).await;
+            cold_rotations(&binary, &moto, &sm, &arn, pg.ca_pem_path()).await;
+            return;
+        }
+        Ok("load") => {
+            load::run(&binary, &pg, &moto).await;
+            return;
+        }
+        Ok(part) if !part.is_empty() => {
+            panic!("BENCH_PART={part:?}: the parts are cold-rotation and load (unset: everything)")
+        }
+        _ => {}
     }
 
     // Cold init.
@@ -206,6 +220,7 @@ async fn run() {
         }
         Err(_) => println!("\narm64 artifact: not built (run `make build` first)"),
     }
+    load::run(&binary, &pg, &moto).await; // application clients under rotations (load/mod.rs)
     backup_bench::run().await; // secrets backup (see backup_bench.rs)
 }
 
