@@ -13,6 +13,8 @@
 //! - [`rotation`]: the rotation event of a step and "run the four steps" against a
 //!   [`lambda::LambdaHost`].
 //! - [`binary`]: builds a workspace binary once per process and returns its path.
+//! - [`failpoints`]: the fail points in the sources, traced runs, the `FAILPOINTS` value that
+//!   aborts at one hit.
 //!
 //! Everything here panics with a clear message on failure: it is meant for tests, where a panic
 //! is the failure report.
@@ -38,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod failpoints;
 pub mod lambda;
 pub mod latency;
 pub mod moto;
