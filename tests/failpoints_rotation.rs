@@ -7,15 +7,16 @@
 //!   AWSPREVIOUS is the old AWSCURRENT, unchanged (single user: no longer logs in; alternating:
 //!   the other user still does), AWSPENDING is on no other version; after the crash and after
 //!   every step, AWSCURRENT or AWSPENDING logged in.
-//! * Abandon: after the crash an operator removes AWSPENDING and a new rotation (new token) runs:
+//! * Abandon (at the first hit of each point): after the crash an operator removes AWSPENDING and
+//!   a new rotation (new token) runs:
 //!   it completes. Single user: the secret cannot log in from the abandon until the new rotation
 //!   finishes when the password had already changed (reported: how many points, how long);
 //!   alternating users: never.
 //! * Preflight: killed at every hit of its points, the next preflight passes.
 //! * Every `sm.*` and `pg.*` point in the sources is reached by these runs (else the test fails).
 //!
-//! Alternating users run two rotations' worth of cases: the first (the clone is created) and the
-//! second (the original user's password changes, the clone follows it).
+//! Alternating users also run a second rotation (the original user's password changes, the clone
+//! follows it), killed at the first hit of each of its points and retried.
 
 use e2e::crash::{Fixture, Strategy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,11 @@ struct Tally {
     lines: Vec<String>,
 }
 
+/// The first hit of each point.
+fn first_hits(hits: &[Hit]) -> Vec<Hit> {
+    hits.iter().filter(|h| h.skip == 0).cloned().collect()
+}
+
 async fn exercise(strategy: Strategy) -> Tally {
     let started = Instant::now();
     let fx = Fixture::start(strategy).await;
@@ -38,6 +44,7 @@ async fn exercise(strategy: Strategy) -> Tally {
         Strategy::Alternating => &[0, 1],
     };
     for &before in rotations {
+        let phase = Instant::now();
         let hits = fx.trace(before).await;
         assert!(
             !hits.is_empty(),
@@ -48,12 +55,27 @@ async fn exercise(strategy: Strategy) -> Tally {
         let mut per_step: BTreeMap<&str, usize> = BTreeMap::new();
         for hit in &hits {
             *per_step.entry(hit.during.as_str()).or_default() += 1;
+        }
+        // The first rotation: killed at every hit. The second (alternating users: the original
+        // user's password changes, the clone follows): at the first hit of each point.
+        let killed_at = if before == 0 {
+            hits.clone()
+        } else {
+            first_hits(&hits)
+        };
+        for hit in &killed_at {
             let outcome = fx.crash_then_retry(before, hit).await;
             assert!(!outcome.crashed_in.is_empty());
         }
+        // Abandoned at the first hit of each point of the first rotation.
+        let abandoned_at = if before == 0 {
+            first_hits(&hits)
+        } else {
+            Vec::new()
+        };
         let mut locked = Vec::<(Hit, Duration)>::new();
         let mut steps_locked = 0;
-        for hit in &hits {
+        for hit in &abandoned_at {
             let outcome = fx.crash_then_abandon(before, hit).await;
             tally.reached.extend(outcome.reached.iter().cloned());
             if let Some(window) = outcome.lockout {
@@ -69,45 +91,48 @@ async fn exercise(strategy: Strategy) -> Tally {
                 );
             }
         }
-        let windows: Vec<Duration> = locked.iter().map(|(_, d)| *d).collect();
-        let max = windows.iter().max().copied().unwrap_or_default();
-        let mean = windows.iter().sum::<Duration>() / windows.len().max(1) as u32;
-        tally.lines.push(format!(
-            "{strategy:?}, rotation {}: {} points, {} hits (per step {per_step:?}); killed at each \
-             hit: {} retried to completion, {} abandoned and rotated again; lock-out after the \
-             abandon at {} of {} hits ({} observations; window mean {:.2} s, max {:.2} s, until \
-             the new rotation's finishSecret)",
-            before + 1,
-            names(&hits).len(),
-            hits.len(),
-            hits.len(),
-            hits.len(),
-            locked.len(),
-            hits.len(),
-            steps_locked,
-            mean.as_secs_f64(),
-            max.as_secs_f64(),
-        ));
         if strategy == Strategy::SingleUser {
-            // Abandoned once the password changed: unavoidable with one password per role.
+            // Abandoned before setSecret: the old password still works.
             assert!(
-                locked
-                    .iter()
-                    .all(|(h, _)| h.during != "createSecret"),
+                locked.iter().all(|(h, _)| h.during != "createSecret"),
                 "an abandon before setSecret locked the secret out: {:?}",
                 locked.iter().map(|(h, _)| h.spec()).collect::<Vec<_>>()
             );
         }
+        let windows: Vec<Duration> = locked.iter().map(|(_, d)| *d).collect();
+        let max = windows.iter().max().copied().unwrap_or_default();
+        let mean = windows.iter().sum::<Duration>() / windows.len().max(1) as u32;
+        tally.lines.push(format!(
+            "{strategy:?}, rotation {}: {} points, {} hits (per step {per_step:?}); killed at {} \
+             hits, each retried to completion; abandoned at {} points, each rotated again with a \
+             new token; AWSCURRENT locked out after {} of those abandons ({} observations after \
+             steps; window from the abandon to the new rotation's finishSecret: mean {:.2} s, \
+             max {:.2} s); {:.0} s",
+            before + 1,
+            names(&hits).len(),
+            hits.len(),
+            killed_at.len(),
+            abandoned_at.len(),
+            locked.len(),
+            steps_locked,
+            mean.as_secs_f64(),
+            max.as_secs_f64(),
+            phase.elapsed().as_secs_f64(),
+        ));
+        eprintln!("fail points: {}", tally.lines.last().unwrap());
     }
+    let phase = Instant::now();
     let preflight = fx.trace_preflight().await;
     tally.reached.extend(names(&preflight));
     for hit in &preflight {
         fx.crash_preflight(hit).await;
     }
     tally.lines.push(format!(
-        "{strategy:?}, preflight: {} points, {} hits, killed at each; {:.0} s in all",
+        "{strategy:?}, preflight: {} points, {} hits, killed at each, the next preflight passes; \
+         {:.0} s (this strategy in all: {:.0} s)",
         names(&preflight).len(),
         preflight.len(),
+        phase.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     ));
     tally
@@ -121,7 +146,11 @@ async fn a_rotation_killed_at_every_fail_point_recovers_for_both_strategies() {
     for line in single.lines.iter().chain(&alternating.lines) {
         println!("fail points: {line}");
     }
-    let reached: BTreeSet<String> = single.reached.union(&alternating.reached).cloned().collect();
+    let reached: BTreeSet<String> = single
+        .reached
+        .union(&alternating.reached)
+        .cloned()
+        .collect();
     let rotation_points: BTreeSet<String> = in_sources()
         .into_iter()
         .filter(|(_, krate)| krate == "secrets-manager" || krate == "postgres-target")

@@ -61,7 +61,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 /// The point names in one source text (see [`in_sources`]).
 pub fn names_in(text: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for (macro_name, pair) in [("failpoints::point!(", false), ("failpoints::around!(", true)] {
+    for (macro_name, pair) in [
+        ("failpoints::point!(", false),
+        ("failpoints::around!(", true),
+    ] {
         let mut rest = text;
         while let Some(at) = rest.find(macro_name) {
             rest = &rest[at + macro_name.len()..];
