@@ -26,7 +26,9 @@ test: venv tools-venv postgres-majors ## Every test: unit, end to end (real Post
 	@echo "cfn-lint: template.yaml clean"
 
 # The whole suite runs on the newest major; the rotation suites and the compatibility matrix
-# (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others.
+# (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others. The
+# crash-anywhere suites (tests/failpoints_*.rs: the binaries killed at every fail point) run with
+# the whole suite only.
 NEWEST := 18
 MAJORS := 13 14 15 16 17
 ROTATION_SUITES := --test rotation_single_user --test rotation_alternating \

@@ -149,6 +149,16 @@ fn the_backup_lambda_does_not_link_the_cli() {
 }
 
 #[test]
+fn the_fail_points_crate_links_nothing_of_the_workspace() {
+    let graph = Graph::load();
+    graph.forbid(
+        "failpoints",
+        "the adapters call it at their boundaries; it knows none of them (only the `fail` crate)",
+        |d| graph.workspace.contains(d) || is_aws_sdk(d) || is_database_driver(d),
+    );
+}
+
+#[test]
 fn nothing_shipped_links_the_test_kit() {
     let graph = Graph::load();
     let shipped = [
@@ -160,6 +170,7 @@ fn nothing_shipped_links_the_test_kit() {
         "lambda-support",
         "backup",
         "backup-cli",
+        "failpoints",
     ];
     for name in shipped {
         graph.forbid(name, "the test kit is for tests only", |d| {

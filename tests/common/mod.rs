@@ -11,6 +11,7 @@ use testkit::postgres::PgServer;
 
 pub mod alternating;
 pub mod backup;
+pub mod crash;
 
 pub use postgres_protocol::escape::{escape_identifier, escape_literal};
 

@@ -10,6 +10,8 @@
 //! * [`profile`]: PostgreSQL's engine profile ([`POSTGRES`]: engine names, port 5432, database
 //!   `postgres`, the 63-byte identifier limit) and its fix texts ([`PostgresAdvice`]).
 //! * [`alternate`]: the SQL that creates the alternate user of the alternating-users strategy.
+//! * Each connection, statement, `BEGIN` and `COMMIT` sits between the fail points
+//!   `pg.<statement>.before` and `.after` (`crates/failpoints`; nothing in a release build).
 
 pub mod alternate;
 pub mod profile;
@@ -144,7 +146,10 @@ impl PostgresTarget {
         T: MakeTlsConnect<Socket>,
         T::Stream: Send + 'static,
     {
-        match tokio::time::timeout(self.connect_timeout, config.connect(tls)).await {
+        match failpoints::around!(
+            "pg.connect",
+            tokio::time::timeout(self.connect_timeout, config.connect(tls)).await
+        ) {
             Ok(Ok((client, conn))) => {
                 // Detached: the task ends when the client is dropped and the server closes.
                 tokio::spawn(drive(conn));
@@ -249,13 +254,13 @@ async fn storage(
     if encryption == PasswordEncryption::Md5 {
         return Ok(PasswordStorage::Md5);
     }
-    let row = client
-        .query_one(
-            "SELECT current_setting('password_encryption'),              current_setting('scram_iterations', true)",
-            &[],
-        )
-        .await
-        .map_err(|e| db_error("SHOW password_encryption", e))?;
+    let sql = "SELECT current_setting('password_encryption'), \
+               current_setting('scram_iterations', true)";
+    let row = failpoints::around!(
+        "pg.show_password_encryption",
+        client.query_one(sql, &[]).await
+    )
+    .map_err(|e| db_error("SHOW password_encryption", e))?;
     let method: String = row.get(0);
     let iterations = row
         .get::<_, Option<String>>(1)
@@ -274,11 +279,14 @@ async fn role_setting_of(
     client: &impl GenericClient,
     role: &str,
 ) -> Result<Option<String>, TargetError> {
-    Ok(client
-        .query_opt(alternate::ROLE_SETTING_QUERY, &[&role])
-        .await
-        .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
-        .and_then(|row| row.get::<_, Option<String>>(0)))
+    Ok(failpoints::around!(
+        "pg.select_role_setting",
+        client
+            .query_opt(alternate::ROLE_SETTING_QUERY, &[&role])
+            .await
+    )
+    .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
+    .and_then(|row| row.get::<_, Option<String>>(0)))
 }
 
 /// The `_clone` user of the pair `current` / `pending`, whichever carries the suffix.
@@ -306,13 +314,9 @@ async fn plan(
     pending: &str,
 ) -> Result<AlternatePlan, TargetError> {
     let mut plan = AlternatePlan::default();
-    let master = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int, r.rolsuper, r.rolcreatedb, \
-             current_user::text FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
-            &[],
-        )
-        .await
+    let sql = "SELECT current_setting('server_version_num')::int, r.rolsuper, r.rolcreatedb, \
+               current_user::text FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+    let master = failpoints::around!("pg.select_master", client.query_one(sql, &[]).await)
         .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
     let (version, superuser, master_createdb, master_name): (i32, bool, bool, String) =
         (master.get(0), master.get(1), master.get(2), master.get(3));
@@ -322,24 +326,30 @@ async fn plan(
     // The original (the role without the suffix) is what the clone copies.
     let clone = clone_of(current, pending);
     let source = if clone == pending { current } else { pending };
-    let original = client
-        .query_opt(
-            "SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1",
-            &[&source],
-        )
-        .await
-        .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+    let original = failpoints::around!(
+        "pg.select_original",
+        client
+            .query_opt(
+                "SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1",
+                &[&source],
+            )
+            .await
+    )
+    .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
     let exists = |role: &str| {
         let role = role.to_string();
         async move {
-            client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-                    &[&role],
-                )
-                .await
-                .map_err(|e| db_error("SELECT FROM pg_roles", e))
-                .map(|row| row.get::<_, bool>(0))
+            failpoints::around!(
+                "pg.select_role_exists",
+                client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+                        &[&role],
+                    )
+                    .await
+            )
+            .map_err(|e| db_error("SELECT FROM pg_roles", e))
+            .map(|row| row.get::<_, bool>(0))
         }
     };
     let pending_exists = exists(pending).await?;
@@ -356,14 +366,13 @@ async fn plan(
             administered.push(clone);
         }
         for role in administered {
-            let admin: bool = client
-                .query_one(
-                    "SELECT pg_catalog.pg_has_role($1::text::name, 'MEMBER WITH ADMIN OPTION')",
-                    &[&role],
-                )
-                .await
-                .map_err(|e| db_error("SELECT pg_has_role", e))?
-                .get(0);
+            let sql = "SELECT pg_catalog.pg_has_role($1::text::name, 'MEMBER WITH ADMIN OPTION')";
+            let admin: bool = failpoints::around!(
+                "pg.select_admin_option",
+                client.query_one(sql, &[&role]).await
+            )
+            .map_err(|e| db_error("SELECT pg_has_role", e))?
+            .get(0);
             if !admin {
                 plan.missing.push(MissingPrivilege {
                     privilege: format!(
@@ -376,14 +385,17 @@ async fn plan(
         }
         let original_createdb = original.as_ref().is_some_and(|r| r.get::<_, bool>(0));
         let clone_createdb = if clone_exists {
-            client
-                .query_one(
-                    "SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1",
-                    &[&clone],
-                )
-                .await
-                .map_err(|e| db_error("SELECT FROM pg_roles", e))?
-                .get::<_, bool>(0)
+            failpoints::around!(
+                "pg.select_clone_createdb",
+                client
+                    .query_one(
+                        "SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = $1",
+                        &[&clone],
+                    )
+                    .await
+            )
+            .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+            .get::<_, bool>(0)
         } else {
             false
         };
@@ -404,10 +416,11 @@ async fn plan(
         } else {
             alternate::SUPERUSER_SETTINGS_QUERY_14
         };
-        let rows = client
-            .query(query, &[&source])
-            .await
-            .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?;
+        let rows = failpoints::around!(
+            "pg.select_superuser_settings",
+            client.query(query, &[&source]).await
+        )
+        .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?;
         plan.skipped = rows
             .iter()
             .map(|row| row.get::<_, String>(0))
@@ -428,11 +441,14 @@ async fn direct_member(
     member: &str,
     role: &str,
 ) -> Result<bool, TargetError> {
-    Ok(client
-        .query_one(alternate::DIRECT_MEMBER_QUERY, &[&role, &member])
-        .await
-        .map_err(|e| db_error("SELECT FROM pg_auth_members", e))?
-        .get(0))
+    Ok(failpoints::around!(
+        "pg.select_direct_member",
+        client
+            .query_one(alternate::DIRECT_MEMBER_QUERY, &[&role, &member])
+            .await
+    )
+    .map_err(|e| db_error("SELECT FROM pg_auth_members", e))?
+    .get(0))
 }
 
 /// A role's attributes (`None`: no such role). Run after `SET LOCAL datestyle/timezone`.
@@ -440,17 +456,20 @@ async fn role_attributes(
     client: &impl GenericClient,
     role: &str,
 ) -> Result<Option<RoleAttributes>, TargetError> {
-    Ok(client
-        .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&role])
-        .await
-        .map_err(|e| db_error("SELECT FROM pg_roles", e))?
-        .map(|row| RoleAttributes {
-            login: row.get(0),
-            create_db: row.get(1),
-            create_role: row.get(2),
-            connection_limit: row.get(3),
-            valid_until: row.get(4),
-        }))
+    Ok(failpoints::around!(
+        "pg.select_role_attributes",
+        client
+            .query_opt(alternate::ROLE_ATTRIBUTES_QUERY, &[&role])
+            .await
+    )
+    .map_err(|e| db_error("SELECT FROM pg_roles", e))?
+    .map(|row| RoleAttributes {
+        login: row.get(0),
+        create_db: row.get(1),
+        create_role: row.get(2),
+        connection_limit: row.get(3),
+        valid_until: row.get(4),
+    }))
 }
 
 /// A role's per-role settings, identity settings (`role`) left out.
@@ -458,14 +477,15 @@ async fn role_settings(
     client: &impl GenericClient,
     role: &str,
 ) -> Result<Vec<RoleSetting>, TargetError> {
-    Ok(client
-        .query(alternate::ROLE_SETTINGS_QUERY, &[&role])
-        .await
-        .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
-        .iter()
-        .filter_map(|row| RoleSetting::parse(row.get(0), row.get::<_, &str>(1)))
-        .filter(|s| !s.is_identity())
-        .collect())
+    Ok(failpoints::around!(
+        "pg.select_role_settings",
+        client.query(alternate::ROLE_SETTINGS_QUERY, &[&role]).await
+    )
+    .map_err(|e| db_error("SELECT FROM pg_db_role_setting", e))?
+    .iter()
+    .filter_map(|row| RoleSetting::parse(row.get(0), row.get::<_, &str>(1)))
+    .filter(|s| !s.is_identity())
+    .collect())
 }
 
 /// Brings `clone` in line with `original`: the attributes that differ (`LOGIN`, `CREATEDB`,
@@ -487,9 +507,7 @@ async fn follow_original(
     };
     let mut changed = Vec::new();
     if let Some((sql, names)) = alternate::alter_attributes_sql(clone, &want, &have) {
-        client
-            .batch_execute(&sql)
-            .await
+        failpoints::around!("pg.alter_role_attributes", client.batch_execute(&sql).await)
             .map_err(|e| db_error("ALTER ROLE ... WITH", e))?;
         changed.extend(names.into_iter().map(str::to_string));
     }
@@ -512,20 +530,26 @@ async fn follow_original(
         if present.iter().any(|p| p == setting) {
             continue;
         }
-        client
-            .batch_execute(&alternate::set_setting_sql(clone, setting))
-            .await
-            .map_err(|e| db_error("ALTER ROLE ... SET", e))?;
+        failpoints::around!(
+            "pg.alter_role_set",
+            client
+                .batch_execute(&alternate::set_setting_sql(clone, setting))
+                .await
+        )
+        .map_err(|e| db_error("ALTER ROLE ... SET", e))?;
         changed.push(format!("setting {}", setting.name));
     }
     for setting in &present {
         if skipped(setting) || wanted.iter().any(|w| w.same_variable(setting)) {
             continue;
         }
-        client
-            .batch_execute(&alternate::reset_setting_sql(clone, setting))
-            .await
-            .map_err(|e| db_error("ALTER ROLE ... RESET", e))?;
+        failpoints::around!(
+            "pg.alter_role_reset",
+            client
+                .batch_execute(&alternate::reset_setting_sql(clone, setting))
+                .await
+        )
+        .map_err(|e| db_error("ALTER ROLE ... RESET", e))?;
         changed.push(format!("setting {} removed", setting.name));
     }
     Ok(changed)
@@ -538,20 +562,26 @@ async fn may_act_as(
     member: &str,
     role: &str,
 ) -> Result<(bool, i32), TargetError> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| db_error("SHOW server_version_num", e))?
-        .get(0);
+    let version: i32 = failpoints::around!(
+        "pg.show_server_version",
+        client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+    )
+    .map_err(|e| db_error("SHOW server_version_num", e))?
+    .get(0);
     let option = if version >= 160_000 { "SET" } else { "MEMBER" };
-    let may: bool = client
-        .query_one(
-            "SELECT pg_catalog.pg_has_role($1::text::name, $2::text::name, $3)",
-            &[&member, &role, &option],
-        )
-        .await
-        .map_err(|e| db_error("SELECT pg_has_role", e))?
-        .get(0);
+    let may: bool = failpoints::around!(
+        "pg.select_may_act_as",
+        client
+            .query_one(
+                "SELECT pg_catalog.pg_has_role($1::text::name, $2::text::name, $3)",
+                &[&member, &role, &option],
+            )
+            .await
+    )
+    .map_err(|e| db_error("SELECT pg_has_role", e))?
+    .get(0);
     Ok((may, version))
 }
 
@@ -572,10 +602,13 @@ async fn apply_acting_role(
     let present = role_setting_of(client, clone).await?;
     let Some(target) = desired else {
         if present.is_some() {
-            client
-                .batch_execute(&alternate::reset_act_as_sql(clone))
-                .await
-                .map_err(|e| db_error("ALTER ROLE ... RESET role", e))?;
+            failpoints::around!(
+                "pg.alter_role_reset_role",
+                client
+                    .batch_execute(&alternate::reset_act_as_sql(clone))
+                    .await
+            )
+            .map_err(|e| db_error("ALTER ROLE ... RESET role", e))?;
             tracing::info!(
                 clone,
                 "shared-owner opt-in off: the clone's role setting was removed"
@@ -595,10 +628,13 @@ async fn apply_acting_role(
         });
     }
     if present.as_deref() != Some(target.as_str()) {
-        client
-            .batch_execute(&alternate::act_as_sql(clone, &target))
-            .await
-            .map_err(|e| db_error("ALTER ROLE ... SET role", e))?;
+        failpoints::around!(
+            "pg.alter_role_set_role",
+            client
+                .batch_execute(&alternate::act_as_sql(clone, &target))
+                .await
+        )
+        .map_err(|e| db_error("ALTER ROLE ... SET role", e))?;
     }
     Ok(())
 }
@@ -635,11 +671,13 @@ impl CredentialTarget for PostgresTarget {
 #[async_trait]
 impl TargetSession for PgSession {
     async fn current_user(&mut self) -> Result<String, TargetError> {
-        let row = self
-            .client
-            .query_one("SELECT current_user::text", &[])
-            .await
-            .map_err(|e| db_error("SELECT current_user", e))?;
+        let row = failpoints::around!(
+            "pg.select_current_user",
+            self.client
+                .query_one("SELECT current_user::text", &[])
+                .await
+        )
+        .map_err(|e| db_error("SELECT current_user", e))?;
         Ok(row.get(0))
     }
 
@@ -652,13 +690,16 @@ impl TargetSession for PgSession {
         // One implicit transaction, one round trip: the preamble, then the change. `SET LOCAL
         // ROLE NONE`: a user whose own settings say `SET role …` acts as that role after login,
         // and only the user itself may change its password without CREATEROLE.
-        self.client
-            .batch_execute(&format!(
-                "{WRITE_PREAMBLE}; SET LOCAL ROLE NONE; {}",
-                alter_password_sql(username, password, storage)
-            ))
-            .await
-            .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
+        failpoints::around!(
+            "pg.alter_role_password",
+            self.client
+                .batch_execute(&format!(
+                    "{WRITE_PREAMBLE}; SET LOCAL ROLE NONE; {}",
+                    alter_password_sql(username, password, storage)
+                ))
+                .await
+        )
+        .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
         tracing::info!(
             role = username,
             storage = %storage.describe(),
@@ -668,11 +709,13 @@ impl TargetSession for PgSession {
     }
 
     async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError> {
-        let row = self
-            .client
-            .query_one("SELECT session_user::text, current_user::text", &[])
-            .await
-            .map_err(|e| db_error("SELECT session_user, current_user", e))?;
+        let row = failpoints::around!(
+            "pg.select_login_identity",
+            self.client
+                .query_one("SELECT session_user::text, current_user::text", &[])
+                .await
+        )
+        .map_err(|e| db_error("SELECT session_user, current_user", e))?;
         Ok(LoginIdentity {
             session_user: row.get(0),
             current_user: row.get(1),
@@ -684,16 +727,16 @@ impl TargetSession for PgSession {
         request: &AlternateUser<'_>,
     ) -> Result<AlternateChange, TargetError> {
         let encryption = self.encryption;
-        let tx = self
-            .client
-            .transaction()
-            .await
+        let tx = failpoints::around!("pg.begin", self.client.transaction().await)
             .map_err(|e| db_error("BEGIN", e))?;
         // rolvaliduntil is read as text: make its form independent of the server's defaults.
-        tx.batch_execute(&format!(
-            "{WRITE_PREAMBLE}; SET LOCAL datestyle TO 'ISO, YMD'; SET LOCAL timezone TO 'UTC'"
-        ))
-        .await
+        failpoints::around!(
+            "pg.set_transaction",
+            tx.batch_execute(&format!(
+                "{WRITE_PREAMBLE}; SET LOCAL datestyle TO 'ISO, YMD'; SET LOCAL timezone TO 'UTC'"
+            ))
+            .await
+        )
         .map_err(|e| db_error("SET TRANSACTION", e))?;
         let exists = role_attributes(&tx, request.pending).await?.is_some();
         // An existing `<user>_clone` must be this secret's alternate (created by an earlier
@@ -725,12 +768,15 @@ impl TargetSession for PgSession {
         }
         let storage = storage(&tx, encryption).await?;
         let change = if exists {
-            tx.batch_execute(&alter_password_sql(
-                request.pending,
-                request.password,
-                storage,
-            ))
-            .await
+            failpoints::around!(
+                "pg.alter_clone_password",
+                tx.batch_execute(&alter_password_sql(
+                    request.pending,
+                    request.password,
+                    storage,
+                ))
+                .await
+            )
             .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
             AlternateChange::PasswordChanged
         } else {
@@ -743,17 +789,23 @@ impl TargetSession for PgSession {
                         request.current
                     ),
                 })?;
-            tx.batch_execute(&alternate::create_role_sql(
-                request.pending,
-                &attrs,
-                request.password,
-                storage,
-            ))
-            .await
-            .map_err(|e| db_error("CREATE ROLE", e))?;
-            tx.batch_execute(&alternate::grant_sql(request.current, request.pending))
+            failpoints::around!(
+                "pg.create_role",
+                tx.batch_execute(&alternate::create_role_sql(
+                    request.pending,
+                    &attrs,
+                    request.password,
+                    storage,
+                ))
                 .await
-                .map_err(|e| db_error("GRANT", e))?;
+            )
+            .map_err(|e| db_error("CREATE ROLE", e))?;
+            failpoints::around!(
+                "pg.grant",
+                tx.batch_execute(&alternate::grant_sql(request.current, request.pending))
+                    .await
+            )
+            .map_err(|e| db_error("GRANT", e))?;
             AlternateChange::Created
         };
         tracing::info!(
@@ -777,7 +829,7 @@ impl TargetSession for PgSession {
                 "the clone now follows the original"
             );
         }
-        tx.commit().await.map_err(|e| db_error("COMMIT", e))?;
+        failpoints::around!("pg.commit", tx.commit().await).map_err(|e| db_error("COMMIT", e))?;
         Ok(change)
     }
 
@@ -802,26 +854,27 @@ impl TargetSession for PgSession {
     }
 
     async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-                &[&role],
-            )
-            .await
-            .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+        let row = failpoints::around!(
+            "pg.select_role_exists",
+            self.client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+                    &[&role],
+                )
+                .await
+        )
+        .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
         Ok(row.get(0))
     }
 
     async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT rolsuper, rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user",
-                &[],
-            )
-            .await
-            .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+        let sql = "SELECT rolsuper, rolcreaterole FROM pg_catalog.pg_roles \
+                   WHERE rolname = current_user";
+        let row = failpoints::around!(
+            "pg.select_privileges",
+            self.client.query_one(sql, &[]).await
+        )
+        .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
         Ok(RolePrivileges {
             superuser: row.get(0),
             create_role: row.get(1),
@@ -830,11 +883,13 @@ impl TargetSession for PgSession {
 
     /// `pg_is_in_recovery()`: true on a streaming standby, an RDS read replica, an Aurora reader.
     async fn is_standby(&mut self) -> Result<bool, TargetError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| db_error("SELECT pg_is_in_recovery()", e))?;
+        let row = failpoints::around!(
+            "pg.select_is_standby",
+            self.client
+                .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
+                .await
+        )
+        .map_err(|e| db_error("SELECT pg_is_in_recovery()", e))?;
         Ok(row.get(0))
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! One client, built once in the Lambda's `main`; every call reads an explicit version and stage.
 //! [`rds::RdsTopology`] is the alternating-users strategy's RDS look-ups over `aws-sdk-rds`.
+//! Each Secrets Manager call sits between the fail points `sm.<call>.before` and
+//! `sm.<call>.after` (`crates/failpoints`; nothing in a release build).
 
 pub mod rds;
 
@@ -41,14 +43,16 @@ impl SecretsManagerStore {
         stage: Option<&str>,
         missing_is_none: bool,
     ) -> Result<Option<String>, StoreError> {
-        let result = self
-            .client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .set_version_id(version_id.map(str::to_string))
-            .set_version_stage(stage.map(str::to_string))
-            .send()
-            .await;
+        let result = failpoints::around!(
+            "sm.get_secret_value",
+            self.client
+                .get_secret_value()
+                .secret_id(secret_id)
+                .set_version_id(version_id.map(str::to_string))
+                .set_version_stage(stage.map(str::to_string))
+                .send()
+                .await
+        );
         match result {
             Ok(out) => match out.secret_string() {
                 Some(s) => Ok(Some(s.to_string())),
@@ -88,13 +92,15 @@ impl<S: Service> FromSdkError for S {}
 #[async_trait]
 impl SecretStore for SecretsManagerStore {
     async fn describe(&self, secret_id: &str) -> Result<SecretMetadata, StoreError> {
-        let out = self
-            .client
-            .describe_secret()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|e| SecretsManager::sdk_error("DescribeSecret", e))?;
+        let out = failpoints::around!(
+            "sm.describe_secret",
+            self.client
+                .describe_secret()
+                .secret_id(secret_id)
+                .send()
+                .await
+        )
+        .map_err(|e| SecretsManager::sdk_error("DescribeSecret", e))?;
         Ok(SecretMetadata {
             arn: out.arn().unwrap_or(secret_id).to_string(),
             name: out.name().unwrap_or_default().to_string(),
@@ -149,7 +155,8 @@ impl SecretStore for SecretsManagerStore {
             .into_paginator()
             .send();
         let mut listed = Vec::new();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = failpoints::around!("sm.list_secret_version_ids", pages.next().await)
+        {
             let page = page.map_err(|e| SecretsManager::sdk_error("ListSecretVersionIds", e))?;
             listed.extend(page.versions().iter().cloned());
         }
@@ -172,16 +179,19 @@ impl SecretStore for SecretsManagerStore {
         secret_string: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.client
-            .put_secret_value()
-            .secret_id(secret_id)
-            .client_request_token(token)
-            .secret_string(secret_string)
-            .version_stages(AWSPENDING)
-            .set_rotation_token(rotation_token.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| SecretsManager::sdk_error("PutSecretValue", e))?;
+        failpoints::around!(
+            "sm.put_secret_value",
+            self.client
+                .put_secret_value()
+                .secret_id(secret_id)
+                .client_request_token(token)
+                .secret_string(secret_string)
+                .version_stages(AWSPENDING)
+                .set_rotation_token(rotation_token.map(str::to_string))
+                .send()
+                .await
+        )
+        .map_err(|e| SecretsManager::sdk_error("PutSecretValue", e))?;
         Ok(())
     }
 
@@ -191,15 +201,18 @@ impl SecretStore for SecretsManagerStore {
         to_version: &str,
         from_version: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_secret_version_stage()
-            .secret_id(secret_id)
-            .version_stage(rotation::AWSCURRENT)
-            .move_to_version_id(to_version)
-            .set_remove_from_version_id(from_version.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| SecretsManager::sdk_error("UpdateSecretVersionStage", e))?;
+        failpoints::around!(
+            "sm.update_secret_version_stage",
+            self.client
+                .update_secret_version_stage()
+                .secret_id(secret_id)
+                .version_stage(rotation::AWSCURRENT)
+                .move_to_version_id(to_version)
+                .set_remove_from_version_id(from_version.map(str::to_string))
+                .send()
+                .await
+        )
+        .map_err(|e| SecretsManager::sdk_error("UpdateSecretVersionStage", e))?;
         Ok(())
     }
 }

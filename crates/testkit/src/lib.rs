@@ -18,6 +18,8 @@
 //! - [`binary`]: builds a workspace binary once per process and returns its path.
 //! - [`cleanup`]: what SIGINT / SIGTERM stop and remove in the demo and benchmark binaries
 //!   (every server, child process and temporary folder started here).
+//! - [`failpoints`]: the fail points in the sources, traced runs, the `FAILPOINTS` value that
+//!   aborts at one hit.
 //!
 //! Everything here panics with a clear message on failure: it is meant for tests, where a panic
 //! is the failure report.
@@ -45,6 +47,7 @@
 pub mod certs;
 pub mod cleanup;
 pub mod faults;
+pub mod failpoints;
 pub mod lambda;
 pub mod latency;
 pub mod moto;

@@ -8,6 +8,8 @@
 //!   deletion has the deletion cancelled first, then is reconciled like any other.
 //! - Live secrets that are not in the snapshot are left alone. Nothing is ever deleted.
 //! - Before anything is written every part is checked; one bad part refuses the whole restore.
+//! - Each write sits between the fail points `restore.<call>.before` and `.after`
+//!   (`crates/failpoints`; nothing in a release build).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -214,8 +216,9 @@ async fn recreate(api: &dyn SecretsApi, s: &SecretRecord) -> Result<(), ApplyErr
             error: ApiError::other("the snapshot has no AWSCURRENT version to create it with"),
         });
     };
-    let arn = api
-        .create(NewSecret {
+    let arn = failpoints::around!(
+        "restore.create_secret",
+        api.create(NewSecret {
             name: &s.meta.name,
             description: s.meta.description.as_deref(),
             kms_key_id: s.meta.kms_key_id.as_deref(),
@@ -224,14 +227,17 @@ async fn recreate(api: &dyn SecretsApi, s: &SecretRecord) -> Result<(), ApplyErr
             value: &current.value,
         })
         .await
-        .map_err(err("CreateSecret"))?;
+    )
+    .map_err(err("CreateSecret"))?;
     for label in recreatable_labels(current)
         .iter()
         .filter(|l| *l != AWSCURRENT)
     {
-        api.move_label(&arn, label, &current.version_id, None)
-            .await
-            .map_err(err(&format!("UpdateSecretVersionStage {label}")))?;
+        failpoints::around!(
+            "restore.update_secret_version_stage",
+            api.move_label(&arn, label, &current.version_id, None).await
+        )
+        .map_err(err(&format!("UpdateSecretVersionStage {label}")))?;
     }
     for v in s
         .versions
@@ -242,14 +248,19 @@ async fn recreate(api: &dyn SecretsApi, s: &SecretRecord) -> Result<(), ApplyErr
         if labels.is_empty() {
             continue;
         }
-        api.put_value(&arn, &v.value, &labels, Some(&v.version_id))
-            .await
-            .map_err(err(&format!("PutSecretValue {}", labels.join(","))))?;
+        failpoints::around!(
+            "restore.put_secret_value_recreated",
+            api.put_value(&arn, &v.value, &labels, Some(&v.version_id))
+                .await
+        )
+        .map_err(err(&format!("PutSecretValue {}", labels.join(","))))?;
     }
     if let Some(policy) = &s.meta.resource_policy {
-        api.put_resource_policy(&arn, policy)
-            .await
-            .map_err(err("PutResourcePolicy"))?;
+        failpoints::around!(
+            "restore.put_resource_policy_recreated",
+            api.put_resource_policy(&arn, policy).await
+        )
+        .map_err(err("PutResourcePolicy"))?;
     }
     Ok(())
 }
@@ -268,26 +279,35 @@ async fn apply_actions(
         };
         match action {
             Action::Recreate { .. } => recreate(api, s).await?,
-            Action::CancelDeletion => api.cancel_deletion(live_arn).await.map_err(err)?,
+            Action::CancelDeletion => failpoints::around!(
+                "restore.restore_secret",
+                api.cancel_deletion(live_arn).await
+            )
+            .map_err(err)?,
             Action::PutValue {
                 labels,
                 from_version,
             } => {
                 let v = version(s, from_version);
-                api.put_value(live_arn, &v.value, labels, None)
-                    .await
-                    .map_err(err)?;
+                failpoints::around!(
+                    "restore.put_secret_value",
+                    api.put_value(live_arn, &v.value, labels, None).await
+                )
+                .map_err(err)?;
             }
-            Action::SetDescription => api
-                .update_metadata(
+            Action::SetDescription => failpoints::around!(
+                "restore.update_secret_description",
+                api.update_metadata(
                     live_arn,
                     Some(s.meta.description.as_deref().unwrap_or("")),
                     None,
                 )
                 .await
-                .map_err(err)?,
-            Action::SetKmsKey => api
-                .update_metadata(
+            )
+            .map_err(err)?,
+            Action::SetKmsKey => failpoints::around!(
+                "restore.update_secret_kms_key",
+                api.update_metadata(
                     live_arn,
                     None,
                     Some(
@@ -298,7 +318,8 @@ async fn apply_actions(
                     ),
                 )
                 .await
-                .map_err(err)?,
+            )
+            .map_err(err)?,
             Action::SetTags { keys } => {
                 let tags: Vec<Tag> = s
                     .meta
@@ -307,16 +328,27 @@ async fn apply_actions(
                     .filter(|t| keys.contains(&t.key))
                     .cloned()
                     .collect();
-                api.tag(live_arn, &tags).await.map_err(err)?
+                failpoints::around!("restore.tag_resource", api.tag(live_arn, &tags).await)
+                    .map_err(err)?
             }
-            Action::RemoveTags { keys } => api.untag(live_arn, keys).await.map_err(err)?,
-            Action::PutResourcePolicy => api
-                .put_resource_policy(live_arn, s.meta.resource_policy.as_deref().unwrap_or("{}"))
+            Action::RemoveTags { keys } => {
+                failpoints::around!("restore.untag_resource", api.untag(live_arn, keys).await)
+                    .map_err(err)?
+            }
+            Action::PutResourcePolicy => failpoints::around!(
+                "restore.put_resource_policy",
+                api.put_resource_policy(
+                    live_arn,
+                    s.meta.resource_policy.as_deref().unwrap_or("{}")
+                )
                 .await
-                .map_err(err)?,
-            Action::DeleteResourcePolicy => {
-                api.delete_resource_policy(live_arn).await.map_err(err)?
-            }
+            )
+            .map_err(err)?,
+            Action::DeleteResourcePolicy => failpoints::around!(
+                "restore.delete_resource_policy",
+                api.delete_resource_policy(live_arn).await
+            )
+            .map_err(err)?,
             Action::Skip { .. } => {}
         }
     }

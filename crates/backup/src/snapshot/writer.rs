@@ -3,6 +3,9 @@
 //!
 //! Memory holds at most `concurrency` secrets being read, one part being filled and the part
 //! being uploaded; the per-secret manifest entries are spooled to a temporary file.
+//!
+//! Each part's upload and the manifest's sit between the fail points `backup.part.*` and
+//! `backup.manifest.*` (`crates/failpoints`; nothing in a release build).
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -217,19 +220,22 @@ impl PartWriter<'_> {
         let sha256 = hex::encode(Sha256::digest(&object));
         let size = object.len() as u64;
         let key = part_key(&self.folder, number);
-        self.ports
-            .store
-            .put_new(
-                &key,
-                Body::Bytes(object),
-                "application/octet-stream",
-                &[
-                    ("snapshot-id", snapshot.clone()),
-                    ("part", number.to_string()),
-                ],
-            )
-            .await
-            .map_err(|e| part_err(format!("upload to {key}: {e}")))?;
+        failpoints::around!(
+            "backup.part",
+            self.ports
+                .store
+                .put_new(
+                    &key,
+                    Body::Bytes(object),
+                    "application/octet-stream",
+                    &[
+                        ("snapshot-id", snapshot.clone()),
+                        ("part", number.to_string()),
+                    ],
+                )
+                .await
+        )
+        .map_err(|e| part_err(format!("upload to {key}: {e}")))?;
         let secrets = self.pending.len() as u64;
         for entry in self.pending.drain(..) {
             self.spool.add(&entry).map_err(|e| BackupError::Manifest {
@@ -359,25 +365,28 @@ pub async fn run_backup(
             reason: format!("writing: {e}"),
         })?;
     let manifest_key = manifest_key(&folder);
-    ports
-        .store
-        .put_new(
-            &manifest_key,
-            Body::File(file.path().to_path_buf()),
-            "application/json",
-            &[
-                ("snapshot-id", params.snapshot_id.clone()),
-                ("secrets", summary.secrets.to_string()),
-                ("versions", summary.versions.to_string()),
-                ("failures", summary.failures.to_string()),
-                ("completed-at", head.completed_at.to_rfc3339()),
-            ],
-        )
-        .await
-        .map_err(|e| BackupError::Manifest {
-            snapshot: params.snapshot_id.clone(),
-            reason: format!("upload to {manifest_key}: {e}"),
-        })?;
+    failpoints::around!(
+        "backup.manifest",
+        ports
+            .store
+            .put_new(
+                &manifest_key,
+                Body::File(file.path().to_path_buf()),
+                "application/json",
+                &[
+                    ("snapshot-id", params.snapshot_id.clone()),
+                    ("secrets", summary.secrets.to_string()),
+                    ("versions", summary.versions.to_string()),
+                    ("failures", summary.failures.to_string()),
+                    ("completed-at", head.completed_at.to_rfc3339()),
+                ],
+            )
+            .await
+    )
+    .map_err(|e| BackupError::Manifest {
+        snapshot: params.snapshot_id.clone(),
+        reason: format!("upload to {manifest_key}: {e}"),
+    })?;
     drop(file);
     Ok(BackupReport { head, manifest_key })
 }
