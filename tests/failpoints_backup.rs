@@ -1,6 +1,7 @@
 //! Crash anywhere (issue 9), backup side: the real `backup-lambda` and `secrets-backup` binaries,
 //! built with the fail points (`crates/failpoints`), killed (abort) at every hit of every point of
-//! the snapshot writer and of `restore --apply`, against moto. A traced run first lists the hits.
+//! the snapshot writer and at the first hit of every point of `restore --apply`, against moto. A
+//! traced run first lists the hits.
 //!
 //! * A backup killed at any hit leaves nothing `list`, `latest` or `verify` takes as complete:
 //!   the folder has no manifest (or, killed after the manifest's upload, the snapshot is whole
@@ -258,8 +259,11 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
     assert!(!restore_hits.is_empty());
     reached.extend(names(&restore_hits));
 
+    // Killed at the first hit of each point (a later hit of the same point is the same code on
+    // another secret of the set; every hit costs three CLI runs, and `make test` has a budget).
+    let killed_at: Vec<&Hit> = restore_hits.iter().filter(|h| h.skip == 0).collect();
     let mut short = Vec::new();
-    for hit in &restore_hits {
+    for hit in killed_at.iter().copied() {
         let spec = hit.spec();
         damage(&w).await;
         let before = version_counts(&w).await;
@@ -308,12 +312,14 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
         );
     }
     println!(
-        "fail points: restore: {} points, {} hits, killed at each, each completed by a re-run, \
+        "fail points: restore: {} points, {} hits, killed at the first hit of each ({}), each \
+         completed by a re-run, \
          no version written twice for the secrets that exist; {} recreations cut short and \
          finished as existing secrets, with another version count ({short:?}); backup and \
          restore in {:.0} s",
         names(&restore_hits).len(),
         restore_hits.len(),
+        killed_at.len(),
         short.len(),
         started.elapsed().as_secs_f64()
     );

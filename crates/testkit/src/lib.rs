@@ -46,8 +46,8 @@
 
 pub mod certs;
 pub mod cleanup;
-pub mod faults;
 pub mod failpoints;
+pub mod faults;
 pub mod lambda;
 pub mod latency;
 pub mod moto;
