@@ -143,7 +143,9 @@ impl Fixture {
 
     /// The rotation function in a new process (a new Lambda environment), with `extra`.
     pub fn host(&self, extra: &[(String, String)]) -> LambdaHost {
-        let mut env = self.world.lambda_env(&[]);
+        // At `info`: these runs are about state, not logs (the leak check still covers them), and
+        // a trace-level flood only slows the hundreds of processes this harness starts.
+        let mut env = self.world.lambda_env(&[("RUST_LOG", "info")]);
         env.extend(extra.iter().cloned());
         tokio::task::block_in_place(|| LambdaHost::start(&self.binary, &env))
     }

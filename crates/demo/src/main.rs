@@ -6,6 +6,7 @@
 
 mod alternating; // alternating users + preflight (see alternating.rs)
 mod backup; // scheduled encrypted backup, verify, restore (see backup.rs)
+mod crash; // killed mid-rotation, then retried (see crash.rs)
 
 use clap::Parser;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
@@ -111,6 +112,7 @@ async fn run() {
         "DB_CA_BUNDLE".into(),
         pg.ca_pem_path().display().to_string(),
     ));
+    let function_env = env.clone();
     let host = tokio::task::spawn_blocking(move || {
         LambdaHost::start(&testkit::binary("rotate-postgres"), &env)
     })
@@ -164,10 +166,11 @@ async fn run() {
     println!("  JSON log lines, one per step: {log_lines}");
 
     let ok = new_ok && !old_ok && !leaked && log_lines == 4;
+    let ok = crash::run(&pg, &moto, &sm, &arn, &function_env).await && ok; // killed, retried
     let ok = alternating::run(&pg, &moto, &sm).await && ok; // alternating users + preflight
     let ok = backup::run(&moto, &sm).await && ok; // secrets backup (see backup.rs)
     println!(
-        "\nDemo {}: rotation (single and alternating users), preflight, backup and restore, in {:.1} s.\nEverything started here is stopped and removed on exit.",
+        "\nDemo {}: rotation (single and alternating users), a kill mid-rotation and its retry, preflight, backup and restore, in {:.1} s.\nEverything started here is stopped and removed on exit.",
         if ok { "succeeded" } else { "FAILED" },
         started.elapsed().as_secs_f64()
     );

@@ -423,7 +423,8 @@ impl LambdaHost {
     }
 
     fn exit_error(&self, status: ExitStatus) -> InvokeError {
-        self.wait_for_output(Duration::from_secs(2));
+        // Returns as soon as the pipes are drained; the bound only matters on a starved machine.
+        self.wait_for_output(Duration::from_secs(10));
         InvokeError {
             error_type: "Runtime.ExitError".to_string(),
             error_message: format!(
@@ -460,7 +461,7 @@ impl LambdaHost {
         if let Some(thread) = self.server_thread.take() {
             let _ = thread.join();
         }
-        self.wait_for_output(Duration::from_secs(2));
+        self.wait_for_output(Duration::from_secs(10));
     }
 }
 
