@@ -31,14 +31,15 @@ test: venv tools-venv postgres-majors ## Every test: unit, end to end (real Post
 # the whole suite only.
 NEWEST := 18
 MAJORS := 13 14 15 16 17
-# The RDS look-ups (tests/rotation_alternating_rds.rs) are about the AWS API, not the major: they
-# run in the whole suite only.
-ROTATION_SUITES := --test rotation_single_user --test rotation_alternating \
+# The RDS look-ups (tests/rotation_alternating_rds.rs) are about the AWS API, not the major, and
+# single user's protocol cases (tests/rotation_single_user.rs) run on every major through the
+# compatibility matrix's single-user rotations: both run in the whole suite only.
+ROTATION_SUITES := --test rotation_alternating \
 	--test rotation_replica --test rotation_postgres_rules --test preflight \
 	--test compatibility
 test-majors: venv postgres-majors ## Rotation end-to-end suites and the compatibility matrix on PostgreSQL 13-17
 	@set -e; for m in $(MAJORS); do \
-	  echo "== PostgreSQL $$m: single user, alternating users, replicas, PostgreSQL rules, preflight, compatibility"; \
+	  echo "== PostgreSQL $$m: alternating users, replicas, PostgreSQL rules, preflight, compatibility (both strategies)"; \
 	  E2E_LOG_LEVEL=info TESTKIT_PG_MAJOR=$$m $(CARGO) test --quiet -p e2e $(ROTATION_SUITES); \
 	done
 
