@@ -50,6 +50,20 @@ impl From<InvocationError> for lambda_runtime::Diagnostic {
     }
 }
 
+/// The JSON type of `value` as an error names it ("a string", "an array", …): the event and
+/// field errors of both functions say what they got, never the value itself.
+pub fn json_type(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ pub mod logging;
 pub mod sdk;
 
 pub use env::{parse_bool, ConfigError};
-pub use error::InvocationError;
+pub use error::{json_type, InvocationError};
 pub use help::exit_on_help;
 pub use limits::SdkLimits;
 pub use logging::init_json_logging;

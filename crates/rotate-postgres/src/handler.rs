@@ -124,7 +124,7 @@ fn check_rotation_event(payload: &Value) -> Result<(), String> {
     let Some(object) = payload.as_object() else {
         return Err(format!(
             "the event is {}, expected {EXPECTED}",
-            json_type(payload)
+            lambda_support::json_type(payload)
         ));
     };
     for field in EVENT_FIELDS {
@@ -141,7 +141,7 @@ fn check_rotation_event(payload: &Value) -> Result<(), String> {
             Some(other) => {
                 return Err(format!(
                     "field '{field}' of the event is {}, expected a string",
-                    json_type(other)
+                    lambda_support::json_type(other)
                 ))
             }
         }
@@ -150,20 +150,8 @@ fn check_rotation_event(payload: &Value) -> Result<(), String> {
         None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
         Some(other) => Err(format!(
             "field 'RotationToken' of the event is {}, expected a string",
-            json_type(other)
+            lambda_support::json_type(other)
         )),
-    }
-}
-
-/// The JSON type of `value`, as an error names it.
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -104,7 +104,7 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
         other => {
             return Err(EventError(format!(
                 "expected a JSON object, got {}",
-                kind_of(other)
+                lambda_support::json_type(other)
             )))
         }
     };
@@ -136,7 +136,7 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
                     Value::Null => Ok(TagFilter { key, value: None }),
                     other => Err(EventError(format!(
                         "tag {key:?} must map to a string or null, not {}",
-                        kind_of(&other)
+                        lambda_support::json_type(&other)
                     ))),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -161,17 +161,6 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
         snapshot: raw.snapshot,
         trigger,
     })
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
