@@ -307,13 +307,20 @@ async fn the_tls_check_names_the_mode_its_roots_and_the_fix_of_each_failure() {
 /// Single user, rotation `t1` abandoned after its setSecret changed the password, its
 /// AWSPENDING label removed: the working password sits in the unlabelled version `t1`.
 async fn abandoned_single_user() -> RotationFixture {
+    let f = stopped_after_set_secret().await;
+    f.store.remove_label(&f.arn, "t1", rotation::AWSPENDING);
+    f
+}
+
+/// Single user, rotation `t1` stopped after its setSecret changed the password: AWSCURRENT no
+/// longer logs in, AWSPENDING does.
+async fn stopped_after_set_secret() -> RotationFixture {
     let f = RotationFixture::single_user();
     f.store
         .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
     f.store.begin_rotation(&f.arn, "t1");
     f.step("createSecret", "t1").await.unwrap();
     f.step("setSecret", "t1").await.unwrap();
-    f.store.remove_label(&f.arn, "t1", rotation::AWSPENDING);
     f
 }
 
@@ -379,13 +386,7 @@ async fn an_unlabelled_version_of_another_user_does_not_save_the_login_check() {
 
 #[tokio::test]
 async fn a_rotation_stopped_after_set_secret_is_a_warning_and_its_retry_finishes_it() {
-    let f = RotationFixture::single_user();
-    f.store
-        .set_rotation_lambda(&f.arn, Some("arn:aws:lambda:us-east-1:1:function:rotate"));
-    f.store.begin_rotation(&f.arn, "t1");
-    f.step("createSecret", "t1").await.unwrap();
-    f.step("setSecret", "t1").await.unwrap();
-    // Stopped here: AWSCURRENT no longer logs in, AWSPENDING does.
+    let f = stopped_after_set_secret().await;
     let report = run(&f).await;
     let check = report.check("current-login").unwrap();
     assert_eq!(check.status, Status::Warn, "{}", report.to_text());
