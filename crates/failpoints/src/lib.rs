@@ -76,7 +76,12 @@ mod live {
             }
         }
         if fail::eval(name, |_| ()).is_some() {
-            eprintln!("fail point {name}: aborting the process");
+            // One write of the whole line: `eprintln!` writes its pieces one system call each
+            // to the unbuffered stderr, and the test host, draining stdout and stderr on two
+            // threads into one log, could then put stdout lines between "fail point " and the
+            // name (the crash tests look for this line).
+            let line = format!("fail point {name}: aborting the process\n");
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
             std::process::abort();
         }
     }
