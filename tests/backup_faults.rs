@@ -276,7 +276,11 @@ async fn a_run_stops_while_another_holds_the_sources_lease() {
         err.error_message.contains("run-in-progress") && err.error_message.contains(&claim),
         "{err}"
     );
-    assert_eq!(w.objects().await, [claim.clone()], "nothing else written");
+    assert_eq!(
+        w.objects().await,
+        std::slice::from_ref(&claim),
+        "nothing else written"
+    );
     // The other run ends (releases): the next one takes claim 5 and releases it; then runs
     // follow each other freely.
     w.s3.put_object()
