@@ -192,6 +192,107 @@ async fn unreadable_secret_is_recorded_and_fails_the_invocation() {
     assert_eq!(names.len(), 30);
     w.capture(&host);
     drop(host);
+
+    // BACKUP_EXPECTED_UNREADABLE: a run that misses only listed secrets succeeds; they are still
+    // reported, marked expected, and not counted in the Failures metric the alarm watches. (A
+    // list that does not name it fails the run as above: `crates/backup/tests/library.rs`.)
+    let expected = w
+        .lambda(&[
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy_url.as_str()),
+            ("BACKUP_EXPECTED_UNREADABLE", "f/01*,other"),
+        ])
+        .await;
+    let out = w
+        .invoke(&expected, &scheduled_event())
+        .unwrap_or_else(|e| panic!("{e}\n{}", expected.output()));
+    assert_eq!(out["outcome"], "complete", "{out:#}");
+    assert_eq!(out["secrets"], 29, "{out:#}");
+    assert_eq!(out["failedSecrets"][0]["name"], "f/017", "{out:#}");
+    assert_eq!(out["failedSecrets"][0]["expected"], true, "{out:#}");
+    let output = w.output_containing(&expected, "\"ExpectedFailures\"");
+    let emf: Value = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("_aws").is_some())
+        .unwrap_or_else(|| panic!("no EMF line: {output}"));
+    assert_eq!(emf["Failures"], 0.0, "{emf}");
+    assert_eq!(emf["ExpectedFailures"], 1.0, "{emf}");
+    let list = w.cli_ok(&["list", "--json"], 0).json();
+    assert_eq!(
+        list[1]["failures"], 1,
+        "still a failure in the manifest: {list:#}"
+    );
+    w.capture(&expected);
+    drop(expected);
+    w.assert_no_values_leaked(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stops_while_another_holds_the_sources_lease() {
+    let w = BackupWorld::start().await;
+    w.populate("l/", 3).await;
+    let host = w.lambda(&[]).await;
+    // Another run in progress: its claim (written as a run writes it, If-None-Match: *).
+    let lease = format!("{PREFIX}/leases/123456789012/us-east-1/");
+    let claim = format!("{lease}00000000000000000004/claim.json");
+    let now = chrono::Utc::now();
+    let body = json!({
+        "runId": "run-in-progress",
+        "startedAt": now,
+        "expiresAt": now + chrono::Duration::minutes(15),
+    });
+    w.s3.put_object()
+        .bucket(BUCKET)
+        .key(&claim)
+        .if_none_match("*")
+        .body(serde_json::to_vec(&body).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let err = w.invoke(&host, &scheduled_event()).unwrap_err();
+    assert_eq!(err.error_type, "BackupInProgress", "{err}");
+    assert!(
+        err.error_message.contains("run-in-progress") && err.error_message.contains(&claim),
+        "{err}"
+    );
+    assert_eq!(
+        w.objects().await,
+        std::slice::from_ref(&claim),
+        "nothing else written"
+    );
+    // The other run ends (releases): the next one takes claim 5 and releases it; then runs
+    // follow each other freely.
+    w.s3.put_object()
+        .bucket(BUCKET)
+        .key(claim.replace("claim.json", "released.json"))
+        .if_none_match("*")
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let out = w
+            .invoke(&host, &scheduled_event())
+            .unwrap_or_else(|e| panic!("{e}\n{}", host.output()));
+        assert_eq!(out["outcome"], "complete");
+    }
+    let keys = w.objects().await;
+    for n in [5, 6] {
+        for end in ["claim.json", "released.json"] {
+            let key = format!("{lease}{n:020}/{end}");
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+        }
+    }
+    assert_eq!(
+        w.cli_ok(&["list", "--json"], 0)
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    w.capture(&host);
+    drop(host);
     w.assert_no_values_leaked(&[]);
 }
 

@@ -61,9 +61,24 @@ async fn backup_verify_diff_restore_round_trip() {
         "SecretsBackup"
     );
 
-    // Layout: <prefix>/<account>/<region>/<time>-<id>/ with parts and the manifest.
-    let keys = w.objects().await;
+    // Layout: <prefix>/<account>/<region>/<time>-<id>/ with parts and the manifest; beside it
+    // the run's lease, claimed and released (`crates/backup/src/lambda/lease.rs`).
+    let (leases, keys): (Vec<String>, Vec<String>) = w
+        .objects()
+        .await
+        .into_iter()
+        .partition(|k| k.starts_with(&format!("{PREFIX}/leases/")));
+    let lease = format!("{PREFIX}/leases/123456789012/us-east-1/00000000000000000001/");
+    assert_eq!(
+        leases,
+        [
+            format!("{lease}claim.json"),
+            format!("{lease}released.json")
+        ]
+    );
     let snapshot_id = out["snapshotId"].as_str().unwrap();
+    let claim: Value = serde_json::from_slice(&w.get_object(&leases[0]).await).unwrap();
+    assert_eq!(claim["runId"], snapshot_id);
     let folder_prefix = format!("{PREFIX}/123456789012/us-east-1/");
     assert!(
         keys.iter()

@@ -512,6 +512,24 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
             json!({}),
             &["BACKUP_S3_FORCE_PATH_STYLE"],
         ),
+        (
+            "backup env: BACKUP_EXPECTED_UNREADABLE with a `*` inside",
+            vec![("BACKUP_EXPECTED_UNREADABLE", "app/*/db")],
+            json!({}),
+            &["BACKUP_EXPECTED_UNREADABLE", "app/*/db"],
+        ),
+        (
+            "backup env: BACKUP_EXPECTED_UNREADABLE `*` alone",
+            vec![("BACKUP_EXPECTED_UNREADABLE", "legacy,*")],
+            json!({}),
+            &["BACKUP_EXPECTED_UNREADABLE"],
+        ),
+        (
+            "backup env: BACKUP_LEASE_SECONDS not a number",
+            vec![("BACKUP_LEASE_SECONDS", "soon")],
+            json!({}),
+            &["BACKUP_LEASE_SECONDS"],
+        ),
     ];
     let backup_binary = testkit::binary("backup-lambda");
     let mut backup_output = String::new();

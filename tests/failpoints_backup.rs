@@ -198,8 +198,13 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
     let mut last_whole = whole.clone();
     for hit in &backup_hits {
         let spec = hit.spec();
+        // No run lease: each killed run would hold it for the next (`BACKUP_LEASE_SECONDS`).
         let host = w
-            .lambda(&[part_size[0], ("FAILPOINTS", spec.as_str())])
+            .lambda(&[
+                part_size[0],
+                ("FAILPOINTS", spec.as_str()),
+                ("BACKUP_LEASE_SECONDS", "0"),
+            ])
             .await;
         match w.invoke(&host, &json!({"mode": "backup"})) {
             Err(e) if died(&e) => {}

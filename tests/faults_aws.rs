@@ -167,8 +167,8 @@ async fn backups_ride_out_transient_faults_and_leave_nothing_complete_when_aws_k
     assert!(faults.counts().total() >= 2, "{}", faults.counts());
     assert!(w.objects().await.is_empty(), "nothing written");
 
-    // 100 % of S3 writes only: secrets are read, no part and no manifest lands, so verify and
-    // latest find no snapshot.
+    // 100 % of S3 writes only: the run lease cannot be written (`crates/backup/src/lambda/lease.rs`),
+    // no part and no manifest lands, so verify and latest find no snapshot.
     faults.set_plan(FaultPlan::new(1.0, &Fault::FAILING, SEED).only(&["s3.PUT"]));
     let err = w.invoke(&failing, &scheduled_event()).unwrap_err();
     println!("backup, 100 % of S3 writes: {err}");

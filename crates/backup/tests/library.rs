@@ -529,12 +529,23 @@ fn output(summary: backup::lambda::summary::RunSummary) -> Value {
 }
 
 fn function(w: Arc<World>, lines: Arc<Mutex<Vec<String>>>) -> Function {
+    function_with(w, lines, &[])
+}
+
+fn function_with(
+    w: Arc<World>,
+    lines: Arc<Mutex<Vec<String>>>,
+    extra: &[(&str, &str)],
+) -> Function {
     let config = BackupConfig::from_lookup(|k| match k {
         "BACKUP_BUCKET" => Some("b".into()),
         "BACKUP_PREFIX" => Some("bk".into()),
         "BACKUP_KMS_KEY_ID" => Some(FAKE_KEY_ARN.into()),
         "BACKUP_PART_SIZE" => Some("2KiB".into()),
-        _ => None,
+        _ => extra
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string()),
     })
     .unwrap();
     Function {
@@ -583,6 +594,99 @@ async fn function_fails_the_invocation_but_writes_the_rest() {
     assert_eq!(emf["Secrets"], 30.0);
     assert_eq!(emf["outcome"], "incomplete");
     assert!(!lines[0].contains("pw-"));
+}
+
+#[tokio::test]
+async fn function_expected_unreadable_secrets_do_not_fail_the_run() {
+    let w = Arc::new(World::new());
+    w.populate();
+    w.secrets
+        .unreadable
+        .lock()
+        .unwrap()
+        .extend(["app/s07".to_string(), "app/s11".to_string()]);
+    let lines = Arc::new(Mutex::new(vec![]));
+    let event = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+    // Only listed ones missing: the run succeeds, the failures still reported, marked expected.
+    let f = function_with(
+        w.clone(),
+        lines.clone(),
+        &[("BACKUP_EXPECTED_UNREADABLE", "app/s07, app/s1*")],
+    );
+    let out = output(f.handle(event.clone()).await.unwrap());
+    assert_eq!(out["outcome"], "complete", "{out:#}");
+    assert_eq!(out["failedSecrets"].as_array().unwrap().len(), 2, "{out:#}");
+    assert!(out["failedSecrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["expected"] == true));
+    assert_eq!(w.manifest(Selector::Latest).await.head.failures.len(), 2);
+    let emf: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
+    assert_eq!(emf["Failures"], 0.0);
+    assert_eq!(emf["ExpectedFailures"], 2.0);
+    // One unlisted failure: the run fails, naming it (not the expected one).
+    let f = function_with(
+        w.clone(),
+        lines.clone(),
+        &[("BACKUP_EXPECTED_UNREADABLE", "app/s07")],
+    );
+    let err = f.handle(event).await.unwrap_err();
+    assert_eq!(err.error_type, "SnapshotIncomplete");
+    assert!(err.message.contains("app/s11"), "{}", err.message);
+    assert!(!err.message.contains("app/s07 ("), "{}", err.message);
+    assert!(err.message.contains("1 more expected"), "{}", err.message);
+    let emf: Value = serde_json::from_str(&lines.lock().unwrap()[1]).unwrap();
+    assert_eq!(emf["Failures"], 1.0);
+    assert_eq!(emf["ExpectedFailures"], 1.0);
+}
+
+#[tokio::test]
+async fn function_refuses_a_run_while_another_holds_the_lease() {
+    let w = Arc::new(World::new());
+    w.populate();
+    let lines = Arc::new(Mutex::new(vec![]));
+    let f = function(w.clone(), lines.clone());
+    // A run in progress (its claim, never released).
+    let claim = "bk/leases/123456789012/us-east-1/00000000000000000007/claim.json";
+    let now = Utc::now();
+    let body = json!({"runId": "other-run", "startedAt": now, "expiresAt": now + chrono::Duration::minutes(15)});
+    w.store
+        .put_new(
+            claim,
+            backup::ports::Body::Bytes(serde_json::to_vec(&body).unwrap()),
+            "application/json",
+            &[],
+        )
+        .await
+        .unwrap();
+    let before = w.store.keys().len();
+    let err = f.handle(json!({})).await.unwrap_err();
+    assert_eq!(err.error_type, "BackupInProgress");
+    assert!(
+        err.message.contains("other-run") && err.message.contains(claim),
+        "{}",
+        err.message
+    );
+    assert_eq!(w.store.keys().len(), before, "nothing written");
+    // Released: the next run takes claim 8 and releases it.
+    w.store
+        .put_new(
+            &claim.replace("claim.json", "released.json"),
+            backup::ports::Body::Bytes(vec![]),
+            "application/json",
+            &[],
+        )
+        .await
+        .unwrap();
+    let out = output(f.handle(json!({})).await.unwrap());
+    assert_eq!(out["outcome"], "complete");
+    let keys = w.store.keys();
+    assert!(keys.contains(
+        &"bk/leases/123456789012/us-east-1/00000000000000000008/released.json".to_string()
+    ));
+    // Runs one after the other each take and release the lease.
+    f.handle(json!({})).await.unwrap();
 }
 
 #[tokio::test]

@@ -169,10 +169,10 @@ mod tests {
             .lines()
             .filter_map(|l| l.trim().strip_prefix("Timeout: "))
             .collect();
-        // RotationFunction first, then BackupFunction.
+        // RotationFunction first, then BackupFunction and BackupDrillFunction (one binary).
         assert_eq!(
             timeouts,
-            ["60", "900"],
+            ["60", "900", "900"],
             "template.yaml changed: redo the sums"
         );
         assert_eq!(ROTATION_LAMBDA_TIMEOUT.as_secs(), 60);

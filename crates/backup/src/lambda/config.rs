@@ -45,6 +45,57 @@ pub struct BackupConfig {
     /// The SDK's retries and timeouts: [`SdkLimits::BACKUP`] with `AWS_MAX_ATTEMPTS` and
     /// `AWS_RETRY_MODE` applied.
     pub sdk: SdkLimits,
+    // --- The vault's guards (issue 10): expected unreadable secrets, the run lease ---
+    /// `BACKUP_EXPECTED_UNREADABLE`: secrets whose failure to read does not fail a run.
+    pub expected_unreadable: ExpectedUnreadable,
+    /// `BACKUP_LEASE_SECONDS`, default [`DEFAULT_LEASE_SECONDS`]: how long a run's lease on its
+    /// source holds if the run never releases it (killed); 0 = no lease.
+    pub lease_seconds: u64,
+}
+
+/// The default of `BACKUP_LEASE_SECONDS`: Lambda's largest timeout, so no run outlives its lease.
+pub const DEFAULT_LEASE_SECONDS: u64 = 900;
+
+/// `BACKUP_EXPECTED_UNREADABLE`: exact secret names, and name prefixes (entries ending in `*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpectedUnreadable {
+    /// Entries without `*`: the whole name.
+    pub names: Vec<String>,
+    /// Entries ending in `*`, without it: the start of a name.
+    pub prefixes: Vec<String>,
+}
+
+impl ExpectedUnreadable {
+    /// Parses the comma-separated list; errors say what is wrong with which entry.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        let mut out = ExpectedUnreadable::default();
+        for entry in split_list(v) {
+            match entry.strip_suffix('*') {
+                _ if entry.matches('*').count() > 1
+                    || entry.trim_end_matches('*').contains('*') =>
+                {
+                    return Err(format!(
+                        "{entry:?}: `*` is allowed only once, at the end (a name prefix)"
+                    ))
+                }
+                Some("") => {
+                    return Err(
+                        "\"*\" alone would expect every secret to be unreadable: give a prefix \
+                         before the `*`"
+                            .into(),
+                    )
+                }
+                Some(prefix) => out.prefixes.push(prefix.to_string()),
+                None => out.names.push(entry),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a failure to read `name` is expected.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name) || self.prefixes.iter().any(|p| name.starts_with(p))
+    }
 }
 
 impl BackupConfig {
@@ -98,6 +149,29 @@ impl BackupConfig {
             metrics_namespace: get("BACKUP_METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             sdk: SdkLimits::BACKUP.with_env(&lookup)?,
+            // --- The vault's guards ---
+            expected_unreadable: get("BACKUP_EXPECTED_UNREADABLE")
+                .map(|v| {
+                    ExpectedUnreadable::parse(&v).map_err(|expected| {
+                        ConfigError::invalid("BACKUP_EXPECTED_UNREADABLE", v, expected)
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            lease_seconds: match get("BACKUP_LEASE_SECONDS") {
+                None => DEFAULT_LEASE_SECONDS,
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s <= 86_400)
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "BACKUP_LEASE_SECONDS",
+                            v,
+                            "whole seconds from 0 (no lease) to 86400",
+                        )
+                    })?,
+            },
         })
     }
 
@@ -220,5 +294,47 @@ mod tests {
             cfg(&[("BACKUP_BUCKET", "b")]).unwrap().metrics_namespace,
             "SecretsBackup"
         );
+    }
+
+    // --- The vault's guards ---
+    #[test]
+    fn expected_unreadable_names_and_prefixes() {
+        let c = cfg(&[("BACKUP_BUCKET", "b")]).unwrap();
+        assert_eq!(c.expected_unreadable, ExpectedUnreadable::default());
+        assert!(!c.expected_unreadable.contains("anything"));
+        assert_eq!(c.lease_seconds, 900);
+        let c = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            (
+                "BACKUP_EXPECTED_UNREADABLE",
+                " legacy/one, other-team/* ,,x",
+            ),
+            ("BACKUP_LEASE_SECONDS", "0"),
+        ])
+        .unwrap();
+        let e = &c.expected_unreadable;
+        assert_eq!(e.names, ["legacy/one", "x"]);
+        assert_eq!(e.prefixes, ["other-team/"]);
+        assert!(e.contains("legacy/one"));
+        // A name without `*` is exact, not a prefix.
+        assert!(!e.contains("legacy/one-more"));
+        assert!(!e.contains("legacy/"));
+        assert!(e.contains("other-team/db"));
+        assert!(e.contains("other-team/"));
+        assert!(!e.contains("other-team"));
+        assert_eq!(c.lease_seconds, 0);
+        for bad in ["*", "a/*,*", "a*b", "a/**", "*a"] {
+            let err =
+                cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_EXPECTED_UNREADABLE", bad)]).unwrap_err();
+            assert_eq!(err.name(), "BACKUP_EXPECTED_UNREADABLE", "{bad}");
+            assert!(
+                err.to_string().contains("BACKUP_EXPECTED_UNREADABLE"),
+                "{err}"
+            );
+        }
+        for bad in ["-1", "ten", "86401"] {
+            let err = cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_LEASE_SECONDS", bad)]).unwrap_err();
+            assert_eq!(err.name(), "BACKUP_LEASE_SECONDS", "{bad}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::domain::filters::NamePattern;
 use crate::lambda::config::BackupConfig;
 use crate::lambda::event::{self, Mode, Request};
+use crate::lambda::lease::{self, LeaseError, LeaseSource};
 use crate::lambda::metrics::{emf_line, Metric, Unit};
 use crate::lambda::summary::{
     BackupOutcome, BackupSummary, Difference, FailedPart, FailedSecret, RunSummary, Totals,
@@ -123,7 +124,54 @@ impl Function {
             concurrency: self.config.concurrency,
             part_size: self.config.part_size,
         };
+        // One run at a time per source (the lease, `lease.rs`): the function has no reserved
+        // concurrency, and a duplicate event or a manual run may arrive while one runs.
+        let lease = if self.config.lease_seconds == 0 {
+            None
+        } else {
+            let source = LeaseSource {
+                prefix: &self.config.prefix,
+                account: &params.source.account_id,
+                region: &params.source.region,
+            };
+            let ttl = chrono::Duration::seconds(self.config.lease_seconds as i64);
+            match lease::acquire(
+                self.store.as_ref(),
+                source,
+                &params.snapshot_id,
+                params.started_at,
+                ttl,
+            )
+            .await
+            {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let kind = match e {
+                        LeaseError::Held { .. } | LeaseError::Raced { .. } => "BackupInProgress",
+                        LeaseError::Store { .. } | LeaseError::Unreadable { .. } => "LeaseFailed",
+                    };
+                    let mut summary = BackupSummary::new(
+                        params.snapshot_id.clone(),
+                        request.trigger.clone(),
+                        BackupOutcome::Error,
+                    );
+                    summary.error = Some(e.to_string());
+                    self.emit(
+                        "backup",
+                        &[Metric::count("Errors", 1), duration(started)],
+                        &summary,
+                    );
+                    return Err(InvocationError::new(kind, e.to_string()));
+                }
+            }
+        };
         let result = run_backup(self.ports(), &params).await;
+        if let Some(l) = &lease {
+            if let Err(e) = lease::release(self.store.as_ref(), l).await {
+                // The claim lapses on its own at its expiry.
+                tracing::warn!(error = %e, "could not release the run lease");
+            }
+        }
         let elapsed = duration(started);
         let report = match result {
             Ok(r) => r,
@@ -139,7 +187,12 @@ impl Function {
             }
         };
         let s = &report.head.summary;
-        let failures = &report.head.failures;
+        let expected = &self.config.expected_unreadable;
+        let (expected_failures, failures): (Vec<_>, Vec<_>) = report
+            .head
+            .failures
+            .iter()
+            .partition(|f| expected.contains(&f.name));
         let mut summary = BackupSummary::new(
             params.snapshot_id.clone(),
             request.trigger.clone(),
@@ -156,11 +209,14 @@ impl Function {
             stored_bytes: s.stored_bytes,
             parts: s.parts,
             skipped: s.skipped,
-            failed_secrets: failures
+            failed_secrets: report
+                .head
+                .failures
                 .iter()
                 .map(|f| FailedSecret {
                     name: f.name.clone(),
                     reason: f.reason.clone(),
+                    expected: expected.contains(&f.name),
                 })
                 .collect(),
         });
@@ -174,7 +230,9 @@ impl Function {
                     value: s.value_bytes as f64,
                     unit: Unit::Bytes,
                 },
-                Metric::count("Failures", s.failures),
+                // Failures the alarm counts; the expected ones apart.
+                Metric::count("Failures", failures.len() as u64),
+                Metric::count("ExpectedFailures", expected_failures.len() as u64),
                 elapsed,
             ],
             &summary,
@@ -191,12 +249,20 @@ impl Function {
             return Err(InvocationError::new(
                 "SnapshotIncomplete",
                 format!(
-                    "snapshot {} at {} holds {} secret(s) but {} could not be read: {}",
+                    "snapshot {} at {} holds {} secret(s) but {} could not be read: {}{}",
                     params.snapshot_id,
                     report.location(),
                     s.secrets,
                     failures.len(),
-                    names.join("; ")
+                    names.join("; "),
+                    if expected_failures.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " ({} more expected unreadable: BACKUP_EXPECTED_UNREADABLE)",
+                            expected_failures.len()
+                        )
+                    }
                 ),
             ));
         }

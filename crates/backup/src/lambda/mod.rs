@@ -5,5 +5,6 @@
 pub mod config;
 pub mod event;
 pub mod function;
+pub mod lease;
 pub mod metrics;
 pub mod summary;

@@ -104,6 +104,8 @@ pub struct FailedSecret {
     pub name: String,
     /// Why.
     pub reason: String,
+    /// Listed in `BACKUP_EXPECTED_UNREADABLE`: does not fail the run.
+    pub expected: bool,
 }
 
 /// A complete backup's totals.
