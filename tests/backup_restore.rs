@@ -219,6 +219,17 @@ async fn backup_verify_diff_restore_round_trip() {
         .collect();
     assert_eq!(planned, expected_restore, "{plan:#}");
     assert_eq!(plan["new"], json!(added));
+    // A new AWSCURRENT put since the snapshot (as a rotation does) is skipped by default: the
+    // snapshot's AWSCURRENT is now AWSPREVIOUS. `--include-rotated` restores it (below).
+    for s in plan["secrets"].as_array().unwrap() {
+        let rotated = ["app/svc-001", "app/svc-014"].contains(&s["name"].as_str().unwrap());
+        let action = s["actions"][0].as_str().unwrap();
+        assert_eq!(
+            action.starts_with("skip: rotated since the snapshot"),
+            rotated,
+            "{s:#}"
+        );
+    }
     let text = w.cli_ok(&["restore", "--snapshot", "latest"], 0).stdout;
     assert!(
         text.contains("dry run") && text.contains("app/svc-010") && text.contains("recreate"),
@@ -230,9 +241,19 @@ async fn backup_verify_diff_restore_round_trip() {
         "a dry run changes nothing"
     );
 
-    // Apply: values and metadata come back byte-identical.
+    // Apply (with --include-rotated): values and metadata come back byte-identical.
     let applied = w
-        .cli_ok(&["restore", "--snapshot", "latest", "--apply", "--json"], 0)
+        .cli_ok(
+            &[
+                "restore",
+                "--snapshot",
+                "latest",
+                "--apply",
+                "--include-rotated",
+                "--json",
+            ],
+            0,
+        )
         .json();
     assert_eq!(applied["applied"], true);
     assert_eq!(names_with_status(&applied, "secrets"), expected_restore);

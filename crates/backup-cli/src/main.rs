@@ -12,7 +12,7 @@ mod telemetry;
 use anyhow::Context as _;
 use backup::domain::filters::{Filters, NamePattern, TagFilter};
 use backup::domain::settings;
-use backup::operations::restore::{restore, RestoreError};
+use backup::operations::restore::{restore, KeyMap, RestoreError, RestoreOptions};
 use backup::operations::verify::verify;
 use backup::ports::aws::{base_config, AwsPorts, Settings};
 use backup::ports::Identity;
@@ -111,6 +111,23 @@ enum Command {
         /// Write to Secrets Manager. Without it nothing is written.
         #[arg(long)]
         apply: bool,
+        /// Also restore secrets rotated since the snapshot (skipped by default: their snapshot
+        /// AWSCURRENT is now AWSPREVIOUS, or rotation is on and the live AWSCURRENT is newer).
+        #[arg(long)]
+        include_rotated: bool,
+        /// Configure rotation again (function and schedule) on the secrets it recreates.
+        #[arg(long)]
+        restore_rotation: bool,
+        /// KMS keys to use in place of the snapshot's, for a restore into another region:
+        /// `old=new,old=new` (key ids, ARNs or aliases); repeatable.
+        #[arg(long = "kms-key-map", value_name = "OLD=NEW,...",
+              value_parser = |s: &str| KeyMap::parse(s))]
+        kms_key_maps: Vec<KeyMap>,
+        /// Restore a snapshot taken in this region into the source region (`--region`): a
+        /// customer KMS key of that region then needs a `--kms-key-map` entry [default: the
+        /// source region].
+        #[arg(long, value_name = "REGION")]
+        snapshot_region: Option<String>,
     },
     /// Take a snapshot now (what the scheduled function does).
     Backup {
@@ -190,15 +207,20 @@ impl Ctx {
     }
 
     async fn manifest(&self, selector: &Selector) -> anyhow::Result<Manifest> {
-        let list = list_snapshots(
-            &self.ports.store,
-            &self.prefix(),
-            &self.account,
-            &self.ports.source_region,
-        )
-        .await
-        .with_context(|| format!("listing snapshots under {}", self.location()))?;
-        let info = select(&list, selector, &self.location())?;
+        self.manifest_in(selector, &self.ports.source_region).await
+    }
+
+    /// The manifest of a snapshot taken in `region`.
+    async fn manifest_in(&self, selector: &Selector, region: &str) -> anyhow::Result<Manifest> {
+        let location = format!(
+            "s3://{}/{}",
+            self.bucket(),
+            account_region_prefix(&self.prefix(), &self.account, region)
+        );
+        let list = list_snapshots(&self.ports.store, &self.prefix(), &self.account, region)
+            .await
+            .with_context(|| format!("listing snapshots under {location}"))?;
+        let info = select(&list, selector, &location)?;
         Ok(load_manifest(&self.ports.store, info).await?)
     }
 
@@ -329,8 +351,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             which,
             filters,
             apply,
+            include_rotated,
+            restore_rotation,
+            kms_key_maps,
+            snapshot_region,
         } => {
-            let m = ctx.manifest(&which.selector()).await?;
+            let mut kms_key_map = KeyMap::default();
+            for m in kms_key_maps {
+                kms_key_map.extend(m);
+            }
+            let options = RestoreOptions {
+                apply,
+                include_rotated,
+                restore_rotation,
+                kms_key_map,
+                target_region: Some(ctx.ports.source_region.clone()),
+            };
+            let from = snapshot_region.unwrap_or_else(|| ctx.ports.source_region.clone());
+            let m = ctx.manifest_in(&which.selector(), &from).await?;
             eprintln!(
                 "{} snapshot {} ({}, {} secrets)",
                 if apply {
@@ -346,7 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 ctx.ports.ports(),
                 &m,
                 &patterns(&filters),
-                apply,
+                &options,
                 concurrency,
                 &progress("restore"),
             )

@@ -301,6 +301,7 @@ pub fn restore(r: &RestoreReport) -> String {
         let mut rows = vec![];
         for s in &r.secrets {
             let result = match (&s.error, r.applied) {
+                (Some(e), _) if s.refused => format!("REFUSED: {e}"),
                 (Some(e), _) => format!("FAILED: {e}"),
                 (None, true) => "done".into(),
                 (None, false) => "planned".into(),
@@ -351,7 +352,7 @@ mod tests {
     use super::*;
     use backup::domain::filters::Filters;
     use backup::domain::model::{SecretValue, AWSCURRENT};
-    use backup::operations::restore::restore;
+    use backup::operations::restore::{restore, RestoreOptions};
     use backup::ports::fakes::{FakeKms, FakeSecrets, FakeStore};
     use backup::ports::Ports;
     use backup::snapshot::reader::{list_snapshots, load_manifest, select, Selector};
@@ -403,9 +404,16 @@ mod tests {
             .unwrap();
         let info = select(&list, &Selector::Latest, "x").unwrap();
         let manifest = load_manifest(&store, info).await.unwrap();
-        let plan = restore(ports, &manifest, &[], false, 2, &|_, _| {})
-            .await
-            .unwrap();
+        let plan = restore(
+            ports,
+            &manifest,
+            &[],
+            &RestoreOptions::default(),
+            2,
+            &|_, _| {},
+        )
+        .await
+        .unwrap();
         let text = restore_text(&plan);
         assert!(text.contains("app/s1") && text.contains("app/s2"), "{text}");
         assert!(!text.contains("leaked") && !text.contains("pw-"), "{text}");

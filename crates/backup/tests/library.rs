@@ -8,7 +8,7 @@ use backup::domain::model::*;
 use backup::lambda::config::BackupConfig;
 use backup::lambda::function::Function;
 use backup::operations::diff::Status;
-use backup::operations::restore::{restore, RestoreError};
+use backup::operations::restore::{restore, RestoreError, RestoreOptions};
 use backup::operations::verify::verify;
 use backup::ports::fakes::*;
 use backup::ports::{ObjectStore, Ports};
@@ -250,7 +250,7 @@ async fn change_delete_add_then_restore() {
 
     // Dry run: the same list, nothing written.
     let writes = w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst);
-    let plan = restore(w.ports(), &m, &[], false, 4, &no_progress)
+    let plan = restore(w.ports(), &m, &[], &opts(false), 4, &no_progress)
         .await
         .unwrap();
     assert_eq!(
@@ -268,10 +268,28 @@ async fn change_delete_add_then_restore() {
     let text = serde_json::to_string(&plan).unwrap();
     assert!(!text.contains("leaked") && !text.contains("pw-"), "{text}");
 
-    // Apply: everything restore promises is back; app/new is left alone.
-    let applied = restore(w.ports(), &m, &[], true, 4, &no_progress)
-        .await
-        .unwrap();
+    // By default app/s01 is skipped: its snapshot AWSCURRENT is now its AWSPREVIOUS (a value that
+    // replaced it since, as a rotation would).
+    let s01 = plan.secrets.iter().find(|s| s.name == "app/s01").unwrap();
+    assert!(
+        s01.actions[0].starts_with("skip: rotated since the snapshot"),
+        "{s01:?}"
+    );
+    // Apply with --include-rotated: everything restore promises is back; app/new is left alone.
+    let applied = restore(
+        w.ports(),
+        &m,
+        &[],
+        &RestoreOptions {
+            apply: true,
+            include_rotated: true,
+            ..Default::default()
+        },
+        4,
+        &no_progress,
+    )
+    .await
+    .unwrap();
     assert_eq!(applied.errors(), 0, "{applied:?}");
     let mut after = w.state();
     after.retain(|s| !s.starts_with("app/new ") && !s.starts_with("other/new "));
@@ -306,7 +324,7 @@ async fn change_delete_add_then_restore() {
 
     // Second apply: nothing to do, nothing written.
     let writes = w.secrets.writes.load(std::sync::atomic::Ordering::SeqCst);
-    let again = restore(w.ports(), &m, &[], true, 4, &no_progress)
+    let again = restore(w.ports(), &m, &[], &opts(true), 4, &no_progress)
         .await
         .unwrap();
     assert!(again.secrets.is_empty(), "{:?}", again.secrets);
@@ -332,7 +350,7 @@ async fn filtered_restore_touches_only_matches() {
         w.ports(),
         &m,
         &[NamePattern::new("app/s1*")],
-        true,
+        &opts(true),
         4,
         &no_progress,
     )
@@ -397,7 +415,7 @@ async fn tampered(w: &World, m: &Manifest) -> (Vec<u32>, String) {
         .unwrap();
     assert!(!v.integrity_ok());
     let bad: Vec<u32> = v.failed_parts().iter().map(|p| p.part).collect();
-    let err = restore(w.ports(), m, &[], true, 4, &no_progress)
+    let err = restore(w.ports(), m, &[], &opts(true), 4, &no_progress)
         .await
         .unwrap_err();
     assert!(matches!(err, RestoreError::Integrity { .. }));
@@ -721,4 +739,11 @@ async fn function_verify_mode_and_event_filters() {
     assert_eq!(bad.error_type, "SnapshotNotFound");
     let bad = f.handle(json!({"mode": "nope"})).await.unwrap_err();
     assert_eq!(bad.error_type, "InvalidEvent");
+}
+
+fn opts(apply: bool) -> RestoreOptions {
+    RestoreOptions {
+        apply,
+        ..Default::default()
+    }
 }

@@ -1,7 +1,8 @@
 //! The backup part of `make demo`: the real `backup-lambda` takes an encrypted snapshot of the
 //! secrets (triggered by a classic scheduled event), the real `secrets-backup` CLI lists and
 //! verifies it, an "incident" changes one secret and deletes another, and a restore (dry run,
-//! then `--apply`) brings them back. Never prints a value.
+//! then `--apply --include-rotated`: the changed value is a new AWSCURRENT, which restore skips by
+//! default) brings them back. Never prints a value.
 
 use std::process::Command;
 use std::time::Instant;
@@ -160,10 +161,19 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
         .send()
         .await
         .expect("DeleteSecret");
+    // The wrong value is a new AWSCURRENT, as a rotation's would be: the plan skips it (the
+    // snapshot's value is now AWSPREVIOUS) and says why; here the new value is the damage, so the
+    // apply says --include-rotated.
     for args in [
         &["verify"][..],
         &["restore", "--snapshot", "latest"][..],
-        &["restore", "--snapshot", "latest", "--apply"][..],
+        &[
+            "restore",
+            "--snapshot",
+            "latest",
+            "--apply",
+            "--include-rotated",
+        ][..],
     ] {
         let (code, out) = cli(&env, args);
         ok &= code == 0;

@@ -1,7 +1,7 @@
 """testkit's additions to moto (pinned in tools/requirements-test.txt), loaded by the moto server
 that `testkit::moto::Moto::start` runs: this directory is put first on its PYTHONPATH, so Python
 imports this file at start-up (the standard `sitecustomize` hook). It changes nothing until moto
-imports its RDS responses module, and nothing outside the moto server.
+imports its RDS or Secrets Manager responses module, and nothing outside the moto server.
 
 What moto 5.2.5 lacks and the rotation's RDS look-ups use: Aurora custom endpoints. Added here
 on moto's own RDS model (the clusters and instances created through moto's real API), answering
@@ -27,16 +27,36 @@ DBClusterEndpoint):
 
 Global clusters (CreateGlobalCluster, DescribeGlobalClusters, CreateDBCluster with
 GlobalClusterIdentifier) are moto's own and not changed here.
+
+What moto 5.2.5 lacks and restore uses, added on moto's own Secrets Manager model (the Secrets
+Manager API reference: PutResourcePolicy, RotateSecret):
+
+* PutResourcePolicy with BlockPublicPolicy=true refuses a policy that grants broad access, with
+  PublicPolicyException (moto ignores the parameter). "Broad" is read narrowly here: an Allow
+  statement whose Principal is `*` or `{"AWS": "*"}` (or NotPrincipal), without a Condition (AWS
+  uses its own policy analysis, which also refuses some conditional policies).
+* RotateSecret with RotateImmediately=false records the rotation function and rules and enables
+  rotation, and changes no version (AWS then runs the function's testSecret step, which leaves
+  no version behind; moto instead adds a pending version and fails when its own Lambda service
+  does not hold the function). The function is not invoked here. RotateImmediately=true (the
+  default) is moto's own.
+* UpdateSecretVersionStage moving AWSCURRENT makes the target version the secret's current one
+  for moto's later calls too (moto moves the label but keeps its own record of the current
+  version, so a later PutSecretValue labelled a second version AWSCURRENT).
+* GetResourcePolicy on a replica returns the primary's policy (AWS replicates resource policies
+  with the secret; moto refuses the call with OperationNotPermittedOnReplica). Writes to a
+  replica stay refused, as moto does.
 """
 
 import importlib.abc
 import importlib.machinery
 import sys
 
-_TARGET = "moto.rds.responses"
+_RDS = "moto.rds.responses"
+_SECRETS = "moto.secretsmanager.responses"
 
 
-def _install(responses):
+def _install_rds(responses):
     from moto.core.responses import ActionResult
     from moto.moto_api._internal import mock_random as random
     from moto.rds.exceptions import (
@@ -148,11 +168,130 @@ def _install(responses):
     responses.RDSResponse.describe_db_cluster_endpoints = describe_db_cluster_endpoints
 
 
+def _broad(policy_text):
+    import json
+
+    try:
+        policy = json.loads(policy_text)
+    except ValueError:
+        return False
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    for st in statements:
+        if st.get("Effect") != "Allow" or st.get("Condition"):
+            continue
+        if "NotPrincipal" in st:
+            return True
+        principal = st.get("Principal")
+        if principal == "*":
+            return True
+        if isinstance(principal, dict):
+            aws = principal.get("AWS", [])
+            if aws == "*" or (isinstance(aws, list) and "*" in aws):
+                return True
+    return False
+
+
+def _install_secrets(responses):
+    import json
+    import time
+
+    from moto.secretsmanager.exceptions import (
+        InvalidRequestException,
+        SecretNotFoundException,
+        SecretsManagerClientError,
+    )
+    from moto.secretsmanager.models import ReplicaSecret, SecretsManagerBackend
+    from moto.secretsmanager.exceptions import OperationNotPermittedOnReplica
+
+    class PublicPolicyException(SecretsManagerClientError):
+        def __init__(self):
+            super().__init__(
+                "PublicPolicyException",
+                "The BlockPublicPolicy parameter is set to true, and the resource policy did "
+                "not prevent broad access to the secret.",
+            )
+
+    original_move = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(
+        self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+    ):
+        result = original_move(
+            self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+        )
+        secret = self.secrets[secret_id]
+        if version_stage == "AWSCURRENT" and move_to_version_id and not isinstance(
+            secret, ReplicaSecret
+        ):
+            secret.set_default_version_id(move_to_version_id)
+        return result
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+    original_put = responses.SecretsManagerResponse.put_resource_policy
+    original_rotate = responses.SecretsManagerResponse.rotate_secret
+
+    def put_resource_policy(self):
+        if self._get_bool_param("BlockPublicPolicy", False) and _broad(
+            self._get_param("ResourcePolicy") or ""
+        ):
+            raise PublicPolicyException()
+        return original_put(self)
+
+    original_get_policy = responses.SecretsManagerResponse.get_resource_policy
+
+    def get_resource_policy(self):
+        secret_id = self._get_param("SecretId")
+        backend = self.backend
+        if backend._is_valid_identifier(secret_id):
+            secret = backend.secrets[secret_id]
+            if isinstance(secret, ReplicaSecret):
+                resp = {"ARN": secret.arn, "Name": secret.name}
+                if secret.source.policy is not None:
+                    resp["ResourcePolicy"] = secret.source.policy
+                return json.dumps(resp)
+        return original_get_policy(self)
+
+    def rotate_secret(self):
+        if self._get_bool_param("RotateImmediately", True):
+            return original_rotate(self)
+        secret_id = self._get_param("SecretId")
+        backend = self.backend
+        if not backend._is_valid_identifier(secret_id):
+            raise SecretNotFoundException()
+        secret = backend.secrets[secret_id]
+        if isinstance(secret, ReplicaSecret):
+            raise OperationNotPermittedOnReplica
+        if secret.is_deleted():
+            raise InvalidRequestException(
+                "You tried to perform the operation on a secret that's currently marked deleted."
+            )
+        rules = self._get_param("RotationRules") or {}
+        days = rules.get("AutomaticallyAfterDays")
+        secret.rotation_requested = True
+        secret.rotation_enabled = True
+        secret.rotation_lambda_arn = self._get_param("RotationLambdaARN") or ""
+        if days:
+            secret.auto_rotate_after_days = days
+            secret.next_rotation_date = int(time.time()) + int(days) * 86400
+        return json.dumps({"ARN": secret.arn, "Name": secret.name})
+
+    responses.SecretsManagerResponse.put_resource_policy = put_resource_policy
+    responses.SecretsManagerResponse.rotate_secret = rotate_secret
+    responses.SecretsManagerResponse.get_resource_policy = get_resource_policy
+
+
+_INSTALLERS = {_RDS: _install_rds, _SECRETS: _install_secrets}
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs `_install` right after moto's RDS responses module is imported."""
+    """Runs the installer of a module right after moto imports it."""
 
     def find_spec(self, name, path, target=None):
-        if name != _TARGET:
+        install = _INSTALLERS.get(name)
+        if install is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
@@ -162,7 +301,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             original(module)
-            _install(module)
+            install(module)
 
         loader.exec_module = exec_module
         return spec

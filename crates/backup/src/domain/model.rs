@@ -63,7 +63,8 @@ pub struct Tag {
     pub value: String,
 }
 
-/// A secret's rotation settings (recorded and reported, never restored).
+/// A secret's rotation settings (recorded and reported; restored only on a recreated secret, and
+/// only when the operator asks: `secrets-backup restore --restore-rotation`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
@@ -112,9 +113,48 @@ pub struct SecretMeta {
     /// When it was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<DateTime<Utc>>,
+    /// When it was last rotated (absent in records written before it was captured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotated: Option<DateTime<Utc>>,
+    /// When its value or metadata last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_changed: Option<DateTime<Utc>>,
+    /// The region of its primary secret, as DescribeSecret reports it (on a replica, another
+    /// region than the one of its ARN: see [`SecretMeta::replica_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_region: Option<String>,
+    /// The regions it is replicated to (on a primary secret).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replication: Vec<Replica>,
+}
+
+/// One region a secret is replicated to, as DescribeSecret's `ReplicationStatus` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replica {
+    /// The region.
+    pub region: String,
+    /// The KMS key of the replica (`None`: that region's default key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// Its status (`InSync`, `Failed`, `InProgress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// The region of an ARN (`arn:PARTITION:SERVICE:REGION:…`), if it has one.
+pub fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
 }
 
 impl SecretMeta {
+    /// The primary region when this secret is a replica: its primary region differs from the
+    /// region of its own ARN. Restore writes only at the primary.
+    pub fn replica_of(&self) -> Option<&str> {
+        let primary = self.primary_region.as_deref()?;
+        (arn_region(&self.arn).is_some_and(|r| r != primary)).then_some(primary)
+    }
+
     /// Tags a caller can set, sorted by key.
     pub fn user_tags(&self) -> Vec<&Tag> {
         let mut tags: Vec<&Tag> = self
@@ -135,6 +175,18 @@ pub struct VersionLabels {
     pub version_id: String,
     /// Its staging labels.
     pub labels: Vec<String>,
+    /// When it was created, when known (GetSecretValue reports it; DescribeSecret does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// A version's value and creation date, as GetSecretValue returns them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionValue {
+    /// The value.
+    pub value: SecretValue,
+    /// When the version was created, when the service says.
+    pub created: Option<DateTime<Utc>>,
 }
 
 /// DescribeSecret: metadata plus the versions that carry a staging label.
@@ -259,7 +311,7 @@ pub struct VersionRecord {
     pub version_id: String,
     /// Its staging labels.
     pub labels: Vec<String>,
-    /// When it was created (not recorded by this version of the writer).
+    /// When it was created (absent in records written before it was captured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<DateTime<Utc>>,
     /// Its value.
@@ -311,6 +363,33 @@ mod tests {
             value: SecretValue::binary(b"\x00\x01topsecret".to_vec()),
         };
         assert!(!format!("{rec:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn old_records_without_the_rotation_and_replication_fields_still_read() {
+        let old = r#"{"name":"app/db","arn":"arn:aws:secretsmanager:us-east-1:1:secret:app/db",
+            "tags":[],"rotation":{"enabled":false},
+            "versions":[{"versionId":"v1","labels":["AWSCURRENT"],"value":{"string":"x"}}]}"#;
+        let r: SecretRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(r.meta.last_rotated, None);
+        assert_eq!(r.meta.primary_region, None);
+        assert!(r.meta.replication.is_empty());
+        assert_eq!(r.versions[0].created, None);
+        assert_eq!(r.meta.replica_of(), None);
+    }
+
+    #[test]
+    fn a_replica_is_a_secret_whose_primary_is_in_another_region() {
+        let mut m = SecretMeta {
+            arn: "arn:aws:secretsmanager:eu-west-1:1:secret:app/db-AbCdEf".into(),
+            primary_region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(m.replica_of(), Some("us-east-1"));
+        m.primary_region = Some("eu-west-1".into());
+        assert_eq!(m.replica_of(), None);
+        m.primary_region = None;
+        assert_eq!(m.replica_of(), None);
     }
 
     #[test]

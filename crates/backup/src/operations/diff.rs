@@ -27,7 +27,8 @@ pub enum Live {
     ScheduledForDeletion(DateTime<Utc>),
     /// The secret exists.
     Present {
-        /// Its metadata (with its resource policy) and labelled versions.
+        /// Its metadata (with its resource policy) and labelled versions (with their creation date
+        /// for those whose value was read).
         described: Box<Described>,
         /// Values of the versions that carry a compared label, by version id.
         values: HashMap<String, SecretValue>,
@@ -45,12 +46,11 @@ pub async fn fetch_live(api: &dyn SecretsApi, name: &str) -> Result<Live, ApiErr
     let arn = described.meta.arn.clone();
     described.meta.resource_policy = api.resource_policy(&arn).await?;
     let mut values = HashMap::new();
-    for v in &described.versions {
+    for v in &mut described.versions {
         if v.labels.iter().any(|l| is_compared_label(l)) {
-            values.insert(
-                v.version_id.clone(),
-                api.get_value(&arn, &v.version_id).await?,
-            );
+            let got = api.get_version(&arn, &v.version_id).await?;
+            v.created = got.created;
+            values.insert(v.version_id.clone(), got.value);
         }
     }
     Ok(Live::Present {
@@ -422,6 +422,7 @@ mod tests {
                     .map(|v| VersionLabels {
                         version_id: v.version_id.clone(),
                         labels: v.labels.clone(),
+                        created: v.created,
                     })
                     .collect(),
                 deleted: None,

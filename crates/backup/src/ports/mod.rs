@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use zeroize::Zeroizing;
 
-use crate::domain::model::{Described, SecretValue, SourceKind, Tag};
+use crate::domain::model::{
+    Described, Replica, Rotation, SecretValue, SourceKind, Tag, VersionValue,
+};
 
 /// An AWS call that failed. `message` is the service's error code and message: Secrets Manager,
 /// S3 and KMS never put a secret value in those.
@@ -84,6 +86,8 @@ pub struct NewSecret<'a> {
     pub client_request_token: &'a str,
     /// The value of the first version (labelled `AWSCURRENT`).
     pub value: &'a SecretValue,
+    /// Regions to replicate it to (`AddReplicaRegions`), with their KMS keys.
+    pub replica_regions: Vec<Replica>,
 }
 
 /// Secrets Manager.
@@ -106,6 +110,14 @@ pub trait SecretsApi: Send + Sync {
     /// Always by explicit version id (see DESIGN.md: the emulator can return a stale value
     /// otherwise, and ids make a snapshot consistent with the labels DescribeSecret returned).
     async fn get_value(&self, id: &str, version_id: &str) -> Result<SecretValue, ApiError>;
+    /// Like [`get_value`](Self::get_value), with the version's creation date when the service
+    /// reports it (GetSecretValue's `CreatedDate`).
+    async fn get_version(&self, id: &str, version_id: &str) -> Result<VersionValue, ApiError> {
+        Ok(VersionValue {
+            value: self.get_value(id, version_id).await?,
+            created: None,
+        })
+    }
 
     /// CreateSecret; returns the new secret's ARN.
     async fn create(&self, secret: NewSecret<'_>) -> Result<String, ApiError>;
@@ -137,12 +149,16 @@ pub trait SecretsApi: Send + Sync {
     async fn tag(&self, id: &str, tags: &[Tag]) -> Result<(), ApiError>;
     /// UntagResource: remove these tag keys.
     async fn untag(&self, id: &str, keys: &[String]) -> Result<(), ApiError>;
-    /// PutResourcePolicy.
+    /// PutResourcePolicy, always with `BlockPublicPolicy` (a policy that grants broad access is
+    /// refused by the service).
     async fn put_resource_policy(&self, id: &str, policy: &str) -> Result<(), ApiError>;
     /// DeleteResourcePolicy.
     async fn delete_resource_policy(&self, id: &str) -> Result<(), ApiError>;
     /// Cancel a scheduled deletion.
     async fn cancel_deletion(&self, id: &str) -> Result<(), ApiError>;
+    /// RotateSecret with the rotation function and rules of `rotation`, without rotating now
+    /// (`RotateImmediately=false`: the service only tests the configuration).
+    async fn configure_rotation(&self, id: &str, rotation: &Rotation) -> Result<(), ApiError>;
 }
 
 /// What to upload.

@@ -131,12 +131,12 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
     });
     let mut records = Vec::with_capacity(versions.len());
     for v in versions {
-        match api.get_value(arn, &v.version_id).await {
-            Ok(value) => records.push(VersionRecord {
+        match api.get_version(arn, &v.version_id).await {
+            Ok(got) => records.push(VersionRecord {
                 version_id: v.version_id,
                 labels: v.labels,
-                created: None,
-                value,
+                created: got.created,
+                value: got.value,
             }),
             Err(e) => {
                 return Fetched::Failed(failure(

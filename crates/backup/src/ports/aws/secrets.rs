@@ -7,7 +7,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 use zeroize::Zeroizing;
 
 use super::{api_err, to_chrono};
-use crate::domain::model::{Described, Rotation, SecretMeta, SecretValue, Tag, VersionLabels};
+use crate::domain::model::{
+    Described, Replica, Rotation, SecretMeta, SecretValue, Tag, VersionLabels, VersionValue,
+};
 use crate::ports::{ApiError, ListedSecret, NewSecret, SecretsApi};
 
 /// Secrets Manager over the SDK.
@@ -106,6 +108,7 @@ impl SecretsApi for AwsSecrets {
                     .map(|(id, labels)| VersionLabels {
                         version_id: id.clone(),
                         labels: labels.clone(),
+                        created: None,
                     })
                     .collect()
             })
@@ -130,6 +133,20 @@ impl SecretsApi for AwsSecrets {
                 },
                 owning_service: out.owning_service().map(String::from),
                 created: out.created_date().and_then(to_chrono),
+                last_rotated: out.last_rotated_date().and_then(to_chrono),
+                last_changed: out.last_changed_date().and_then(to_chrono),
+                primary_region: out.primary_region().map(String::from),
+                replication: out
+                    .replication_status()
+                    .iter()
+                    .filter_map(|r| {
+                        Some(Replica {
+                            region: r.region()?.to_string(),
+                            kms_key_id: r.kms_key_id().map(String::from),
+                            status: r.status().map(|s| s.as_str().to_string()),
+                        })
+                    })
+                    .collect(),
             },
             versions,
             deleted: out.deleted_date().and_then(to_chrono),
@@ -151,6 +168,10 @@ impl SecretsApi for AwsSecrets {
     }
 
     async fn get_value(&self, id: &str, version_id: &str) -> Result<SecretValue, ApiError> {
+        Ok(self.get_version(id, version_id).await?.value)
+    }
+
+    async fn get_version(&self, id: &str, version_id: &str) -> Result<VersionValue, ApiError> {
         let out = self
             .client
             .get_secret_value()
@@ -159,13 +180,15 @@ impl SecretsApi for AwsSecrets {
             .send()
             .await
             .map_err(|e| api_err("GetSecretValue", e))?;
-        if let Some(s) = out.secret_string {
-            Ok(SecretValue::String(Zeroizing::new(s)))
+        let created = out.created_date().and_then(to_chrono);
+        let value = if let Some(s) = out.secret_string {
+            SecretValue::String(Zeroizing::new(s))
         } else if let Some(b) = out.secret_binary {
-            Ok(SecretValue::Binary(Zeroizing::new(b.into_inner())))
+            SecretValue::Binary(Zeroizing::new(b.into_inner()))
         } else {
-            Err(ApiError::other("GetSecretValue: the version has no value"))
-        }
+            return Err(ApiError::other("GetSecretValue: the version has no value"));
+        };
+        Ok(VersionValue { value, created })
     }
 
     async fn create(&self, new: NewSecret<'_>) -> Result<String, ApiError> {
@@ -176,7 +199,18 @@ impl SecretsApi for AwsSecrets {
             .set_description(new.description.map(String::from))
             .set_kms_key_id(new.kms_key_id.map(String::from))
             .set_tags((!new.tags.is_empty()).then(|| new.tags.iter().map(to_sm_tag).collect()))
-            .client_request_token(new.client_request_token);
+            .client_request_token(new.client_request_token)
+            .set_add_replica_regions((!new.replica_regions.is_empty()).then(|| {
+                new.replica_regions
+                    .iter()
+                    .map(|r| {
+                        aws_sdk_secretsmanager::types::ReplicaRegionType::builder()
+                            .region(&r.region)
+                            .set_kms_key_id(r.kms_key_id.clone())
+                            .build()
+                    })
+                    .collect()
+            }));
         req = match new.value {
             SecretValue::String(s) => req.secret_string(s.as_str()),
             SecretValue::Binary(b) => req.secret_binary(Blob::new(b.as_slice())),
@@ -269,6 +303,7 @@ impl SecretsApi for AwsSecrets {
             .put_resource_policy()
             .secret_id(id)
             .resource_policy(policy)
+            .block_public_policy(true)
             .send()
             .await
             .map_err(|e| api_err("PutResourcePolicy", e))?;
@@ -292,6 +327,24 @@ impl SecretsApi for AwsSecrets {
             .send()
             .await
             .map_err(|e| api_err("RestoreSecret", e))?;
+        Ok(())
+    }
+
+    async fn configure_rotation(&self, id: &str, rotation: &Rotation) -> Result<(), ApiError> {
+        let rules = aws_sdk_secretsmanager::types::RotationRulesType::builder()
+            .set_automatically_after_days(rotation.automatically_after_days)
+            .set_schedule_expression(rotation.schedule_expression.clone())
+            .set_duration(rotation.duration.clone())
+            .build();
+        self.client
+            .rotate_secret()
+            .secret_id(id)
+            .set_rotation_lambda_arn(rotation.lambda_arn.clone())
+            .rotation_rules(rules)
+            .rotate_immediately(false)
+            .send()
+            .await
+            .map_err(|e| api_err("RotateSecret", e))?;
         Ok(())
     }
 }

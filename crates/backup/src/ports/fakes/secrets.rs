@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::domain::model::{
-    Described, SecretMeta, SecretValue, Tag, VersionLabels, AWSCURRENT, AWSPREVIOUS,
+    Described, Rotation, SecretMeta, SecretValue, Tag, VersionLabels, AWSCURRENT, AWSPREVIOUS,
 };
 use crate::ports::{ApiError, ErrorKind, ListedSecret, NewSecret, SecretsApi};
 
@@ -192,6 +192,7 @@ impl SecretsApi for FakeSecrets {
                     .map(|v| VersionLabels {
                         version_id: v.id.clone(),
                         labels: v.labels.clone(),
+                        created: None,
                     })
                     .collect(),
                 deleted: s.deleted,
@@ -237,6 +238,7 @@ impl SecretsApi for FakeSecrets {
                 description: new.description.map(String::from),
                 kms_key_id: new.kms_key_id.map(String::from),
                 tags: new.tags.clone(),
+                replication: new.replica_regions.clone(),
                 ..Default::default()
             },
             versions: vec![],
@@ -371,6 +373,17 @@ impl SecretsApi for FakeSecrets {
         let mut all = self.secrets.lock().unwrap();
         let s = Self::find(&mut all, id).ok_or_else(|| not_found(id))?;
         s.deleted = None;
+        Ok(())
+    }
+
+    async fn configure_rotation(&self, id: &str, rotation: &Rotation) -> Result<(), ApiError> {
+        self.wrote();
+        let mut all = self.secrets.lock().unwrap();
+        let s = Self::find(&mut all, id).ok_or_else(|| not_found(id))?;
+        s.meta.rotation = Rotation {
+            enabled: true,
+            ..rotation.clone()
+        };
         Ok(())
     }
 }
