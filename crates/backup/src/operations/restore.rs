@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -338,8 +338,16 @@ fn rotated_since(snapshot: &SecretRecord, live: &Described, ctx: &PlanContext) -
             when(live_current.created)
         ));
     }
+    let in_snapshot = snapshot
+        .versions
+        .iter()
+        .any(|v| v.version_id == live_current.version_id);
     let newer = match (live_current.created, ctx.snapshot_time) {
-        (Some(created), Some(taken)) => created > taken,
+        // Some endpoints give `CreatedDate` in whole seconds (moto does): a version the snapshot
+        // does not hold, created in the second the snapshot started, counts as newer.
+        (Some(created), Some(taken)) => {
+            created > taken || (!in_snapshot && created >= taken.trunc_subsecs(0))
+        }
         _ => true,
     };
     if live.meta.rotation.enabled && newer {
@@ -1127,6 +1135,34 @@ mod tests {
             [Action::Skip { reason }] | [Action::Refuse { reason }] => reason,
             other => panic!("not one skip or refusal: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_current_created_in_the_second_the_snapshot_started_is_newer_unless_held() {
+        // `CreatedDate` in whole seconds, the snapshot's start with milliseconds.
+        let options = RestoreOptions::default();
+        let ctx = PlanContext {
+            options: &options,
+            snapshot_time: Some(t(2) + chrono::Duration::milliseconds(500)),
+            snapshot_region: Some("us-east-1"),
+            snapshot_id: "snap",
+        };
+        let s = snapshot();
+        let same_second = live(&[("v5", &[AWSCURRENT], "e", 2)], true);
+        let skipped = plan(&s, &diff::compare(&s, &same_second), &same_second, &ctx);
+        assert!(
+            reason(&skipped).starts_with("rotation is enabled and the live AWSCURRENT (version v5"),
+            "{skipped:?}"
+        );
+        // The snapshot's own version, labelled elsewhere then, is not newer for its date.
+        let held = live(&[("v1", &[AWSCURRENT], "a", 2)], true);
+        assert!(
+            !matches!(
+                plan(&s, &diff::compare(&s, &held), &held, &ctx)[..],
+                [Action::Skip { .. }]
+            ),
+            "a version the snapshot holds is not newer than it"
+        );
     }
 
     #[test]
