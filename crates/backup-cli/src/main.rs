@@ -1,8 +1,14 @@
 //! `secrets-backup`: list, show, verify and restore snapshots of Secrets Manager secrets (and
 //! run a backup by hand). Secret values are never printed.
 //!
-//! Exit status: 0 success; 1 error; 2 usage; 3 integrity failure (verify found a damaged or
-//! tampered part, or restore refused the snapshot); 4 with `verify --fail-on-drift`, live differs.
+//! Every snapshot it uses is trusted first (`backup::snapshot::trust`): its manifest's signature
+//! verifies with the signing key (`--signing-key` / `BACKUP_SIGNING_KEY_ID`, required), its part
+//! list is whole, its chain is checked, and restore refuses another source's snapshot unless
+//! `--allow-other-source`.
+//!
+//! Exit status: 0 success; 1 error; 2 usage; 3 integrity failure (verify found a damaged,
+//! tampered, unsigned or out-of-chain snapshot, or restore refused the snapshot); 4 with
+//! `verify --fail-on-drift`, live differs.
 
 use std::process::ExitCode;
 
@@ -17,8 +23,12 @@ use backup::operations::verify::verify;
 use backup::ports::aws::{base_config, AwsPorts, Settings};
 use backup::ports::Identity;
 use backup::snapshot::layout::account_region_prefix;
+use backup::lambda::config::filters_from;
 use backup::snapshot::manifest::{Destination, Manifest, Source};
-use backup::snapshot::reader::{list_snapshots, load_manifest, parse_time, select, Selector};
+use backup::snapshot::reader::{list_snapshots, parse_time, Selector};
+use backup::snapshot::trust::{
+    catalogue, chain_problems, check_source, select_trusted, ChooseError, Preference,
+};
 use backup::snapshot::writer::{run_backup, BackupParams};
 use clap::{Args, Parser, Subcommand};
 use lambda_support::env::{non_empty, parse_bool};
@@ -48,6 +58,10 @@ struct Global {
     /// Snapshot bucket.
     #[arg(long, env = "BACKUP_BUCKET", global = true)]
     bucket: Option<String>,
+    /// The KMS key that signs the manifests (asymmetric, ECDSA_SHA_256): only snapshots whose
+    /// signature verifies with it are used (required).
+    #[arg(long = "signing-key", env = "BACKUP_SIGNING_KEY_ID", global = true)]
+    signing_key: Option<String>,
     /// Key prefix of the snapshots.
     #[arg(long, env = "BACKUP_PREFIX", default_value = settings::DEFAULT_PREFIX, global = true)]
     prefix: String,
@@ -79,7 +93,7 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List snapshots: time, id, secret count, failures.
+    /// List snapshots: time, id, signature state, and the counts of the signed manifest.
     List,
     /// Show a snapshot's manifest (no values).
     Show {
@@ -111,6 +125,10 @@ enum Command {
         /// Write to Secrets Manager. Without it nothing is written.
         #[arg(long)]
         apply: bool,
+        /// Restore a snapshot of another account or region than the target (a disaster-recovery
+        /// copy); without it such a snapshot is refused.
+        #[arg(long)]
+        allow_other_source: bool,
     },
     /// Take a snapshot now (what the scheduled function does).
     Backup {
@@ -169,6 +187,7 @@ fn progress(what: &'static str) -> impl Fn(usize, usize) + Sync {
 struct Ctx {
     ports: AwsPorts,
     account: String,
+    signing_key: String,
     global: Global,
 }
 
@@ -189,7 +208,9 @@ impl Ctx {
         self.global.bucket.as_deref().unwrap_or_default()
     }
 
-    async fn manifest(&self, selector: &Selector) -> anyhow::Result<Manifest> {
+    /// The snapshot `selector` names, trusted (signature, folder), with the chain's problems;
+    /// every newer snapshot passed over is printed as a warning.
+    async fn trusted(&self, selector: &Selector) -> Result<Trusted, Untrusted> {
         let list = list_snapshots(
             &self.ports.store,
             &self.prefix(),
@@ -198,8 +219,41 @@ impl Ctx {
         )
         .await
         .with_context(|| format!("listing snapshots under {}", self.location()))?;
-        let info = select(&list, selector, &self.location())?;
-        Ok(load_manifest(&self.ports.store, info).await?)
+        let filters = filters_from(|k| std::env::var(k).ok())?;
+        let chosen = select_trusted(
+            &self.ports.store,
+            &self.ports.keys,
+            &self.signing_key,
+            &list,
+            selector,
+            &self.location(),
+            Preference {
+                filters: Some(&filters),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            ChooseError::Untrusted(_) | ChooseError::NoneTrusted { .. } => {
+                Untrusted::Integrity(e.to_string())
+            }
+            e => Untrusted::Other(e.into()),
+        })?;
+        for note in &chosen.notes {
+            eprintln!("warning: {note}");
+        }
+        let chain = chain_problems(
+            &self.ports.store,
+            &self.ports.keys,
+            &self.signing_key,
+            &list,
+            &chosen.signed,
+        )
+        .await;
+        Ok(Trusted {
+            manifest: chosen.signed.manifest,
+            notes: chosen.notes,
+            chain,
+        })
     }
 
     fn print_json<T: serde::Serialize>(&self, v: &T) {
@@ -207,11 +261,52 @@ impl Ctx {
     }
 }
 
+/// A snapshot whose signature verified, what was passed over to choose it (already printed as
+/// warnings), and its chain's problems.
+struct Trusted {
+    manifest: Manifest,
+    notes: Vec<String>,
+    chain: Vec<String>,
+}
+
+/// Why no trusted snapshot: an integrity failure (exit 3) or another error.
+enum Untrusted {
+    Integrity(String),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Untrusted {
+    fn from(e: E) -> Self {
+        Untrusted::Other(e.into())
+    }
+}
+
+/// The trusted snapshot, or the exit status after an integrity failure was printed.
+macro_rules! trusted_or_exit {
+    ($ctx:expr, $selector:expr) => {
+        match $ctx.trusted($selector).await {
+            Ok(t) => t,
+            Err(Untrusted::Integrity(e)) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_INTEGRITY);
+            }
+            Err(Untrusted::Other(e)) => return Err(e),
+        }
+    };
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let Cli { global, command } = cli;
     let Some(bucket) = global.bucket.clone() else {
         // A usage error, like the ones clap reports: exit status 2.
         eprintln!("error: the snapshot bucket is required: --bucket or BACKUP_BUCKET");
+        return Ok(2);
+    };
+    let Some(signing_key) = global.signing_key.clone() else {
+        eprintln!(
+            "error: the manifest signing key is required: --signing-key or BACKUP_SIGNING_KEY_ID \
+             (an unsigned snapshot cannot be told from a forged one)"
+        );
         return Ok(2);
     };
     // The function's limits (each call ends within a minute), AWS_MAX_ATTEMPTS / AWS_RETRY_MODE
@@ -257,6 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx {
         ports,
         account,
+        signing_key,
         global,
     };
     let json = ctx.global.json;
@@ -264,8 +360,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
     match command {
         Command::List => {
-            let list = list_snapshots(
+            let list = catalogue(
                 &ctx.ports.store,
+                &ctx.ports.keys,
+                &ctx.signing_key,
                 &ctx.prefix(),
                 &ctx.account,
                 &ctx.ports.source_region,
@@ -280,7 +378,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Show { snapshot } => {
-            let m = ctx.manifest(&Selector::parse(&snapshot)).await?;
+            let t = trusted_or_exit!(ctx, &Selector::parse(&snapshot));
+            for p in &t.chain {
+                eprintln!("warning: {p}");
+            }
+            let m = t.manifest;
             if json {
                 ctx.print_json(&m);
             } else {
@@ -294,14 +396,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             filters,
             fail_on_drift,
         } => {
-            let m = ctx.manifest(&which.selector()).await?;
+            let t = trusted_or_exit!(ctx, &which.selector());
+            let m = t.manifest;
             eprintln!(
                 "verifying snapshot {} ({} parts, {} secrets)",
                 m.head.snapshot_id,
                 m.head.parts.len(),
                 m.secrets.len()
             );
-            let report = verify(
+            let mut report = verify(
                 ctx.ports.ports(),
                 &m,
                 !no_live,
@@ -311,6 +414,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .await
             .with_context(|| format!("verifying snapshot {}", m.head.snapshot_id))?;
+            report.manifest_problems.extend(t.chain);
+            report.warnings = t.notes;
             if json {
                 ctx.print_json(&report);
             } else {
@@ -329,8 +434,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             which,
             filters,
             apply,
+            allow_other_source,
         } => {
-            let m = ctx.manifest(&which.selector()).await?;
+            let t = trusted_or_exit!(ctx, &which.selector());
+            let m = t.manifest;
+            // The chain is about the other snapshots: this one is signed and whole, so restoring
+            // it stays safe; its problems are named, not refused.
+            for p in &t.chain {
+                eprintln!("warning: {p}");
+            }
+            if let Err(e) = check_source(
+                &m,
+                &ctx.account,
+                &ctx.ports.source_region,
+                allow_other_source,
+            ) {
+                eprintln!("error: {e}");
+                return Ok(EXIT_INTEGRITY);
+            }
             eprintln!(
                 "{} snapshot {} ({}, {} secrets)",
                 if apply {
@@ -388,6 +509,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     role_arn: ctx.global.role_arn.clone(),
                 },
                 kms_key_id,
+                signing_key_id: ctx.signing_key.clone(),
                 filters: Filters {
                     name_prefixes,
                     tags,
@@ -396,6 +518,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 part_size,
             };
             let report = run_backup(ctx.ports.ports(), &params).await?;
+            for w in &report.chain_warnings {
+                eprintln!("warning: not linked into the chain: {w}");
+            }
             if json {
                 ctx.print_json(&report.head);
             } else {
