@@ -18,12 +18,12 @@ mod telemetry;
 use anyhow::Context as _;
 use backup::domain::filters::{Filters, NamePattern, TagFilter};
 use backup::domain::settings;
+use backup::lambda::config::filters_from;
 use backup::operations::restore::{restore, RestoreError};
 use backup::operations::verify::verify;
 use backup::ports::aws::{base_config, AwsPorts, Settings};
 use backup::ports::Identity;
 use backup::snapshot::layout::account_region_prefix;
-use backup::lambda::config::filters_from;
 use backup::snapshot::manifest::{Destination, Manifest, Source};
 use backup::snapshot::reader::{list_snapshots, parse_time, Selector};
 use backup::snapshot::trust::{
@@ -157,7 +157,7 @@ struct Which {
     /// Snapshot id (or unique prefix, or folder name), or `latest` [default: latest].
     #[arg(long)]
     snapshot: Option<String>,
-    /// The last snapshot taken at or before this time (RFC 3339, or `2025-01-02 03:04` UTC).
+    /// The last snapshot completed at or before this time (RFC 3339, or `2025-01-02 03:04` UTC).
     #[arg(long, value_parser = |s: &str| parse_time(s))]
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -219,7 +219,10 @@ impl Ctx {
         )
         .await
         .with_context(|| format!("listing snapshots under {}", self.location()))?;
-        let filters = filters_from(|k| std::env::var(k).ok())?;
+        // The deployment's filters when the environment names them (as the function's does).
+        let lookup = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let own = lookup("BACKUP_NAME_PREFIXES").is_some() || lookup("BACKUP_TAGS").is_some();
+        let filters = filters_from(lookup)?;
         let chosen = select_trusted(
             &self.ports.store,
             &self.ports.keys,
@@ -228,7 +231,7 @@ impl Ctx {
             selector,
             &self.location(),
             Preference {
-                filters: Some(&filters),
+                filters: own.then_some(&filters),
             },
         )
         .await
@@ -238,7 +241,7 @@ impl Ctx {
             }
             e => Untrusted::Other(e.into()),
         })?;
-        for note in &chosen.notes {
+        for note in chosen.notes.iter().chain(&chosen.rejected) {
             eprintln!("warning: {note}");
         }
         let chain = chain_problems(
@@ -252,6 +255,7 @@ impl Ctx {
         Ok(Trusted {
             manifest: chosen.signed.manifest,
             notes: chosen.notes,
+            rejected: chosen.rejected,
             chain,
         })
     }
@@ -266,6 +270,8 @@ impl Ctx {
 struct Trusted {
     manifest: Manifest,
     notes: Vec<String>,
+    /// Newer snapshots that do not verify (verify fails on them).
+    rejected: Vec<String>,
     chain: Vec<String>,
 }
 
@@ -415,6 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("verifying snapshot {}", m.head.snapshot_id))?;
             report.manifest_problems.extend(t.chain);
+            report.manifest_problems.extend(t.rejected);
             report.warnings = t.notes;
             if json {
                 ctx.print_json(&report);
@@ -443,12 +450,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             for p in &t.chain {
                 eprintln!("warning: {p}");
             }
-            if let Err(e) = check_source(
-                &m,
-                &ctx.account,
-                &ctx.ports.source_region,
-                allow_other_source,
-            ) {
+            // The target is where the credentials write: their account (STS), whatever
+            // `--account` chose to read.
+            let target = match &ctx.global.account {
+                None => ctx.account.clone(),
+                Some(_) => ctx
+                    .ports
+                    .identity
+                    .account_id()
+                    .await
+                    .context("finding the target account (STS)")?,
+            };
+            if let Err(e) = check_source(&m, &target, &ctx.ports.source_region, allow_other_source)
+            {
                 eprintln!("error: {e}");
                 return Ok(EXIT_INTEGRITY);
             }

@@ -394,7 +394,11 @@ async fn as_of_picks_the_right_snapshot() {
     // Each snapshot chains to the one before.
     assert_eq!(first.head.previous, None);
     assert_eq!(
-        second.head.previous.as_ref().map(|p| p.snapshot_id.as_str()),
+        second
+            .head
+            .previous
+            .as_ref()
+            .map(|p| p.snapshot_id.as_str()),
         Some(first.head.snapshot_id.as_str())
     );
     assert_eq!(
@@ -530,11 +534,7 @@ fn forge_with_context(
     let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
     let mut buf = plaintext.to_vec();
     let tag = cipher
-        .encrypt_in_place_detached(
-            &nonce,
-            &scope.aad(header.part),
-            &mut buf,
-        )
+        .encrypt_in_place_detached(&nonce, &scope.aad(header.part), &mut buf)
         .unwrap();
     buf.extend_from_slice(&tag);
     let mut h = header.clone();

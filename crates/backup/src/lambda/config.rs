@@ -114,17 +114,17 @@ impl BackupConfig {
 /// snapshots).
 pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, ConfigError> {
     let get = |name: &str| non_empty(&lookup, name);
-        let name_prefixes = get("BACKUP_NAME_PREFIXES")
-            .map(|v| split_list(&v))
-            .unwrap_or_default();
-        let tags = match get("BACKUP_TAGS") {
-            None => vec![],
-            Some(v) => split_list(&v)
-                .iter()
-                .map(|t| TagFilter::parse(t))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
-        };
+    let name_prefixes = get("BACKUP_NAME_PREFIXES")
+        .map(|v| split_list(&v))
+        .unwrap_or_default();
+    let tags = match get("BACKUP_TAGS") {
+        None => vec![],
+        Some(v) => split_list(&v)
+            .iter()
+            .map(|t| TagFilter::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
+    };
     Ok(Filters {
         name_prefixes,
         tags,
@@ -172,7 +172,8 @@ mod tests {
         assert_eq!(err.name(), "AWS_RETRY_MODE");
         assert!(c.filters.is_empty());
         let c = cfg(&[
-            ("BACKUP_BUCKET", "b"), SIGNING,
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
             ("BACKUP_PREFIX", "/backups/prod/"),
             ("BACKUP_NAME_PREFIXES", "app/, db/ ,"),
             ("BACKUP_TAGS", "env=prod, backup"),
@@ -224,22 +225,35 @@ mod tests {
     #[test]
     fn booleans_are_strict_and_errors_name_the_variable() {
         let c = cfg(&[
-            ("BACKUP_BUCKET", "b"), SIGNING,
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
             ("BACKUP_S3_FORCE_PATH_STYLE", "yes"),
         ])
         .unwrap();
         assert!(c.s3_force_path_style);
-        assert!(!cfg(&[("BACKUP_BUCKET", "b"), SIGNING]).unwrap().s3_force_path_style);
+        assert!(
+            !cfg(&[("BACKUP_BUCKET", "b"), SIGNING])
+                .unwrap()
+                .s3_force_path_style
+        );
         let err = cfg(&[
-            ("BACKUP_BUCKET", "b"), SIGNING,
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
             ("BACKUP_S3_FORCE_PATH_STYLE", "maybe"),
         ])
         .unwrap_err();
         assert_eq!(err.name(), "BACKUP_S3_FORCE_PATH_STYLE");
-        let err = cfg(&[("BACKUP_BUCKET", "b"), SIGNING, ("BACKUP_CONCURRENCY", "lots")]).unwrap_err();
+        let err = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
+            ("BACKUP_CONCURRENCY", "lots"),
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("BACKUP_CONCURRENCY"), "{err}");
         assert_eq!(
-            cfg(&[("BACKUP_BUCKET", "b"), SIGNING]).unwrap().metrics_namespace,
+            cfg(&[("BACKUP_BUCKET", "b"), SIGNING])
+                .unwrap()
+                .metrics_namespace,
             "SecretsBackup"
         );
     }

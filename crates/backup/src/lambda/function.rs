@@ -263,7 +263,7 @@ impl Function {
             }
             e => InvocationError::new("SnapshotNotFound", e.to_string()),
         })?;
-        for note in &chosen.notes {
+        for note in chosen.notes.iter().chain(&chosen.rejected) {
             tracing::warn!(warning = %note, "snapshot passed over");
         }
         let chain = chain_problems(
@@ -291,6 +291,10 @@ impl Function {
             )
         })?;
         report.manifest_problems.extend(chain);
+        // A newer snapshot that does not verify is tampering, not a note.
+        report
+            .manifest_problems
+            .extend(chosen.rejected.iter().cloned());
         report.warnings = chosen.notes.clone();
         let elapsed = duration(started);
         let failed_parts = report.failed_parts();

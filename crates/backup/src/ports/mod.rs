@@ -183,8 +183,11 @@ pub trait ObjectStore: Send + Sync {
     }
     /// Like [`get`](Self::get), with the version id S3 reports for the object read (`None` on
     /// an unversioned bucket).
-    async fn get_versioned(&self, key: &str, max_len: u64)
-        -> Result<Option<VersionedObject>, ApiError>;
+    async fn get_versioned(
+        &self,
+        key: &str,
+        max_len: u64,
+    ) -> Result<Option<VersionedObject>, ApiError>;
     /// User metadata of an object, `Ok(None)` when missing.
     async fn head(&self, key: &str) -> Result<Option<HashMap<String, String>>, ApiError>;
     /// "Folders" directly under `prefix` (which ends in `/`), as full key prefixes.

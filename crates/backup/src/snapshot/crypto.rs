@@ -15,9 +15,9 @@
 
 use aes_gcm::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use chrono::{DateTime, Utc};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{ApiError, KeyService};
@@ -182,8 +182,7 @@ pub async fn seal(
     out.extend_from_slice(&header_json);
     out.extend_from_slice(plaintext.as_slice());
     drop(plaintext);
-    let sealed =
-        cipher.encrypt_in_place_detached(&nonce, &scope.aad(part), &mut out[start..]);
+    let sealed = cipher.encrypt_in_place_detached(&nonce, &scope.aad(part), &mut out[start..]);
     let Ok(tag) = sealed else {
         zeroize::Zeroize::zeroize(&mut out);
         return Err(SealError::Crypto("AES-GCM encryption failed".into()));
@@ -311,14 +310,20 @@ mod tests {
     #[tokio::test]
     async fn seal_open_round_trip_and_fresh_keys() {
         let kms = FakeKms::default();
-        let a = seal(&kms, &scope("snap"), 1, buf(b"hello secrets")).await.unwrap();
-        let b = seal(&kms, &scope("snap"), 1, buf(b"hello secrets")).await.unwrap();
+        let a = seal(&kms, &scope("snap"), 1, buf(b"hello secrets"))
+            .await
+            .unwrap();
+        let b = seal(&kms, &scope("snap"), 1, buf(b"hello secrets"))
+            .await
+            .unwrap();
         assert_ne!(a, b, "fresh data key and nonce per seal");
         assert!(
             !a.windows(7).any(|w| w == b"secrets"),
             "plaintext not in object"
         );
-        let opened = open(&kms, FAKE_KEY_ARN, &scope("snap"), 1, &a).await.unwrap();
+        let opened = open(&kms, FAKE_KEY_ARN, &scope("snap"), 1, &a)
+            .await
+            .unwrap();
         assert_eq!(opened.as_slice(), b"hello secrets");
         assert_eq!(kms.generated(), 2);
         let (h, _) = parse_header(&a).unwrap();
@@ -328,14 +333,18 @@ mod tests {
     #[tokio::test]
     async fn any_flipped_byte_is_detected() {
         let kms = FakeKms::default();
-        let obj = seal(&kms, &scope("snap"), 3, buf(&[7u8; 100])).await.unwrap();
+        let obj = seal(&kms, &scope("snap"), 3, buf(&[7u8; 100]))
+            .await
+            .unwrap();
         let (_, body) = parse_header(&obj).unwrap();
         let body_start = obj.len() - body.len();
         for i in [body_start, body_start + 50, obj.len() - 1] {
             let mut bad = obj.clone();
             bad[i] ^= 0x01;
             assert_eq!(
-                open(&kms, FAKE_KEY_ARN, &scope("snap"), 3, &bad).await.unwrap_err(),
+                open(&kms, FAKE_KEY_ARN, &scope("snap"), 3, &bad)
+                    .await
+                    .unwrap_err(),
                 OpenError::Authentication
             );
         }
@@ -353,7 +362,9 @@ mod tests {
         let obj = seal(&kms, &scope("snap"), 2, buf(b"data")).await.unwrap();
         // Moved to another place: header disagrees.
         assert_eq!(
-            open(&kms, FAKE_KEY_ARN, &scope("snap"), 1, &obj).await.unwrap_err(),
+            open(&kms, FAKE_KEY_ARN, &scope("snap"), 1, &obj)
+                .await
+                .unwrap_err(),
             OpenError::HeaderMismatch {
                 snapshot: "snap".into(),
                 part: 2
@@ -393,7 +404,10 @@ mod tests {
         let err = open(&kms, other_key, &s, 4, &obj).await.unwrap_err();
         assert!(matches!(err, OpenError::ForeignKey { .. }));
         let text = err.to_string();
-        assert!(text.contains(other_key) && text.contains(FAKE_KEY_ARN), "{text}");
+        assert!(
+            text.contains(other_key) && text.contains(FAKE_KEY_ARN),
+            "{text}"
+        );
         assert_eq!(key_matches(FAKE_KEY_ARN, "fake"), Some(true));
         assert_eq!(key_matches(FAKE_KEY_ARN, "other"), Some(false));
         assert_eq!(key_matches(FAKE_KEY_ARN, "alias/backup"), None);

@@ -118,14 +118,16 @@ pub async fn list_snapshots(
 }
 
 /// Which snapshot: `latest`, an id (or a unique prefix of one, or the folder name), or the last
-/// one that started at or before a time.
+/// one completed at or before a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
     /// The last complete snapshot.
     Latest,
     /// An id, a unique prefix of one, or a folder name.
     Id(String),
-    /// The last complete snapshot started at or before this time.
+    /// The last complete snapshot completed at or before this time (a plain [`select`] can
+    /// only compare start times: [`crate::snapshot::trust::select_trusted`] compares the signed
+    /// completion time).
     AsOf(DateTime<Utc>),
 }
 
@@ -156,8 +158,8 @@ pub enum SelectError {
     /// No complete snapshot under this location.
     #[error("no complete snapshot found under {0}")]
     None(String),
-    /// None started at or before this time.
-    #[error("no complete snapshot started at or before {0}")]
+    /// None completed at or before this time.
+    #[error("no complete snapshot completed at or before {0}")]
     NoneBefore(String),
     /// No snapshot with this id.
     #[error("no snapshot {0}")]

@@ -65,7 +65,10 @@ pub async fn sign(
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureProblem {
     /// There is no `manifest.sig`.
-    #[error("unsigned: no {} beside the manifest", crate::snapshot::layout::SIGNATURE_NAME)]
+    #[error(
+        "unsigned: no {} beside the manifest",
+        crate::snapshot::layout::SIGNATURE_NAME
+    )]
     Unsigned,
     /// `manifest.sig` is not a signature file.
     #[error("the signature file is malformed: {0}")]
@@ -148,7 +151,13 @@ mod tests {
             Err(SignatureProblem::Unsigned)
         );
         assert!(matches!(
-            check(&kms, FAKE_SIGNING_KEY_ARN, br#"{"snapshotId": "b"}"#, Some(&sig)).await,
+            check(
+                &kms,
+                FAKE_SIGNING_KEY_ARN,
+                br#"{"snapshotId": "b"}"#,
+                Some(&sig)
+            )
+            .await,
             Err(SignatureProblem::DigestMismatch { .. })
         ));
         // Signed by someone else's key (another KMS), file rewritten to name ours.

@@ -172,7 +172,7 @@ pub async fn latest_verified(
     let mut warnings = vec![];
     for info in list.iter().rev() {
         if !info.complete {
-            warnings.push(no_manifest_note(info));
+            warnings.push(no_manifest_note(store, info).await);
             continue;
         }
         match load_signed(store, keys, signing_key, info).await {
@@ -187,10 +187,17 @@ pub async fn latest_verified(
     Ok((None, warnings))
 }
 
-fn no_manifest_note(info: &SnapshotInfo) -> String {
+async fn no_manifest_note(store: &dyn ObjectStore, info: &SnapshotInfo) -> String {
+    let signed = matches!(store.head(&signature_key(&info.folder)).await, Ok(Some(_)));
     format!(
-        "snapshot {} ({}) has no readable manifest: a run that did not finish, or a manifest deleted or hidden (look at the bucket's object versions and delete markers)",
-        info.id, info.folder
+        "snapshot {} ({}) is newer but has no readable manifest: {}; look at the bucket's object versions and delete markers",
+        info.id,
+        info.folder,
+        if signed {
+            "its signature exists, so the manifest was written and then deleted or hidden (or the run stopped between the two uploads)"
+        } else {
+            "a run that did not finish, or a manifest deleted or hidden"
+        }
     )
 }
 
@@ -235,7 +242,11 @@ pub fn part_list_problems(manifest: &Manifest) -> Vec<String> {
         ("parts", s.parts, h.parts.len() as u64),
         ("secrets", s.secrets, manifest.secrets.len() as u64),
         ("failures", s.failures, h.failures.len() as u64),
-        ("stored bytes", s.stored_bytes, h.parts.iter().map(|p| p.size).sum()),
+        (
+            "stored bytes",
+            s.stored_bytes,
+            h.parts.iter().map(|p| p.size).sum(),
+        ),
     ] {
         if said != counted {
             problems.push(format!(
@@ -381,8 +392,12 @@ pub struct Preference<'a> {
 pub struct Chosen {
     /// The trusted snapshot.
     pub signed: Signed,
-    /// Newer snapshots not chosen, each with why.
+    /// Newer snapshots not chosen that may be innocent (a run that did not finish, failures,
+    /// other filters), each with why.
     pub notes: Vec<String>,
+    /// Newer snapshots not chosen because their manifest is unsigned, does not verify or does
+    /// not belong in its folder: evidence of tampering (verify fails on them).
+    pub rejected: Vec<String>,
 }
 
 /// Why no snapshot was chosen.
@@ -394,7 +409,7 @@ pub enum ChooseError {
     /// The snapshot named is not trusted.
     #[error(transparent)]
     Untrusted(#[from] TrustError),
-    /// Nothing matched whose signature verifies (each passed-over snapshot named).
+    /// Snapshots matched, but none whose signature verifies (each passed-over one named).
     #[error("no snapshot whose signature verifies {what}{}", if .notes.is_empty() { String::new() } else { format!(": {}", .notes.join("; ")) })]
     NoneTrusted {
         /// Under which location / before which time.
@@ -443,6 +458,7 @@ pub async fn select_trusted(
             return Ok(Chosen {
                 signed,
                 notes: vec![],
+                rejected: vec![],
             });
         }
         Selector::Latest => None,
@@ -450,6 +466,7 @@ pub async fn select_trusted(
     };
     let in_range = |t: DateTime<Utc>| before.is_none_or(|b| t <= b);
     let mut notes = vec![];
+    let mut rejected = vec![];
     let mut fallback: Option<(Signed, usize)> = None;
     for info in list.iter().rev() {
         // Completion is never before the start: a snapshot started after the time is out.
@@ -457,7 +474,7 @@ pub async fn select_trusted(
             continue;
         }
         if !info.complete {
-            notes.push(no_manifest_note(info));
+            notes.push(no_manifest_note(store, info).await);
             continue;
         }
         let signed = match load_signed(store, keys, signing_key, info).await {
@@ -470,7 +487,7 @@ pub async fn select_trusted(
                 ..
             }) => return Err(e.into()),
             Err(e) => {
-                notes.push(format!("snapshot {} passed over: {e}", info.id));
+                rejected.push(format!("snapshot {} passed over: {e}", info.id));
                 continue;
             }
         };
@@ -478,7 +495,13 @@ pub async fn select_trusted(
             continue;
         }
         match unwanted(&signed.manifest, &pref) {
-            None => return Ok(Chosen { signed, notes }),
+            None => {
+                return Ok(Chosen {
+                    signed,
+                    notes,
+                    rejected,
+                })
+            }
             Some(why) => {
                 notes.push(format!(
                     "snapshot {} passed over for an older one: {why}",
@@ -501,7 +524,19 @@ pub async fn select_trusted(
                 .unwrap_or_default()
         );
         notes.truncate(at + 1);
-        return Ok(Chosen { signed, notes });
+        return Ok(Chosen {
+            signed,
+            notes,
+            rejected,
+        });
+    }
+    notes.extend(rejected);
+    if notes.is_empty() {
+        return Err(match before {
+            None => SelectError::None(location.into()),
+            Some(t) => SelectError::NoneBefore(t.to_rfc3339()),
+        }
+        .into());
     }
     Err(ChooseError::NoneTrusted {
         what: match before {

@@ -23,8 +23,8 @@ use crate::ports::{Body, ListedSecret, Ports, SecretsApi};
 use crate::snapshot::crypto::{self, Scope};
 use crate::snapshot::layout::*;
 use crate::snapshot::manifest::*;
-use crate::snapshot::trust::latest_verified;
 use crate::snapshot::signature;
+use crate::snapshot::trust::latest_verified;
 use crate::snapshot::zbuf::ZeroBuf;
 
 /// What one backup run writes, and where.
