@@ -546,3 +546,240 @@ pub async fn select_trusted(
         notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::SecretValue;
+    use crate::ports::fakes::{FakeKms, FakeSecrets, FakeStore, FAKE_SIGNING_KEY_ARN};
+    use crate::ports::Ports;
+    use crate::snapshot::writer::{run_backup, BackupReport};
+    use crate::testing::{backup_params, ACCOUNT, PREFIX, REGION};
+
+    struct W {
+        secrets: FakeSecrets,
+        store: FakeStore,
+        kms: FakeKms,
+    }
+
+    impl W {
+        fn new() -> Self {
+            let w = W {
+                secrets: FakeSecrets::default(),
+                store: FakeStore::default(),
+                kms: FakeKms::default(),
+            };
+            for i in 0..5 {
+                w.secrets
+                    .add(&format!("app/s{i}"), SecretValue::string(format!("v{i}")));
+            }
+            w
+        }
+
+        async fn backup(&self, filters: Filters) -> BackupReport {
+            let ports = Ports {
+                secrets: &self.secrets,
+                store: &self.store,
+                keys: &self.kms,
+            };
+            let r = run_backup(ports, &backup_params(filters, 64))
+                .await
+                .unwrap();
+            // Folder names are to the millisecond.
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            r
+        }
+
+        async fn list(&self) -> Vec<SnapshotInfo> {
+            list_snapshots(&self.store, PREFIX, ACCOUNT, REGION)
+                .await
+                .unwrap()
+        }
+
+        async fn choose(&self, sel: Selector, pref: Preference<'_>) -> Chosen {
+            let list = self.list().await;
+            select_trusted(
+                &self.store,
+                &self.kms,
+                FAKE_SIGNING_KEY_ARN,
+                &list,
+                &sel,
+                "x",
+                pref,
+            )
+            .await
+            .unwrap()
+        }
+
+        async fn chain(&self, id: &str) -> Vec<String> {
+            let list = self.list().await;
+            let info = list.iter().find(|i| i.id == id).unwrap();
+            let signed = load_signed(&self.store, &self.kms, FAKE_SIGNING_KEY_ARN, info)
+                .await
+                .unwrap();
+            chain_problems(&self.store, &self.kms, FAKE_SIGNING_KEY_ARN, &list, &signed).await
+        }
+    }
+
+    #[tokio::test]
+    async fn latest_prefers_the_deployments_own_filters_and_names_what_it_passed_over() {
+        let w = W::new();
+        let own = w.backup(Filters::default()).await;
+        let partial = Filters {
+            name_prefixes: vec!["app/s1".into()],
+            tags: vec![],
+        };
+        let by_hand = w.backup(partial.clone()).await;
+        let deployment = Filters::default();
+        let chosen = w
+            .choose(
+                Selector::Latest,
+                Preference {
+                    filters: Some(&deployment),
+                },
+            )
+            .await;
+        assert_eq!(
+            chosen.signed.manifest.head.snapshot_id,
+            own.head.snapshot_id
+        );
+        assert!(
+            chosen.notes.len() == 1 && chosen.notes[0].contains(&by_hand.head.snapshot_id),
+            "{:?}",
+            chosen.notes
+        );
+        // Only the partial one matches a deployment with those filters: chosen, nothing noted.
+        let chosen = w
+            .choose(
+                Selector::Latest,
+                Preference {
+                    filters: Some(&partial),
+                },
+            )
+            .await;
+        assert_eq!(
+            chosen.signed.manifest.head.snapshot_id,
+            by_hand.head.snapshot_id
+        );
+        assert!(chosen.notes.is_empty());
+        // No clean one at all: the newest signed one, named as chosen anyway.
+        let none_match = Filters {
+            name_prefixes: vec!["zzz/".into()],
+            tags: vec![],
+        };
+        let chosen = w
+            .choose(
+                Selector::Latest,
+                Preference {
+                    filters: Some(&none_match),
+                },
+            )
+            .await;
+        assert_eq!(
+            chosen.signed.manifest.head.snapshot_id,
+            by_hand.head.snapshot_id
+        );
+        assert!(
+            chosen.notes[0].contains("chosen although"),
+            "{:?}",
+            chosen.notes
+        );
+    }
+
+    #[tokio::test]
+    async fn the_chain_names_a_missing_or_replaced_predecessor() {
+        let w = W::new();
+        let first = w.backup(Filters::default()).await;
+        let second = w.backup(Filters::default()).await;
+        assert_eq!(
+            second.head.previous.as_ref().unwrap().snapshot_id,
+            first.head.snapshot_id
+        );
+        assert!(w.chain(&second.head.snapshot_id).await.is_empty());
+        assert!(w.chain(&first.head.snapshot_id).await.is_empty());
+        // Replaced: the predecessor's manifest bytes differ from those chained to.
+        let key = manifest_key(&first.head.folder);
+        let mut bytes = w.store.read(&key);
+        bytes.push(b'\n');
+        w.store.overwrite(&key, bytes);
+        let problems = w.chain(&second.head.snapshot_id).await;
+        assert!(
+            problems.len() == 1
+                && problems[0].contains("replaced")
+                && problems[0].contains(&first.head.snapshot_id),
+            "{problems:?}"
+        );
+        // Missing: the predecessor's folder gone.
+        for k in w.store.keys() {
+            if k.starts_with(&first.head.folder) {
+                w.store.remove(&k);
+            }
+        }
+        let problems = w.chain(&second.head.snapshot_id).await;
+        assert!(
+            problems.len() == 1 && problems[0].contains("is missing"),
+            "{problems:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_without_predecessor_while_an_older_one_verifies_is_named() {
+        let w = W::new();
+        let first = w.backup(Filters::default()).await;
+        // Taken while the first was hidden: it names no predecessor.
+        let key = manifest_key(&first.head.folder);
+        let hidden = w.store.read(&key);
+        w.store.remove(&key);
+        let second = w.backup(Filters::default()).await;
+        assert_eq!(second.head.previous, None);
+        assert!(
+            second.chain_warnings.len() == 1
+                && second.chain_warnings[0].contains(&first.head.snapshot_id),
+            "{:?}",
+            second.chain_warnings
+        );
+        w.store.overwrite(&key, hidden);
+        let problems = w.chain(&second.head.snapshot_id).await;
+        assert!(
+            problems.len() == 1 && problems[0].contains("names no previous snapshot"),
+            "{problems:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn part_list_and_source_checks() {
+        let w = W::new();
+        let r = w.backup(Filters::default()).await;
+        let list = w.list().await;
+        let signed = load_signed(&w.store, &w.kms, FAKE_SIGNING_KEY_ARN, &list[0])
+            .await
+            .unwrap();
+        let m = signed.manifest;
+        assert!(m.head.parts.len() >= 2);
+        assert!(part_list_problems(&m).is_empty());
+        assert!(precheck(&m).is_ok());
+        let mut reordered = m.clone();
+        reordered.head.parts.swap(0, 1);
+        assert!(part_list_problems(&reordered)[0].contains("reordered"));
+        let mut truncated = m.clone();
+        truncated.head.parts.pop();
+        let problems = part_list_problems(&truncated);
+        assert!(
+            problems.iter().any(|p| p.contains("summary counts")),
+            "{problems:?}"
+        );
+        assert!(precheck(&truncated).is_err());
+
+        assert!(check_source(&m, ACCOUNT, REGION, false).is_ok());
+        let err = check_source(&m, "210987654321", REGION, false).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(ACCOUNT)
+                && text.contains("210987654321")
+                && text.contains(&r.head.snapshot_id),
+            "{text}"
+        );
+        assert!(check_source(&m, ACCOUNT, "eu-west-1", false).is_err());
+        assert!(check_source(&m, "210987654321", "eu-west-1", true).is_ok());
+    }
+}
