@@ -206,7 +206,7 @@ async fn attacks_on_a_snapshot_as_a_whole_are_named_and_refused() {
     let v = c.cli_code(&["verify", "--no-live", "--json"], 0);
     assert_eq!(v.json()["snapshotId"], older.as_str());
     assert!(
-        v.stderr.contains(&newest) && v.stderr.contains("deleted or hidden"),
+        v.stderr.contains(&newest) && v.stderr.contains("its signature exists"),
         "{}",
         v.stderr
     );

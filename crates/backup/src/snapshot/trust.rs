@@ -684,6 +684,28 @@ mod tests {
             "{:?}",
             chosen.notes
         );
+        // A newer one with a secret it could not read is passed over for an older clean one.
+        w.secrets.unreadable.lock().unwrap().insert("app/s3".into());
+        let failed = w.backup(Filters::default()).await;
+        assert_eq!(failed.head.failures.len(), 1);
+        let chosen = w
+            .choose(
+                Selector::Latest,
+                Preference {
+                    filters: Some(&deployment),
+                },
+            )
+            .await;
+        assert_eq!(
+            chosen.signed.manifest.head.snapshot_id,
+            own.head.snapshot_id
+        );
+        assert!(
+            chosen.notes[0].contains(&failed.head.snapshot_id)
+                && chosen.notes[0].contains("could not be read"),
+            "{:?}",
+            chosen.notes
+        );
     }
 
     #[tokio::test]
