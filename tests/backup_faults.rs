@@ -1,5 +1,6 @@
-//! Backup under adversity, end to end against moto: tampered snapshots (flipped byte, swapped
-//! part, wrong encryption context), a secret that cannot be read, and a destination in another
+//! Backup under adversity, end to end against moto: tampered parts (flipped byte, swapped
+//! part, wrong encryption context; the attacks on the snapshot as a whole are in
+//! `backup_integrity.rs`), a secret that cannot be read, and a destination in another
 //! account and region reached through STS AssumeRole.
 
 use aws_config::sts::AssumeRoleProvider;
@@ -9,7 +10,7 @@ use backup::snapshot::crypto;
 use e2e::backup::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use testkit::vault::{create_key, create_locked_bucket};
+use testkit::vault::{create_key, create_locked_bucket, create_signing_key};
 
 async fn manifest(w: &BackupWorld) -> (String, Value) {
     let keys = w.objects().await;
@@ -18,6 +19,20 @@ async fn manifest(w: &BackupWorld) -> (String, Value) {
         .find(|k| k.ends_with("/manifest.json"))
         .expect("a manifest")
         .clone();
+    let m: Value = serde_json::from_slice(&w.get_object(&key).await).unwrap();
+    (key, m)
+}
+
+/// The newest snapshot's manifest (folder names sort by time).
+async fn newest_manifest(w: &BackupWorld) -> (String, Value) {
+    let mut keys: Vec<String> = w
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with("/manifest.json"))
+        .collect();
+    keys.sort();
+    let key = keys.pop().expect("a manifest");
     let m: Value = serde_json::from_slice(&w.get_object(&key).await).unwrap();
     (key, m)
 }
@@ -104,33 +119,44 @@ async fn tampered_parts_are_named_and_refused() {
     w.overwrite_object(&key1, w.get_object(&key2).await).await;
     assert_detected(&w, 1, &key1, "does not belong here");
 
-    // 3. A part sealed under another encryption context (through real KMS), its header edited
-    //    to claim to be part 1, and the manifest's hash updated to match: only KMS's context
-    //    check can catch it.
+    // 3. A part sealed under another encryption context (through real KMS, same key), its
+    //    header edited to claim to be part 1: KMS's context check refuses it.
     let kms = KmsKeys::new(w.kms.clone(), Some(w.key_arn.clone()));
     let mut plain = backup::snapshot::zbuf::ZeroBuf::default();
     plain.extend_from_slice(b"{}\n");
-    let sealed = crypto::seal(&kms, "another-snapshot", 1, plain)
-        .await
-        .unwrap();
+    let scope = crypto::Scope::new(
+        "another-snapshot",
+        "123456789012",
+        "us-east-1",
+        chrono::Utc::now(),
+    );
+    let sealed = crypto::seal(&kms, &scope, 1, plain).await.unwrap();
     let (mut header, body) = crypto::parse_header(&sealed).unwrap();
     header.snapshot_id = m["snapshotId"].as_str().unwrap().to_string();
     let forged = crypto::assemble(&header, body);
+    w.overwrite_object(&key1, forged.clone()).await;
+    assert_detected(&w, 1, &key1, "encryption context");
+    // The manifest's hash updated to match: the manifest's signature no longer verifies.
     let mut m2 = m.clone();
     m2["parts"][0]["sha256"] = json!(hex::encode(Sha256::digest(&forged)));
     m2["parts"][0]["size"] = json!(forged.len());
-    w.overwrite_object(&key1, forged).await;
     w.overwrite_object(&manifest_key, serde_json::to_vec(&m2).unwrap())
         .await;
-    assert_detected(&w, 1, &key1, "encryption context");
+    let v = w.cli(&["verify"], &[]);
+    assert_eq!(v.code, 3, "{}\n{}", v.stdout, v.stderr);
+    assert!(
+        v.stderr.contains("changed after it was signed"),
+        "{}",
+        v.stderr
+    );
 
-    // Put the original part and manifest back: intact again, and the drill passes.
-    w.overwrite_object(&key1, original).await;
-    w.overwrite_object(&manifest_key, serde_json::to_vec(&m).unwrap())
-        .await;
+    // A new snapshot is intact, and the drill passes on it.
+    w.invoke(&host, &scheduled_event()).unwrap();
     w.cli_ok(&["verify", "--fail-on-drift"], 0);
     let drill = w.invoke(&host, &json!({"mode": "verify"})).unwrap();
     assert_eq!(drill["outcome"], "intact");
+    let (_, m) = newest_manifest(&w).await;
+    let key2 = m["parts"][1]["key"].as_str().unwrap().to_string();
     // The drill fails the invocation on a damaged part, naming it.
     let mut flipped = w.get_object(&key2).await;
     flipped[20] ^= 1;
@@ -326,6 +352,7 @@ async fn cross_account_destination_through_assume_role() {
     let vault_kms = aws_sdk_kms::Client::new(&vault);
     create_locked_bucket(&vault_s3, DEST_BUCKET, Some(DEST_REGION)).await;
     let vault_key = create_key(&vault_kms, TEST_KEY_DESCRIPTION).await;
+    let vault_signing_key = create_signing_key(&vault_kms, TEST_KEY_DESCRIPTION).await;
     assert!(
         vault_key.contains(DEST_ACCOUNT) && vault_key.contains(DEST_REGION),
         "{vault_key}"
@@ -334,6 +361,7 @@ async fn cross_account_destination_through_assume_role() {
     let env = [
         ("BACKUP_BUCKET", DEST_BUCKET),
         ("BACKUP_KMS_KEY_ID", vault_key.as_str()),
+        ("BACKUP_SIGNING_KEY_ID", vault_signing_key.as_str()),
         ("BACKUP_ROLE_ARN", role.as_str()),
         ("BACKUP_REGION", DEST_REGION),
     ];
@@ -401,6 +429,8 @@ async fn cross_account_destination_through_assume_role() {
         role.as_str(),
         "--destination-region",
         DEST_REGION,
+        "--signing-key",
+        vault_signing_key.as_str(),
     ];
     let list = w.cli(&[&["list", "--json"][..], &args].concat(), &[]);
     assert_eq!(list.code, 0, "{}", list.stderr);

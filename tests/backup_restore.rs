@@ -354,23 +354,31 @@ async fn as_of_selects_the_right_snapshot_among_several() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let list = w.cli_ok(&["list", "--json"], 0).json();
-    let listed: Vec<(String, String)> = list
+    let listed: Vec<(String, String, String)> = list
         .as_array()
         .unwrap()
         .iter()
         .map(|s| {
+            assert_eq!(s["signature"]["state"], "verified", "{s}");
             (
                 s["id"].as_str().unwrap().to_string(),
                 s["startedAt"].as_str().unwrap().to_string(),
+                s["completedAt"].as_str().unwrap().to_string(),
             )
         })
         .collect();
     assert_eq!(
-        listed.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|(id, _, _)| id.clone())
+            .collect::<Vec<_>>(),
         snapshots
     );
+    let started: Vec<chrono::DateTime<chrono::Utc>> =
+        listed.iter().map(|(_, t, _)| t.parse().unwrap()).collect();
+    // "As of" compares the (signed) completion time.
     let times: Vec<chrono::DateTime<chrono::Utc>> =
-        listed.iter().map(|(_, t)| t.parse().unwrap()).collect();
+        listed.iter().map(|(_, _, t)| t.parse().unwrap()).collect();
 
     let pick = |at: String| -> String {
         w.cli_ok(&["verify", "--as-of", &at, "--no-live", "--json"], 0)
@@ -379,9 +387,11 @@ async fn as_of_selects_the_right_snapshot_among_several() {
             .unwrap()
             .to_string()
     };
-    let mid01 = times[0] + (times[1] - times[0]) / 2;
-    let mid12 = times[1] + (times[2] - times[1]) / 2;
+    let mid01 = times[0] + (started[1] - times[0]) / 2;
+    let mid12 = times[1] + (started[2] - times[1]) / 2;
     assert_eq!(pick(mid01.to_rfc3339()), snapshots[0]);
+    // Started but not yet complete at that time: the one before.
+    assert_eq!(pick(started[1].to_rfc3339()), snapshots[0]);
     assert_eq!(pick(times[1].to_rfc3339()), snapshots[1]);
     assert_eq!(pick(mid12.to_rfc3339()), snapshots[1]);
     assert_eq!(
@@ -392,7 +402,7 @@ async fn as_of_selects_the_right_snapshot_among_several() {
         &[
             "verify",
             "--as-of",
-            &(times[0] - chrono::Duration::seconds(1)).to_rfc3339(),
+            &(started[0] - chrono::Duration::seconds(1)).to_rfc3339(),
         ],
         &[],
     );
@@ -400,7 +410,7 @@ async fn as_of_selects_the_right_snapshot_among_several() {
     assert!(
         too_early
             .stderr
-            .contains("no complete snapshot started at or before"),
+            .contains("no complete snapshot completed at or before"),
         "{}",
         too_early.stderr
     );

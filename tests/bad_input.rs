@@ -468,6 +468,10 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
         let mut env = world.moto.env();
         env.push(("BACKUP_BUCKET".into(), "bad-input-bucket".into()));
         env.push(("BACKUP_KMS_KEY_ID".into(), "alias/bad-input".into()));
+        env.push((
+            "BACKUP_SIGNING_KEY_ID".into(),
+            "alias/bad-input-signing".into(),
+        ));
         for (k, v) in extra {
             env.retain(|(name, _)| name != k);
             env.push((k.to_string(), v.to_string()));
@@ -493,6 +497,12 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
             vec![("BACKUP_BUCKET", "")],
             json!({}),
             &["BACKUP_BUCKET"],
+        ),
+        (
+            "backup env: BACKUP_SIGNING_KEY_ID missing",
+            vec![("BACKUP_SIGNING_KEY_ID", "")],
+            json!({}),
+            &["BACKUP_SIGNING_KEY_ID"],
         ),
         (
             "backup env: BACKUP_CONCURRENCY 0",
@@ -567,6 +577,12 @@ async fn malformed_inputs_are_refused_naming_what_is_wrong_and_change_nothing() 
             &["frobnicate"],
         ),
         ("cli: no bucket", vec!["list"], vec![], &["--bucket"]),
+        (
+            "cli: no signing key",
+            vec!["list", "--bucket", "b"],
+            vec![],
+            &["--signing-key", "BACKUP_SIGNING_KEY_ID"],
+        ),
         (
             "cli: --concurrency 0",
             vec!["list", "--bucket", "b", "--concurrency", "0"],

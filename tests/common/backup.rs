@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use testkit::lambda::{InvokeError, LambdaHost, OutputLog};
 use testkit::moto::Moto;
-use testkit::vault::{create_key, create_locked_bucket};
+use testkit::vault::{create_key, create_locked_bucket, create_signing_key};
 
 /// The snapshot bucket of the tests.
 pub const BUCKET: &str = "secrets-backup-test";
@@ -133,6 +133,8 @@ pub struct BackupWorld {
     pub kms: aws_sdk_kms::Client,
     /// The KMS key of the snapshots.
     pub key_arn: String,
+    /// The manifest signing key (`BACKUP_SIGNING_KEY_ID`).
+    pub signing_key_arn: String,
     values: Mutex<Vec<Val>>,
     outputs: Mutex<Vec<String>>,
     hosts: Mutex<Vec<OutputLog>>,
@@ -158,7 +160,7 @@ impl Drop for BackupWorld {
 }
 
 impl BackupWorld {
-    /// moto, a versioned Object Lock bucket (governance, 1 day) and a KMS key.
+    /// moto, a versioned Object Lock bucket (governance, 1 day), a KMS key and a signing key.
     pub async fn start() -> BackupWorld {
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
         let config = moto.sdk_config().await;
@@ -167,6 +169,7 @@ impl BackupWorld {
             s3: moto.s3_client().await,
             kms: aws_sdk_kms::Client::new(&config),
             key_arn: String::new(),
+            signing_key_arn: String::new(),
             moto,
             values: Mutex::new(vec![]),
             outputs: Mutex::new(vec![]),
@@ -175,6 +178,7 @@ impl BackupWorld {
         create_locked_bucket(&world.s3, BUCKET, None).await;
         let key_arn = create_key(&world.kms, TEST_KEY_DESCRIPTION).await;
         world.key_arn = key_arn;
+        world.signing_key_arn = create_signing_key(&world.kms, TEST_KEY_DESCRIPTION).await;
         world
     }
 
@@ -187,6 +191,7 @@ impl BackupWorld {
                 ("BACKUP_BUCKET", BUCKET),
                 ("BACKUP_PREFIX", PREFIX),
                 ("BACKUP_KMS_KEY_ID", self.key_arn.as_str()),
+                ("BACKUP_SIGNING_KEY_ID", self.signing_key_arn.as_str()),
                 ("BACKUP_CONCURRENCY", "16"),
                 ("BACKUP_PART_SIZE", "16KiB"),
             ]

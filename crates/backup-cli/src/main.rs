@@ -1,8 +1,14 @@
 //! `secrets-backup`: list, show, verify and restore snapshots of Secrets Manager secrets (and
 //! run a backup by hand). Secret values are never printed.
 //!
-//! Exit status: 0 success; 1 error; 2 usage; 3 integrity failure (verify found a damaged or
-//! tampered part, or restore refused the snapshot); 4 with `verify --fail-on-drift`, live differs.
+//! Every snapshot it uses is trusted first (`backup::snapshot::trust`): its manifest's signature
+//! verifies with the signing key (`--signing-key` / `BACKUP_SIGNING_KEY_ID`, required), its part
+//! list is whole, its chain is checked, and restore refuses another source's snapshot unless
+//! `--allow-other-source`.
+//!
+//! Exit status: 0 success; 1 error; 2 usage; 3 integrity failure (verify found a damaged,
+//! tampered, unsigned or out-of-chain snapshot, or restore refused the snapshot); 4 with
+//! `verify --fail-on-drift`, live differs.
 
 use std::process::ExitCode;
 
@@ -12,13 +18,17 @@ mod telemetry;
 use anyhow::Context as _;
 use backup::domain::filters::{Filters, NamePattern, TagFilter};
 use backup::domain::settings;
+use backup::lambda::config::filters_from;
 use backup::operations::restore::{restore, KeyMap, RestoreError, RestoreOptions};
 use backup::operations::verify::verify;
 use backup::ports::aws::{base_config, AwsPorts, Settings};
 use backup::ports::Identity;
 use backup::snapshot::layout::account_region_prefix;
 use backup::snapshot::manifest::{Destination, Manifest, Source};
-use backup::snapshot::reader::{list_snapshots, load_manifest, parse_time, select, Selector};
+use backup::snapshot::reader::{list_snapshots, parse_time, Selector};
+use backup::snapshot::trust::{
+    catalogue, chain_problems, check_source, select_trusted, ChooseError, Preference,
+};
 use backup::snapshot::writer::{run_backup, BackupParams};
 use clap::{Args, Parser, Subcommand};
 use lambda_support::env::{non_empty, parse_bool};
@@ -48,6 +58,10 @@ struct Global {
     /// Snapshot bucket.
     #[arg(long, env = "BACKUP_BUCKET", global = true)]
     bucket: Option<String>,
+    /// The KMS key that signs the manifests (asymmetric, ECDSA_SHA_256): only snapshots whose
+    /// signature verifies with it are used (required).
+    #[arg(long = "signing-key", env = "BACKUP_SIGNING_KEY_ID", global = true)]
+    signing_key: Option<String>,
     /// Key prefix of the snapshots.
     #[arg(long, env = "BACKUP_PREFIX", default_value = settings::DEFAULT_PREFIX, global = true)]
     prefix: String,
@@ -79,7 +93,7 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List snapshots: time, id, secret count, failures.
+    /// List snapshots: time, id, signature state, and the counts of the signed manifest.
     List,
     /// Show a snapshot's manifest (no values).
     Show {
@@ -128,6 +142,10 @@ enum Command {
         /// source region].
         #[arg(long, value_name = "REGION")]
         snapshot_region: Option<String>,
+        /// Restore a snapshot of another account or region than the target (a disaster-recovery
+        /// copy); without it such a snapshot is refused.
+        #[arg(long)]
+        allow_other_source: bool,
     },
     /// Take a snapshot now (what the scheduled function does).
     Backup {
@@ -156,7 +174,7 @@ struct Which {
     /// Snapshot id (or unique prefix, or folder name), or `latest` [default: latest].
     #[arg(long)]
     snapshot: Option<String>,
-    /// The last snapshot taken at or before this time (RFC 3339, or `2025-01-02 03:04` UTC).
+    /// The last snapshot completed at or before this time (RFC 3339, or `2025-01-02 03:04` UTC).
     #[arg(long, value_parser = |s: &str| parse_time(s))]
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -186,6 +204,7 @@ fn progress(what: &'static str) -> impl Fn(usize, usize) + Sync {
 struct Ctx {
     ports: AwsPorts,
     account: String,
+    signing_key: String,
     global: Global,
 }
 
@@ -195,10 +214,14 @@ impl Ctx {
     }
 
     fn location(&self) -> String {
+        self.location_in(&self.ports.source_region)
+    }
+
+    fn location_in(&self, region: &str) -> String {
         format!(
             "s3://{}/{}",
             self.bucket(),
-            account_region_prefix(&self.prefix(), &self.account, &self.ports.source_region)
+            account_region_prefix(&self.prefix(), &self.account, region)
         )
     }
 
@@ -206,22 +229,57 @@ impl Ctx {
         self.global.bucket.as_deref().unwrap_or_default()
     }
 
-    async fn manifest(&self, selector: &Selector) -> anyhow::Result<Manifest> {
-        self.manifest_in(selector, &self.ports.source_region).await
+    /// The snapshot `selector` names, trusted (signature, folder), with the chain's problems;
+    /// every newer snapshot passed over is printed as a warning.
+    async fn trusted(&self, selector: &Selector) -> Result<Trusted, Untrusted> {
+        self.trusted_in(selector, &self.ports.source_region).await
     }
 
-    /// The manifest of a snapshot taken in `region`.
-    async fn manifest_in(&self, selector: &Selector, region: &str) -> anyhow::Result<Manifest> {
-        let location = format!(
-            "s3://{}/{}",
-            self.bucket(),
-            account_region_prefix(&self.prefix(), &self.account, region)
-        );
+    /// [`Ctx::trusted`] among the snapshots taken in `region`.
+    async fn trusted_in(&self, selector: &Selector, region: &str) -> Result<Trusted, Untrusted> {
+        let location = self.location_in(region);
         let list = list_snapshots(&self.ports.store, &self.prefix(), &self.account, region)
             .await
             .with_context(|| format!("listing snapshots under {location}"))?;
-        let info = select(&list, selector, &location)?;
-        Ok(load_manifest(&self.ports.store, info).await?)
+        // The deployment's filters when the environment names them (as the function's does).
+        let lookup = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let own = lookup("BACKUP_NAME_PREFIXES").is_some() || lookup("BACKUP_TAGS").is_some();
+        let filters = filters_from(lookup)?;
+        let chosen = select_trusted(
+            &self.ports.store,
+            &self.ports.keys,
+            &self.signing_key,
+            &list,
+            selector,
+            &location,
+            Preference {
+                filters: own.then_some(&filters),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            ChooseError::Untrusted(_) | ChooseError::NoneTrusted { .. } => {
+                Untrusted::Integrity(e.to_string())
+            }
+            e => Untrusted::Other(e.into()),
+        })?;
+        for note in chosen.notes.iter().chain(&chosen.rejected) {
+            eprintln!("warning: {note}");
+        }
+        let chain = chain_problems(
+            &self.ports.store,
+            &self.ports.keys,
+            &self.signing_key,
+            &list,
+            &chosen.signed,
+        )
+        .await;
+        Ok(Trusted {
+            manifest: chosen.signed.manifest,
+            notes: chosen.notes,
+            rejected: chosen.rejected,
+            chain,
+        })
     }
 
     fn print_json<T: serde::Serialize>(&self, v: &T) {
@@ -229,11 +287,54 @@ impl Ctx {
     }
 }
 
+/// A snapshot whose signature verified, what was passed over to choose it (already printed as
+/// warnings), and its chain's problems.
+struct Trusted {
+    manifest: Manifest,
+    notes: Vec<String>,
+    /// Newer snapshots that do not verify (verify fails on them).
+    rejected: Vec<String>,
+    chain: Vec<String>,
+}
+
+/// Why no trusted snapshot: an integrity failure (exit 3) or another error.
+enum Untrusted {
+    Integrity(String),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Untrusted {
+    fn from(e: E) -> Self {
+        Untrusted::Other(e.into())
+    }
+}
+
+/// The trusted snapshot, or the exit status after an integrity failure was printed.
+macro_rules! trusted_or_exit {
+    ($ctx:expr, $selector:expr) => {
+        match $ctx.trusted($selector).await {
+            Ok(t) => t,
+            Err(Untrusted::Integrity(e)) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_INTEGRITY);
+            }
+            Err(Untrusted::Other(e)) => return Err(e),
+        }
+    };
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let Cli { global, command } = cli;
     let Some(bucket) = global.bucket.clone() else {
         // A usage error, like the ones clap reports: exit status 2.
         eprintln!("error: the snapshot bucket is required: --bucket or BACKUP_BUCKET");
+        return Ok(2);
+    };
+    let Some(signing_key) = global.signing_key.clone() else {
+        eprintln!(
+            "error: the manifest signing key is required: --signing-key or BACKUP_SIGNING_KEY_ID \
+             (an unsigned snapshot cannot be told from a forged one)"
+        );
         return Ok(2);
     };
     // The function's limits (each call ends within a minute), AWS_MAX_ATTEMPTS / AWS_RETRY_MODE
@@ -279,6 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx {
         ports,
         account,
+        signing_key,
         global,
     };
     let json = ctx.global.json;
@@ -286,8 +388,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
     match command {
         Command::List => {
-            let list = list_snapshots(
+            let list = catalogue(
                 &ctx.ports.store,
+                &ctx.ports.keys,
+                &ctx.signing_key,
                 &ctx.prefix(),
                 &ctx.account,
                 &ctx.ports.source_region,
@@ -302,7 +406,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Show { snapshot } => {
-            let m = ctx.manifest(&Selector::parse(&snapshot)).await?;
+            let t = trusted_or_exit!(ctx, &Selector::parse(&snapshot));
+            for p in &t.chain {
+                eprintln!("warning: {p}");
+            }
+            let m = t.manifest;
             if json {
                 ctx.print_json(&m);
             } else {
@@ -316,14 +424,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             filters,
             fail_on_drift,
         } => {
-            let m = ctx.manifest(&which.selector()).await?;
+            let t = trusted_or_exit!(ctx, &which.selector());
+            let m = t.manifest;
             eprintln!(
                 "verifying snapshot {} ({} parts, {} secrets)",
                 m.head.snapshot_id,
                 m.head.parts.len(),
                 m.secrets.len()
             );
-            let report = verify(
+            let mut report = verify(
                 ctx.ports.ports(),
                 &m,
                 !no_live,
@@ -333,6 +442,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .await
             .with_context(|| format!("verifying snapshot {}", m.head.snapshot_id))?;
+            report.manifest_problems.extend(t.chain);
+            report.manifest_problems.extend(t.rejected);
+            report.warnings = t.notes;
             if json {
                 ctx.print_json(&report);
             } else {
@@ -355,6 +467,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             restore_rotation,
             kms_key_maps,
             snapshot_region,
+            allow_other_source,
         } => {
             let mut kms_key_map = KeyMap::default();
             for m in kms_key_maps {
@@ -368,7 +481,37 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 target_region: Some(ctx.ports.source_region.clone()),
             };
             let from = snapshot_region.unwrap_or_else(|| ctx.ports.source_region.clone());
-            let m = ctx.manifest_in(&which.selector(), &from).await?;
+            let t = match ctx.trusted_in(&which.selector(), &from).await {
+                Ok(t) => t,
+                Err(Untrusted::Integrity(e)) => {
+                    eprintln!("error: {e}");
+                    return Ok(EXIT_INTEGRITY);
+                }
+                Err(Untrusted::Other(e)) => return Err(e),
+            };
+            let m = t.manifest;
+            // The chain is about the other snapshots: this one is signed and whole, so restoring
+            // it stays safe; its problems are named, not refused.
+            for p in &t.chain {
+                eprintln!("warning: {p}");
+            }
+            // The target is where the credentials write: their account (STS), whatever
+            // `--account` chose to read.
+            let target = match &ctx.global.account {
+                None => ctx.account.clone(),
+                Some(_) => ctx
+                    .ports
+                    .identity
+                    .account_id()
+                    .await
+                    .context("finding the target account (STS)")?,
+            };
+            // `--snapshot-region` is the explicit choice of another region; another account
+            // still needs `--allow-other-source`.
+            if let Err(e) = check_source(&m, &target, &from, allow_other_source) {
+                eprintln!("error: {e}");
+                return Ok(EXIT_INTEGRITY);
+            }
             eprintln!(
                 "{} snapshot {} ({}, {} secrets)",
                 if apply {
@@ -426,6 +569,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     role_arn: ctx.global.role_arn.clone(),
                 },
                 kms_key_id,
+                signing_key_id: ctx.signing_key.clone(),
                 filters: Filters {
                     name_prefixes,
                     tags,
@@ -434,6 +578,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 part_size,
             };
             let report = run_backup(ctx.ports.ports(), &params).await?;
+            for w in &report.chain_warnings {
+                eprintln!("warning: not linked into the chain: {w}");
+            }
             if json {
                 ctx.print_json(&report.head);
             } else {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use backup::operations::restore::RestoreReport;
 use backup::operations::verify::VerifyReport;
 use backup::snapshot::manifest::Manifest;
-use backup::snapshot::reader::SnapshotInfo;
+use backup::snapshot::reader::{SignatureState, SnapshotInfo};
 
 /// A left-aligned table with a header row; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -53,12 +53,16 @@ pub fn snapshots(list: &[SnapshotInfo], location: &str) -> String {
                 opt(s.secrets),
                 opt(s.versions),
                 opt(s.failures),
-                if !s.complete {
-                    "INCOMPLETE (no manifest)".into()
-                } else if s.failures.unwrap_or(0) > 0 {
-                    "complete, with failures".into()
-                } else {
-                    "complete".into()
+                s.signature.to_string(),
+                match &s.signature {
+                    _ if !s.complete => "INCOMPLETE (no manifest)".into(),
+                    SignatureState::Verified if s.failures.unwrap_or(0) > 0 => {
+                        "complete, with failures".into()
+                    }
+                    SignatureState::Verified => "complete".into(),
+                    SignatureState::Invalid(why) => format!("NOT TRUSTED: {why}"),
+                    SignatureState::Unsigned => "NOT TRUSTED: unsigned".into(),
+                    _ => "-".into(),
                 },
             ]
         })
@@ -66,7 +70,15 @@ pub fn snapshots(list: &[SnapshotInfo], location: &str) -> String {
     format!(
         "Snapshots under {location}\n{}",
         table(
-            &["TIME", "SNAPSHOT", "SECRETS", "VERSIONS", "FAILURES", "STATUS"],
+            &[
+                "TIME",
+                "SNAPSHOT",
+                "SECRETS",
+                "VERSIONS",
+                "FAILURES",
+                "SIGNATURE",
+                "STATUS"
+            ],
             &rows
         )
     )
@@ -93,6 +105,15 @@ pub fn manifest(m: &Manifest) -> String {
         h.source.account_id, h.source.region
     );
     let _ = writeln!(out, "KMS key     {}", h.kms_key_id);
+    let _ = writeln!(out, "Signed by   {} (verified)", h.signing_key_id);
+    let _ = writeln!(
+        out,
+        "Previous    {}",
+        h.previous
+            .as_ref()
+            .map(|p| format!("{} (manifest SHA-256 {})", p.snapshot_id, p.manifest_sha256))
+            .unwrap_or_else(|| "none (the first of its chain)".into())
+    );
     if !h.filters.is_empty() {
         let _ = writeln!(
             out,
@@ -221,8 +242,12 @@ pub fn verify(r: &VerifyReport, location: &str) -> String {
         &["PART", "SECRETS", "SHA-256", "KMS+GCM", "CONTENT", "RESULT"],
         &rows,
     ));
+    let _ = writeln!(out, "signature: verified");
     for p in &r.manifest_problems {
         let _ = writeln!(out, "manifest: {p}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
     }
     if r.compared_live {
         out.push_str("\nLive comparison\n");

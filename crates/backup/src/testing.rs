@@ -4,7 +4,7 @@
 use chrono::Utc;
 
 use crate::domain::filters::Filters;
-use crate::ports::fakes::FAKE_KEY_ARN;
+use crate::ports::fakes::{FAKE_KEY_ARN, FAKE_SIGNING_KEY_ARN};
 use crate::snapshot::manifest::{Destination, Source};
 use crate::snapshot::writer::BackupParams;
 
@@ -15,7 +15,7 @@ pub const REGION: &str = "us-east-1";
 /// The snapshot prefix of the fixtures.
 pub const PREFIX: &str = "bk";
 
-/// A backup of `filters` into bucket `b` under [`PREFIX`] with the fake KMS key, a new snapshot
+/// A backup of `filters` into bucket `b` under [`PREFIX`] with the fake KMS keys, a new snapshot
 /// id, concurrency 4 and parts of `part_size` bytes.
 pub fn backup_params(filters: Filters, part_size: usize) -> BackupParams {
     BackupParams {
@@ -32,6 +32,7 @@ pub fn backup_params(filters: Filters, part_size: usize) -> BackupParams {
             role_arn: None,
         },
         kms_key_id: FAKE_KEY_ARN.into(),
+        signing_key_id: FAKE_SIGNING_KEY_ARN.into(),
         filters,
         concurrency: 4,
         part_size,

@@ -15,6 +15,7 @@ use backup::ports::{ObjectStore, Ports};
 use backup::snapshot::crypto;
 use backup::snapshot::manifest::*;
 use backup::snapshot::reader::*;
+use backup::snapshot::trust::*;
 use backup::snapshot::writer::*;
 use backup::testing::backup_params;
 use chrono::Utc;
@@ -94,8 +95,19 @@ impl World {
         let list = list_snapshots(self.store.as_ref(), "bk", "123456789012", "us-east-1")
             .await
             .unwrap();
-        let info = select(&list, &sel, "x").unwrap();
-        load_manifest(self.store.as_ref(), info).await.unwrap()
+        select_trusted(
+            self.store.as_ref(),
+            self.kms.as_ref(),
+            FAKE_SIGNING_KEY_ARN,
+            &list,
+            &sel,
+            "x",
+            Preference::default(),
+        )
+        .await
+        .unwrap()
+        .signed
+        .manifest
     }
 
     /// Everything that restore promises to bring back, per secret.
@@ -377,17 +389,39 @@ async fn as_of_picks_the_right_snapshot() {
     let second = w.backup(1 << 20).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let third = w.backup(1 << 20).await;
-    let between = first.head.started_at + (second.head.started_at - first.head.started_at) / 2;
+    let between = first.head.completed_at + (second.head.started_at - first.head.completed_at) / 2;
     assert_eq!(
         w.manifest(Selector::AsOf(between)).await.head.snapshot_id,
         first.head.snapshot_id
     );
+    // "As of" compares completion: at its start the second was not complete yet.
     assert_eq!(
         w.manifest(Selector::AsOf(second.head.started_at))
             .await
             .head
             .snapshot_id,
+        first.head.snapshot_id
+    );
+    assert_eq!(
+        w.manifest(Selector::AsOf(second.head.completed_at))
+            .await
+            .head
+            .snapshot_id,
         second.head.snapshot_id
+    );
+    // Each snapshot chains to the one before.
+    assert_eq!(first.head.previous, None);
+    assert_eq!(
+        second
+            .head
+            .previous
+            .as_ref()
+            .map(|p| p.snapshot_id.as_str()),
+        Some(first.head.snapshot_id.as_str())
+    );
+    assert_eq!(
+        third.head.previous.as_ref().map(|p| p.snapshot_id.as_str()),
+        Some(second.head.snapshot_id.as_str())
     );
     assert_eq!(
         w.manifest(Selector::AsOf(Utc::now()))
@@ -400,13 +434,21 @@ async fn as_of_picks_the_right_snapshot() {
         w.manifest(Selector::Latest).await.head.snapshot_id,
         third.head.snapshot_id
     );
-    let list = list_snapshots(w.store.as_ref(), "bk", "123456789012", "us-east-1")
-        .await
-        .unwrap();
+    let list = catalogue(
+        w.store.as_ref(),
+        w.kms.as_ref(),
+        FAKE_SIGNING_KEY_ARN,
+        "bk",
+        "123456789012",
+        "us-east-1",
+    )
+    .await
+    .unwrap();
     assert_eq!(list.len(), 3);
-    assert!(list
-        .iter()
-        .all(|s| s.complete && s.secrets == Some(30) && s.failures == Some(0)));
+    assert!(list.iter().all(|s| s.complete
+        && s.signature == SignatureState::Verified
+        && s.secrets == Some(30)
+        && s.failures == Some(0)));
 }
 
 async fn tampered(w: &World, m: &Manifest) -> (Vec<u32>, String) {
@@ -461,19 +503,14 @@ async fn tampering_is_detected_and_restore_refuses() {
 
     // A part sealed under another encryption context, with a manifest that agrees on its hash.
     let (header, _) = crypto::parse_header(&original1).unwrap();
-    let plaintext = crypto::open(w.kms.as_ref(), &m.head.snapshot_id, 1, &original1)
+    let scope = m.head.scope();
+    let plaintext = crypto::open(w.kms.as_ref(), FAKE_KEY_ARN, &scope, 1, &original1)
         .await
         .unwrap();
-    let forged = forge_with_context(
-        &w.kms,
-        &header,
-        plaintext.as_slice(),
-        &[
-            ("purpose", "secrets-backup"),
-            ("snapshot", "other"),
-            ("part", "1"),
-        ],
-    );
+    let mut ctx: Vec<(&str, String)> = scope.encryption_context(1);
+    ctx[1].1 = "other".into();
+    let ctx: Vec<(&str, &str)> = ctx.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let forged = forge_with_context(&w.kms, &scope, &header, plaintext.as_slice(), &ctx);
     let mut m2 = m.clone();
     m2.head.parts[0].sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&forged));
     m2.head.parts[0].size = forged.len() as u64;
@@ -482,18 +519,28 @@ async fn tampering_is_detected_and_restore_refuses() {
     assert_eq!(bad, vec![1]);
     assert!(msg.contains("encryption context"), "{msg}");
 
-    // Restored to the original: clean again.
+    // Restored to the original bytes: they pass every check but the S3 version id, which is
+    // not the one signed.
     w.store.overwrite(&p1, original1);
     let v = verify(w.ports(), &m, true, &[], 4, &no_progress)
         .await
         .unwrap();
-    assert!(v.integrity_ok());
+    assert!(!v.integrity_ok());
+    assert_eq!(v.parts[0].sha256, Check::Ok);
+    assert_eq!(v.parts[0].decrypt, Check::Ok);
+    assert_eq!(v.parts[0].content, Check::Ok);
+    assert!(
+        v.parts[0].problems.len() == 1 && v.parts[0].problems[0].contains("not the signed version"),
+        "{:?}",
+        v.parts[0]
+    );
 }
 
 /// Seal `plaintext` as AES-GCM under a fresh key wrapped with `context`, keeping `header`'s
 /// claims (snapshot, part): what an attacker with KMS access but the wrong context could make.
 fn forge_with_context(
     kms: &FakeKms,
+    scope: &crypto::Scope,
     header: &crypto::PartHeader,
     plaintext: &[u8],
     context: &[(&str, &str)],
@@ -505,11 +552,7 @@ fn forge_with_context(
     let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
     let mut buf = plaintext.to_vec();
     let tag = cipher
-        .encrypt_in_place_detached(
-            &nonce,
-            &crypto::aad(&header.snapshot_id, header.part),
-            &mut buf,
-        )
+        .encrypt_in_place_detached(&nonce, &scope.aad(header.part), &mut buf)
         .unwrap();
     buf.extend_from_slice(&tag);
     let mut h = header.clone();
@@ -559,6 +602,7 @@ fn function_with(
         "BACKUP_BUCKET" => Some("b".into()),
         "BACKUP_PREFIX" => Some("bk".into()),
         "BACKUP_KMS_KEY_ID" => Some(FAKE_KEY_ARN.into()),
+        "BACKUP_SIGNING_KEY_ID" => Some(FAKE_SIGNING_KEY_ARN.into()),
         "BACKUP_PART_SIZE" => Some("2KiB".into()),
         _ => extra
             .iter()

@@ -55,7 +55,10 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
     let kms = aws_sdk_kms::Client::new(&config);
     testkit::vault::create_locked_bucket(&s3, BUCKET, None).await;
     let key = testkit::vault::create_key(&kms, "demo secrets backup").await;
-    println!("Bucket s3://{BUCKET} (versioning + Object Lock) and KMS key {key}");
+    let signing_key = testkit::vault::create_signing_key(&kms, "demo manifest signing").await;
+    println!(
+        "Bucket s3://{BUCKET} (versioning + Object Lock), KMS key {key}, signing key {signing_key}"
+    );
 
     // A few more secrets next to the rotated one: string, binary, tags, a resource policy.
     let mut values = vec![];
@@ -103,6 +106,7 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
         [
             ("BACKUP_BUCKET", BUCKET.to_string()),
             ("BACKUP_KMS_KEY_ID", key.clone()),
+            ("BACKUP_SIGNING_KEY_ID", signing_key.clone()),
             ("BACKUP_PREFIX", "snapshots".to_string()),
         ]
         .map(|(k, v)| (k.to_string(), v)),

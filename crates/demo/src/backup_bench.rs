@@ -54,10 +54,12 @@ pub async fn run() {
         testkit::vault::create_bucket(&s3, "bench-backup", None).await;
         let kms = aws_sdk_kms::Client::new(&moto.sdk_config().await);
         let key = testkit::vault::create_key(&kms, "bench secrets backup").await;
+        let signing_key = testkit::vault::create_signing_key(&kms, "bench signing").await;
         populate(&moto, n).await;
         let mut env = moto.env();
         env.push(("BACKUP_BUCKET".into(), "bench-backup".into()));
         env.push(("BACKUP_KMS_KEY_ID".into(), key));
+        env.push(("BACKUP_SIGNING_KEY_ID".into(), signing_key));
         env.push(("BACKUP_PART_SIZE".into(), "1MiB".into()));
         env.push(("BACKUP_CONCURRENCY".into(), "16".into()));
         let host = LambdaHost::start(binary, &env);

@@ -1,4 +1,4 @@
-//! The backup destination in moto: a KMS key and a snapshot bucket (plain, or versioned with
+//! The backup destination in moto: a KMS key, a manifest signing key and a snapshot bucket (plain, or versioned with
 //! Object Lock), as the backup tests, the demo and the benchmark create them.
 
 use aws_sdk_s3::types::{
@@ -13,6 +13,21 @@ pub async fn create_key(kms: &aws_sdk_kms::Client, description: &str) -> String 
         .send()
         .await
         .expect("CreateKey")
+        .key_metadata()
+        .and_then(|m| m.arn().map(String::from))
+        .expect("CreateKey returns the key's ARN")
+}
+
+/// Creates an asymmetric signing key (ECC_NIST_P256, SIGN_VERIFY: the manifest signing key of
+/// `BACKUP_SIGNING_KEY_ID`) and returns its ARN.
+pub async fn create_signing_key(kms: &aws_sdk_kms::Client, description: &str) -> String {
+    kms.create_key()
+        .description(description)
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("CreateKey (signing)")
         .key_metadata()
         .and_then(|m| m.arn().map(String::from))
         .expect("CreateKey returns the key's ARN")

@@ -19,7 +19,8 @@ secrets to S3 on a schedule (and runs verify drills).
 Usage: backup-lambda        (run by Lambda: serves events from AWS_LAMBDA_RUNTIME_API)
        backup-lambda --help (this text; starts nothing)
 
-Environment: BACKUP_BUCKET (required), BACKUP_KMS_KEY_ID (required for backups), BACKUP_PREFIX,
+Environment: BACKUP_BUCKET (required), BACKUP_SIGNING_KEY_ID (required: the manifest signing key),
+BACKUP_KMS_KEY_ID (required for backups), BACKUP_PREFIX,
 BACKUP_S3_KMS_KEY_ID, BACKUP_ROLE_ARN, BACKUP_ROLE_EXTERNAL_ID, BACKUP_REGION,
 BACKUP_S3_FORCE_PATH_STYLE, BACKUP_NAME_PREFIXES, BACKUP_TAGS, BACKUP_CONCURRENCY,
 BACKUP_PART_SIZE, BACKUP_METRICS_NAMESPACE, BACKUP_EXPECTED_UNREADABLE, BACKUP_LEASE_SECONDS,

@@ -24,6 +24,10 @@ pub struct BackupConfig {
     pub prefix: String,
     /// `BACKUP_KMS_KEY_ID`: the key that wraps each part's data key (required for backups).
     pub kms_key_id: Option<String>,
+    /// `BACKUP_SIGNING_KEY_ID` (required): the asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY)
+    /// that signs each manifest, and with which verify checks them. Without it the function
+    /// does not start: an unsigned snapshot could not be told from a forged one.
+    pub signing_key_id: String,
     /// `BACKUP_S3_KMS_KEY_ID`: the SSE-KMS key for the objects; defaults to `kms_key_id`.
     pub s3_kms_key_id: Option<String>,
     /// `BACKUP_ROLE_ARN`: role assumed (STS) for the S3 and KMS calls of another account.
@@ -113,19 +117,11 @@ impl BackupConfig {
                 .transpose()
         };
         let bucket = get("BACKUP_BUCKET").ok_or(ConfigError::missing("BACKUP_BUCKET"))?;
+        let signing_key_id =
+            get("BACKUP_SIGNING_KEY_ID").ok_or(ConfigError::missing("BACKUP_SIGNING_KEY_ID"))?;
         let prefix =
             normalize_prefix(&get("BACKUP_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.into()));
-        let name_prefixes = get("BACKUP_NAME_PREFIXES")
-            .map(|v| split_list(&v))
-            .unwrap_or_default();
-        let tags = match get("BACKUP_TAGS") {
-            None => vec![],
-            Some(v) => split_list(&v)
-                .iter()
-                .map(|t| TagFilter::parse(t))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
-        };
+        let filters = filters_from(&lookup)?;
         let s3_force_path_style = match get("BACKUP_S3_FORCE_PATH_STYLE") {
             None => false,
             Some(v) => parse_bool("BACKUP_S3_FORCE_PATH_STYLE", &v)?,
@@ -134,15 +130,13 @@ impl BackupConfig {
             bucket,
             prefix,
             kms_key_id: get("BACKUP_KMS_KEY_ID"),
+            signing_key_id,
             s3_kms_key_id: get("BACKUP_S3_KMS_KEY_ID"),
             role_arn: get("BACKUP_ROLE_ARN"),
             external_id: get("BACKUP_ROLE_EXTERNAL_ID"),
             destination_region: get("BACKUP_REGION"),
             s3_force_path_style,
-            filters: Filters {
-                name_prefixes,
-                tags,
-            },
+            filters,
             concurrency: parsed("BACKUP_CONCURRENCY", parse_concurrency)?
                 .unwrap_or(DEFAULT_CONCURRENCY),
             part_size: parsed("BACKUP_PART_SIZE", parse_part_size)?.unwrap_or(DEFAULT_PART_SIZE),
@@ -189,6 +183,28 @@ impl BackupConfig {
     }
 }
 
+/// The deployment's filters, `BACKUP_NAME_PREFIXES` (comma-separated) and `BACKUP_TAGS`
+/// (`k=v,k2`), read through `lookup` (the CLI reads them too, to prefer the deployment's own
+/// snapshots).
+pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, ConfigError> {
+    let get = |name: &str| non_empty(&lookup, name);
+    let name_prefixes = get("BACKUP_NAME_PREFIXES")
+        .map(|v| split_list(&v))
+        .unwrap_or_default();
+    let tags = match get("BACKUP_TAGS") {
+        None => vec![],
+        Some(v) => split_list(&v)
+            .iter()
+            .map(|t| TagFilter::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
+    };
+    Ok(Filters {
+        name_prefixes,
+        tags,
+    })
+}
+
 fn split_list(v: &str) -> Vec<String> {
     v.split(',')
         .map(str::trim)
@@ -202,6 +218,8 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    const SIGNING: (&str, &str) = ("BACKUP_SIGNING_KEY_ID", "alias/sign");
+
     fn cfg(vars: &[(&str, &str)]) -> Result<BackupConfig, ConfigError> {
         let m: HashMap<String, String> = vars
             .iter()
@@ -213,18 +231,23 @@ mod tests {
     #[test]
     fn env_defaults_and_overrides() {
         assert_eq!(cfg(&[]).unwrap_err(), ConfigError::missing("BACKUP_BUCKET"));
-        let c = cfg(&[("BACKUP_BUCKET", "b")]).unwrap();
+        assert_eq!(
+            cfg(&[("BACKUP_BUCKET", "b")]).unwrap_err(),
+            ConfigError::missing("BACKUP_SIGNING_KEY_ID")
+        );
+        let c = cfg(&[("BACKUP_BUCKET", "b"), SIGNING]).unwrap();
         assert_eq!(c.prefix, "secrets-backup");
         assert_eq!(c.concurrency, 8);
         assert_eq!(c.part_size, 4 << 20);
         assert_eq!(c.sdk, SdkLimits::BACKUP);
-        let c = cfg(&[("BACKUP_BUCKET", "b"), ("AWS_MAX_ATTEMPTS", "3")]).unwrap();
+        let c = cfg(&[("BACKUP_BUCKET", "b"), SIGNING, ("AWS_MAX_ATTEMPTS", "3")]).unwrap();
         assert_eq!(c.sdk.max_attempts, 3);
-        let err = cfg(&[("BACKUP_BUCKET", "b"), ("AWS_RETRY_MODE", "fast")]).unwrap_err();
+        let err = cfg(&[("BACKUP_BUCKET", "b"), SIGNING, ("AWS_RETRY_MODE", "fast")]).unwrap_err();
         assert_eq!(err.name(), "AWS_RETRY_MODE");
         assert!(c.filters.is_empty());
         let c = cfg(&[
             ("BACKUP_BUCKET", "b"),
+            SIGNING,
             ("BACKUP_PREFIX", "/backups/prod/"),
             ("BACKUP_NAME_PREFIXES", "app/, db/ ,"),
             ("BACKUP_TAGS", "env=prod, backup"),
@@ -251,21 +274,21 @@ mod tests {
         assert_eq!(c.concurrency, 16);
         assert_eq!(c.part_size, 512 * 1024);
         assert!(matches!(
-            cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_CONCURRENCY", "0")]),
+            cfg(&[("BACKUP_BUCKET", "b"), SIGNING, ("BACKUP_CONCURRENCY", "0")]),
             Err(ConfigError::Invalid {
                 name: "BACKUP_CONCURRENCY",
                 ..
             })
         ));
         assert!(matches!(
-            cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_PART_SIZE", "10")]),
+            cfg(&[("BACKUP_BUCKET", "b"), SIGNING, ("BACKUP_PART_SIZE", "10")]),
             Err(ConfigError::Invalid {
                 name: "BACKUP_PART_SIZE",
                 ..
             })
         ));
         assert!(matches!(
-            cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_TAGS", "=x")]),
+            cfg(&[("BACKUP_BUCKET", "b"), SIGNING, ("BACKUP_TAGS", "=x")]),
             Err(ConfigError::Invalid {
                 name: "BACKUP_TAGS",
                 ..
@@ -277,21 +300,34 @@ mod tests {
     fn booleans_are_strict_and_errors_name_the_variable() {
         let c = cfg(&[
             ("BACKUP_BUCKET", "b"),
+            SIGNING,
             ("BACKUP_S3_FORCE_PATH_STYLE", "yes"),
         ])
         .unwrap();
         assert!(c.s3_force_path_style);
-        assert!(!cfg(&[("BACKUP_BUCKET", "b")]).unwrap().s3_force_path_style);
+        assert!(
+            !cfg(&[("BACKUP_BUCKET", "b"), SIGNING])
+                .unwrap()
+                .s3_force_path_style
+        );
         let err = cfg(&[
             ("BACKUP_BUCKET", "b"),
+            SIGNING,
             ("BACKUP_S3_FORCE_PATH_STYLE", "maybe"),
         ])
         .unwrap_err();
         assert_eq!(err.name(), "BACKUP_S3_FORCE_PATH_STYLE");
-        let err = cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_CONCURRENCY", "lots")]).unwrap_err();
+        let err = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
+            ("BACKUP_CONCURRENCY", "lots"),
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("BACKUP_CONCURRENCY"), "{err}");
         assert_eq!(
-            cfg(&[("BACKUP_BUCKET", "b")]).unwrap().metrics_namespace,
+            cfg(&[("BACKUP_BUCKET", "b"), SIGNING])
+                .unwrap()
+                .metrics_namespace,
             "SecretsBackup"
         );
     }

@@ -22,7 +22,8 @@ use crate::operations::verify::verify;
 use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi};
 use crate::snapshot::layout::account_region_prefix;
 use crate::snapshot::manifest::{Destination, Source};
-use crate::snapshot::reader::{list_snapshots, load_manifest, select, Selector};
+use crate::snapshot::reader::{list_snapshots, Selector};
+use crate::snapshot::trust::{chain_problems, select_trusted, ChooseError, Preference};
 use crate::snapshot::writer::{run_backup, BackupParams};
 
 /// The function: its configuration and its ports, built once per execution environment.
@@ -120,6 +121,7 @@ impl Function {
                 role_arn: self.config.role_arn.clone(),
             },
             kms_key_id,
+            signing_key_id: self.config.signing_key_id.clone(),
             filters: request.effective_filters(&self.config.filters).clone(),
             concurrency: self.config.concurrency,
             part_size: self.config.part_size,
@@ -308,14 +310,40 @@ impl Function {
             self.config.bucket,
             account_region_prefix(&self.config.prefix, &account, &self.source_region)
         );
-        let info = select(&snapshots, &selector, &location)
-            .map_err(|e| InvocationError::new("SnapshotNotFound", e.to_string()))?;
-        let manifest = load_manifest(self.store.as_ref(), info)
-            .await
-            .map_err(|e| InvocationError::new("ManifestInvalid", e.to_string()))?;
-        let report = verify(
+        let chosen = select_trusted(
+            self.store.as_ref(),
+            self.keys.as_ref(),
+            &self.config.signing_key_id,
+            &snapshots,
+            &selector,
+            &location,
+            Preference {
+                filters: Some(&self.config.filters),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            ChooseError::Untrusted(e) => InvocationError::new("IntegrityFailure", e.to_string()),
+            ChooseError::NoneTrusted { .. } => {
+                InvocationError::new("IntegrityFailure", e.to_string())
+            }
+            e => InvocationError::new("SnapshotNotFound", e.to_string()),
+        })?;
+        for note in chosen.notes.iter().chain(&chosen.rejected) {
+            tracing::warn!(warning = %note, "snapshot passed over");
+        }
+        let chain = chain_problems(
+            self.store.as_ref(),
+            self.keys.as_ref(),
+            &self.config.signing_key_id,
+            &snapshots,
+            &chosen.signed,
+        )
+        .await;
+        let manifest = &chosen.signed.manifest;
+        let mut report = verify(
             self.ports(),
-            &manifest,
+            manifest,
             true,
             &patterns,
             self.config.concurrency,
@@ -328,6 +356,12 @@ impl Function {
                 format!("snapshot {}: {e}", manifest.head.snapshot_id),
             )
         })?;
+        report.manifest_problems.extend(chain);
+        // A newer snapshot that does not verify is tampering, not a note.
+        report
+            .manifest_problems
+            .extend(chosen.rejected.iter().cloned());
+        report.warnings = chosen.notes.clone();
         let elapsed = duration(started);
         let failed_parts = report.failed_parts();
         let mut summary = VerifySummary {
@@ -359,6 +393,7 @@ impl Function {
                 })
                 .collect(),
             manifest_problems: report.manifest_problems.clone(),
+            warnings: report.warnings.clone(),
             duration_ms: None,
         };
         self.emit(

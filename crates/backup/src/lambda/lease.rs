@@ -181,7 +181,7 @@ pub async fn acquire(
         .put_new(&key, Body::Bytes(body), "application/json", &[])
         .await
     {
-        Ok(()) => Ok(Lease { folder }),
+        Ok(_version) => Ok(Lease { folder }),
         Err(e) if e.kind == ErrorKind::AlreadyExists => {
             // Ours when the SDK retried a write that had landed (its answer lost); else another
             // run's.
@@ -210,7 +210,7 @@ pub async fn release(store: &dyn ObjectStore, lease: &Lease) -> Result<(), Lease
     {
         // A retried write that had landed: released all the same.
         Err(e) if e.kind == ErrorKind::AlreadyExists => Ok(()),
-        other => other.map_err(store_err(&key)),
+        other => other.map(|_version| ()).map_err(store_err(&key)),
     }
 }
 
@@ -218,6 +218,7 @@ pub async fn release(store: &dyn ObjectStore, lease: &Lease) -> Result<(), Lease
 mod tests {
     use super::*;
     use crate::ports::fakes::FakeStore;
+    use crate::ports::VersionedObject;
     use async_trait::async_trait;
     use std::collections::HashMap;
 
@@ -288,11 +289,15 @@ mod tests {
             body: Body,
             content_type: &str,
             metadata: &[(&str, String)],
-        ) -> Result<(), ApiError> {
+        ) -> Result<Option<String>, ApiError> {
             self.0.put_new(key, body, content_type, metadata).await
         }
-        async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError> {
-            self.0.get(key, max_len).await
+        async fn get_versioned(
+            &self,
+            key: &str,
+            max_len: u64,
+        ) -> Result<Option<VersionedObject>, ApiError> {
+            self.0.get_versioned(key, max_len).await
         }
         async fn head(&self, key: &str) -> Result<Option<HashMap<String, String>>, ApiError> {
             self.0.head(key).await

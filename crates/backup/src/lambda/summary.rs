@@ -153,8 +153,12 @@ pub struct VerifySummary {
     pub differences: Vec<Difference>,
     /// The parts that failed a check.
     pub failed_parts: Vec<FailedPart>,
-    /// Inconsistencies of the manifest itself.
+    /// Inconsistencies of the manifest itself (part list) and of the chain.
     pub manifest_problems: Vec<String>,
+    /// Newer snapshots passed over when this one was chosen (no manifest, or one that does not
+    /// verify), each named with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// How long the run took (in the function's output only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
@@ -240,6 +244,7 @@ mod tests {
                 problems: vec!["SHA-256 mismatch".into()],
             }],
             manifest_problems: vec![],
+            warnings: vec![],
             duration_ms: None,
         };
         let v = serde_json::to_value(&s).unwrap();

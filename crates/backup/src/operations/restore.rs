@@ -892,6 +892,10 @@ pub async fn restore(
     progress: Progress<'_>,
 ) -> Result<RestoreReport, RestoreError> {
     let snapshot = manifest.head.snapshot_id.clone();
+    crate::snapshot::trust::precheck(manifest).map_err(|parts| RestoreError::Integrity {
+        snapshot: snapshot.clone(),
+        parts,
+    })?;
     // Pass 1: every part must pass every check before anything is written.
     let wanted: HashSet<u32> = manifest
         .secrets

@@ -1,5 +1,8 @@
-//! Verify a snapshot: every part's size, SHA-256, header, KMS context and GCM tag, its content
-//! against the manifest, and (optionally) every secret against its live state.
+//! Verify a snapshot: the part list of its (signed) manifest, every part's size, SHA-256, S3
+//! version id, header, KMS key and context and GCM tag, its content against the manifest, and
+//! (optionally) every secret against its live state. The signature and the chain are checked
+//! before, when the snapshot is chosen (`crate::snapshot::trust`); their problems join
+//! `manifest_problems`.
 
 use std::collections::HashSet;
 
@@ -12,6 +15,7 @@ use crate::operations::Progress;
 use crate::ports::{ApiError, Ports};
 use crate::snapshot::manifest::{Failure, Manifest};
 use crate::snapshot::reader::{read_part, PartCheck};
+use crate::snapshot::trust::part_list_problems;
 
 /// How many secrets of the snapshot are in each state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -52,8 +56,10 @@ pub struct VerifyReport {
     pub unverified: Vec<Failure>,
     /// Secrets the backup could not read (from the manifest).
     pub backup_failures: Vec<Failure>,
-    /// Inconsistencies of the manifest itself.
+    /// Inconsistencies of the manifest itself (part list) and of the chain.
     pub manifest_problems: Vec<String>,
+    /// Newer snapshots passed over when this one was chosen, each named with why.
+    pub warnings: Vec<String>,
     /// How many secrets are in each state.
     pub counts: Counts,
 }
@@ -95,7 +101,8 @@ pub async fn verify(
         differences: vec![],
         unverified: vec![],
         backup_failures: manifest.head.failures.clone(),
-        manifest_problems: vec![],
+        manifest_problems: part_list_problems(manifest),
+        warnings: vec![],
         counts: Counts::default(),
     };
     let total = manifest.head.parts.len();

@@ -36,6 +36,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// KMS could not decrypt (wrong key, wrong encryption context or damaged ciphertext).
     InvalidCiphertext,
+    /// KMS `Verify`: the signature does not verify with that key.
+    InvalidSignature,
     /// Anything else.
     Other,
 }
@@ -170,19 +172,38 @@ pub enum Body {
     File(PathBuf),
 }
 
+/// An object as read, with the version id S3 reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionedObject {
+    /// The content.
+    pub data: Vec<u8>,
+    /// The object's version id (`None` on an unversioned bucket).
+    pub version_id: Option<String>,
+}
+
 /// The snapshot bucket (S3).
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// Write a new object; fails with [`ErrorKind::AlreadyExists`] rather than overwrite.
+    /// Returns the version id S3 gave the object (`None` on an unversioned bucket).
     async fn put_new(
         &self,
         key: &str,
         body: Body,
         content_type: &str,
         metadata: &[(&str, String)],
-    ) -> Result<(), ApiError>;
+    ) -> Result<Option<String>, ApiError>;
     /// `Ok(None)` when missing. Errors when the object is larger than `max_len`.
-    async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError>;
+    async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError> {
+        Ok(self.get_versioned(key, max_len).await?.map(|o| o.data))
+    }
+    /// Like [`get`](Self::get), with the version id S3 reports for the object read (`None` on
+    /// an unversioned bucket).
+    async fn get_versioned(
+        &self,
+        key: &str,
+        max_len: u64,
+    ) -> Result<Option<VersionedObject>, ApiError>;
     /// User metadata of an object, `Ok(None)` when missing.
     async fn head(&self, key: &str) -> Result<Option<HashMap<String, String>>, ApiError>;
     /// "Folders" directly under `prefix` (which ends in `/`), as full key prefixes.
@@ -204,12 +225,25 @@ pub struct DataKey {
 pub trait KeyService: Send + Sync {
     /// GenerateDataKey (AES-256) under the encryption context.
     async fn generate_data_key(&self, context: &[(&str, &str)]) -> Result<DataKey, ApiError>;
-    /// Decrypt a wrapped data key under the encryption context it was made with.
+    /// Decrypt a wrapped data key under the encryption context it was made with, naming the key
+    /// (`KeyId`) that must have wrapped it: KMS refuses a ciphertext of any other key.
     async fn decrypt(
         &self,
+        key_id: &str,
         wrapped: &[u8],
         context: &[(&str, &str)],
     ) -> Result<Zeroizing<Vec<u8>>, ApiError>;
+    /// Sign a SHA-256 digest with the asymmetric key `key_id` (`Sign`, ECDSA_SHA_256,
+    /// MessageType DIGEST); returns the DER signature.
+    async fn sign(&self, key_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>, ApiError>;
+    /// Whether `signature` is `key_id`'s signature of the SHA-256 `digest` (`Verify`). A
+    /// signature that does not verify is `Ok(false)`, not an error.
+    async fn verify(
+        &self,
+        key_id: &str,
+        digest: &[u8; 32],
+        signature: &[u8],
+    ) -> Result<bool, ApiError>;
 }
 
 /// STS: which account the source credentials belong to.

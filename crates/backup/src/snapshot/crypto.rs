@@ -1,11 +1,15 @@
 //! Envelope encryption of one part.
 //!
 //! Each part gets a fresh 256-bit data key from KMS `GenerateDataKey`, bound by the encryption
-//! context `{purpose, snapshot, part}`. The plaintext is sealed with AES-256-GCM under a random
-//! 96-bit nonce, with additional authenticated data naming the snapshot and the part. The wrapped
-//! key and the nonce travel in the part's header. A reader never trusts the header for the
-//! context or the AAD: it derives both from the snapshot and part it expects, so a part copied to
-//! another place, or one sealed under another context, does not open.
+//! context `{purpose, snapshot, part, account, region, time}` (source account and region, and
+//! the snapshot's start time in RFC 3339 UTC seconds: key policies can condition on
+//! `kms:EncryptionContext:account`). The plaintext is sealed with AES-256-GCM under a random
+//! 96-bit nonce, with additional authenticated data naming the same six things. The wrapped key
+//! and the nonce travel in the part's header. A reader never trusts the header for the context,
+//! the AAD or the key: it derives the first two from the (signed) manifest and the part it
+//! expects, refuses a header naming another key than the configured one before calling KMS, and
+//! names that key in `Decrypt` (`KeyId`), so a part copied to another place, one sealed under
+//! another context, or one sealed with someone else's key does not open.
 //!
 //! Object layout: `b"SBK1"` | header length (u32, big endian) | header JSON | ciphertext | tag.
 
@@ -13,6 +17,7 @@ use aes_gcm::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{ApiError, KeyService};
@@ -23,7 +28,7 @@ pub const MAGIC: &[u8; 4] = b"SBK1";
 /// The only algorithm.
 pub const ALGORITHM: &str = "AES-256-GCM";
 /// Version of the part format this code writes and reads.
-pub const PART_FORMAT_VERSION: u32 = 1;
+pub const PART_FORMAT_VERSION: u32 = 2;
 /// Value of the `purpose` entry of every encryption context (usable in key-policy conditions).
 pub const PURPOSE: &str = "secrets-backup";
 const TAG_LEN: usize = 16;
@@ -50,18 +55,51 @@ pub struct PartHeader {
     pub nonce: String,
 }
 
-/// The KMS encryption context of a part.
-pub fn encryption_context(snapshot_id: &str, part: u32) -> Vec<(&'static str, String)> {
-    vec![
-        ("purpose", PURPOSE.to_string()),
-        ("snapshot", snapshot_id.to_string()),
-        ("part", part.to_string()),
-    ]
+/// What every part of one snapshot is bound to (besides its number): the snapshot, its source
+/// account and region, and its start time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// The snapshot id.
+    pub snapshot_id: String,
+    /// The source account id.
+    pub account: String,
+    /// The source region.
+    pub region: String,
+    /// The snapshot's start time, RFC 3339 UTC to the second (`2025-01-02T03:04:05Z`).
+    pub time: String,
 }
 
-/// The GCM additional authenticated data of a part.
-pub fn aad(snapshot_id: &str, part: u32) -> Vec<u8> {
-    format!("{PURPOSE}/v{PART_FORMAT_VERSION}\0snapshot={snapshot_id}\0part={part}").into_bytes()
+impl Scope {
+    /// The scope of a snapshot started at `started_at`.
+    pub fn new(snapshot_id: &str, account: &str, region: &str, started_at: DateTime<Utc>) -> Self {
+        Scope {
+            snapshot_id: snapshot_id.into(),
+            account: account.into(),
+            region: region.into(),
+            time: started_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
+
+    /// The KMS encryption context of part `part`.
+    pub fn encryption_context(&self, part: u32) -> Vec<(&'static str, String)> {
+        vec![
+            ("purpose", PURPOSE.to_string()),
+            ("snapshot", self.snapshot_id.clone()),
+            ("part", part.to_string()),
+            ("account", self.account.clone()),
+            ("region", self.region.clone()),
+            ("time", self.time.clone()),
+        ]
+    }
+
+    /// The GCM additional authenticated data of part `part`.
+    pub fn aad(&self, part: u32) -> Vec<u8> {
+        format!(
+            "{PURPOSE}/v{PART_FORMAT_VERSION}\0snapshot={}\0part={part}\0account={}\0region={}\0time={}",
+            self.snapshot_id, self.account, self.region, self.time
+        )
+        .into_bytes()
+    }
 }
 
 /// Why a part could not be sealed.
@@ -89,6 +127,14 @@ pub enum OpenError {
         /// The part the header names.
         part: u32,
     },
+    /// The header names another KMS key than the configured one (refused before calling KMS).
+    #[error("part header names KMS key {header}, not the configured key {configured}: refused without calling KMS (sealed with another key)")]
+    ForeignKey {
+        /// The key the header names.
+        header: String,
+        /// The configured key.
+        configured: String,
+    },
     /// KMS would not unwrap the data key.
     #[error("KMS would not unwrap the data key under this part's encryption context (wrong context, key or damaged wrapped key): {0}")]
     KeyUnwrap(ApiError),
@@ -104,11 +150,12 @@ fn ctx_refs<'a>(ctx: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 /// Encrypt a part's plaintext (which is zeroed) and return the object bytes.
 pub async fn seal(
     keys: &dyn KeyService,
-    snapshot_id: &str,
+    scope: &Scope,
     part: u32,
     plaintext: ZeroBuf,
 ) -> Result<Vec<u8>, SealError> {
-    let ctx = encryption_context(snapshot_id, part);
+    let snapshot_id = scope.snapshot_id.as_str();
+    let ctx = scope.encryption_context(part);
     let data_key = keys
         .generate_data_key(&ctx_refs(&ctx))
         .await
@@ -135,8 +182,7 @@ pub async fn seal(
     out.extend_from_slice(&header_json);
     out.extend_from_slice(plaintext.as_slice());
     drop(plaintext);
-    let sealed =
-        cipher.encrypt_in_place_detached(&nonce, &aad(snapshot_id, part), &mut out[start..]);
+    let sealed = cipher.encrypt_in_place_detached(&nonce, &scope.aad(part), &mut out[start..]);
     let Ok(tag) = sealed else {
         zeroize::Zeroize::zeroize(&mut out);
         return Err(SealError::Crypto("AES-GCM encryption failed".into()));
@@ -181,18 +227,38 @@ pub fn parse_header(object: &[u8]) -> Result<(PartHeader, &[u8]), OpenError> {
     Ok((header, body))
 }
 
-/// Decrypt a part that must be part `part` of snapshot `snapshot_id`.
+/// Whether the key a part header names (an ARN, as `GenerateDataKey` returns it) is the
+/// configured key: `Some` when that can be told without KMS (the configured key is an ARN or a
+/// bare key id), `None` for an alias (then `Decrypt`'s `KeyId` makes KMS check it).
+pub fn key_matches(header: &str, configured: &str) -> Option<bool> {
+    if configured.starts_with("alias/") || configured.contains(":alias/") {
+        return None;
+    }
+    if configured.starts_with("arn:") {
+        return Some(header == configured);
+    }
+    Some(header == configured || header.rsplit_once(":key/").map(|(_, id)| id) == Some(configured))
+}
+
+/// Decrypt a part that must be part `part` of the snapshot `scope`, sealed with `key_id`.
 pub async fn open(
     keys: &dyn KeyService,
-    snapshot_id: &str,
+    key_id: &str,
+    scope: &Scope,
     part: u32,
     object: &[u8],
 ) -> Result<ZeroBuf, OpenError> {
     let (header, body) = parse_header(object)?;
-    if header.snapshot_id != snapshot_id || header.part != part {
+    if header.snapshot_id != scope.snapshot_id || header.part != part {
         return Err(OpenError::HeaderMismatch {
             snapshot: header.snapshot_id,
             part: header.part,
+        });
+    }
+    if key_matches(&header.kms_key_id, key_id) == Some(false) {
+        return Err(OpenError::ForeignKey {
+            header: header.kms_key_id,
+            configured: key_id.into(),
         });
     }
     let wrapped = B64
@@ -203,9 +269,9 @@ pub async fn open(
         .ok()
         .filter(|n| n.len() == NONCE_LEN)
         .ok_or_else(|| OpenError::Malformed("nonce is not 96 bits of base64".into()))?;
-    let ctx = encryption_context(snapshot_id, part);
+    let ctx = scope.encryption_context(part);
     let key = keys
-        .decrypt(&wrapped, &ctx_refs(&ctx))
+        .decrypt(key_id, &wrapped, &ctx_refs(&ctx))
         .await
         .map_err(OpenError::KeyUnwrap)?;
     let cipher = Aes256Gcm::new_from_slice(&key)
@@ -216,7 +282,7 @@ pub async fn open(
     cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(&nonce),
-            &aad(snapshot_id, part),
+            &scope.aad(part),
             buf.as_mut_slice(),
             Tag::from_slice(tag),
         )
@@ -227,7 +293,13 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::fakes::FakeKms;
+    use crate::ports::fakes::{FakeKms, FAKE_KEY_ARN};
+    use chrono::TimeZone;
+
+    fn scope(id: &str) -> Scope {
+        let t = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap();
+        Scope::new(id, "111122223333", "eu-west-1", t)
+    }
 
     fn buf(data: &[u8]) -> ZeroBuf {
         let mut b = ZeroBuf::default();
@@ -238,14 +310,20 @@ mod tests {
     #[tokio::test]
     async fn seal_open_round_trip_and_fresh_keys() {
         let kms = FakeKms::default();
-        let a = seal(&kms, "snap", 1, buf(b"hello secrets")).await.unwrap();
-        let b = seal(&kms, "snap", 1, buf(b"hello secrets")).await.unwrap();
+        let a = seal(&kms, &scope("snap"), 1, buf(b"hello secrets"))
+            .await
+            .unwrap();
+        let b = seal(&kms, &scope("snap"), 1, buf(b"hello secrets"))
+            .await
+            .unwrap();
         assert_ne!(a, b, "fresh data key and nonce per seal");
         assert!(
             !a.windows(7).any(|w| w == b"secrets"),
             "plaintext not in object"
         );
-        let opened = open(&kms, "snap", 1, &a).await.unwrap();
+        let opened = open(&kms, FAKE_KEY_ARN, &scope("snap"), 1, &a)
+            .await
+            .unwrap();
         assert_eq!(opened.as_slice(), b"hello secrets");
         assert_eq!(kms.generated(), 2);
         let (h, _) = parse_header(&a).unwrap();
@@ -255,21 +333,25 @@ mod tests {
     #[tokio::test]
     async fn any_flipped_byte_is_detected() {
         let kms = FakeKms::default();
-        let obj = seal(&kms, "snap", 3, buf(&[7u8; 100])).await.unwrap();
+        let obj = seal(&kms, &scope("snap"), 3, buf(&[7u8; 100]))
+            .await
+            .unwrap();
         let (_, body) = parse_header(&obj).unwrap();
         let body_start = obj.len() - body.len();
         for i in [body_start, body_start + 50, obj.len() - 1] {
             let mut bad = obj.clone();
             bad[i] ^= 0x01;
             assert_eq!(
-                open(&kms, "snap", 3, &bad).await.unwrap_err(),
+                open(&kms, FAKE_KEY_ARN, &scope("snap"), 3, &bad)
+                    .await
+                    .unwrap_err(),
                 OpenError::Authentication
             );
         }
         let mut bad = obj.clone();
         bad[0] = b'X';
         assert!(matches!(
-            open(&kms, "snap", 3, &bad).await,
+            open(&kms, FAKE_KEY_ARN, &scope("snap"), 3, &bad).await,
             Err(OpenError::Malformed(_))
         ));
     }
@@ -277,17 +359,19 @@ mod tests {
     #[tokio::test]
     async fn part_from_elsewhere_does_not_open() {
         let kms = FakeKms::default();
-        let obj = seal(&kms, "snap", 2, buf(b"data")).await.unwrap();
+        let obj = seal(&kms, &scope("snap"), 2, buf(b"data")).await.unwrap();
         // Moved to another place: header disagrees.
         assert_eq!(
-            open(&kms, "snap", 1, &obj).await.unwrap_err(),
+            open(&kms, FAKE_KEY_ARN, &scope("snap"), 1, &obj)
+                .await
+                .unwrap_err(),
             OpenError::HeaderMismatch {
                 snapshot: "snap".into(),
                 part: 2
             }
         );
         assert!(matches!(
-            open(&kms, "other", 2, &obj).await,
+            open(&kms, FAKE_KEY_ARN, &scope("other"), 2, &obj).await,
             Err(OpenError::HeaderMismatch { .. })
         ));
         // Header rewritten to claim part 1: KMS refuses the context before GCM is reached.
@@ -295,8 +379,37 @@ mod tests {
         h.part = 1;
         let forged = assemble(&h, body);
         assert!(matches!(
-            open(&kms, "snap", 1, &forged).await,
+            open(&kms, FAKE_KEY_ARN, &scope("snap"), 1, &forged).await,
             Err(OpenError::KeyUnwrap(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn context_names_account_region_and_time_and_another_key_is_refused_before_kms() {
+        let s = scope("snap");
+        let ctx = s.encryption_context(4);
+        assert!(ctx.contains(&("account", "111122223333".into())));
+        assert!(ctx.contains(&("region", "eu-west-1".into())));
+        assert!(ctx.contains(&("time", "2025-01-02T03:04:05Z".into())));
+        let kms = FakeKms::default();
+        let obj = seal(&kms, &s, 4, buf(b"data")).await.unwrap();
+        // Another account's scope: same snapshot id and part, the context differs.
+        let mut other = s.clone();
+        other.account = "444455556666".into();
+        assert!(matches!(
+            open(&kms, FAKE_KEY_ARN, &other, 4, &obj).await,
+            Err(OpenError::KeyUnwrap(_))
+        ));
+        let other_key = "arn:aws:kms:us-east-1:123456789012:key/other";
+        let err = open(&kms, other_key, &s, 4, &obj).await.unwrap_err();
+        assert!(matches!(err, OpenError::ForeignKey { .. }));
+        let text = err.to_string();
+        assert!(
+            text.contains(other_key) && text.contains(FAKE_KEY_ARN),
+            "{text}"
+        );
+        assert_eq!(key_matches(FAKE_KEY_ARN, "fake"), Some(true));
+        assert_eq!(key_matches(FAKE_KEY_ARN, "other"), Some(false));
+        assert_eq!(key_matches(FAKE_KEY_ARN, "alias/backup"), None);
     }
 }

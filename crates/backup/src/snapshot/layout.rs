@@ -4,6 +4,7 @@
 //! <prefix>/<account>/<region>/<YYYYMMDDTHHMMSS.mmmZ>-<snapshot id>/
 //!     part-00001.sbk   encrypted JSON lines, one secret (metadata + labelled versions) per line
 //!     part-00002.sbk
+//!     manifest.sig     the KMS signature of manifest.json's bytes (written just before it)
 //!     manifest.json    written last: a snapshot without one is incomplete
 //! ```
 
@@ -11,6 +12,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// File name of the manifest inside a snapshot folder.
 pub const MANIFEST_NAME: &str = "manifest.json";
+/// File name of the manifest's signature inside a snapshot folder.
+pub const SIGNATURE_NAME: &str = "manifest.sig";
 const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
 
 /// `<prefix>/<account>/<region>/` (the prefix may be empty).
@@ -59,6 +62,11 @@ pub fn part_key(folder: &str, number: u32) -> String {
 /// Key of the manifest in `folder` (which ends in `/`).
 pub fn manifest_key(folder: &str) -> String {
     format!("{folder}{MANIFEST_NAME}")
+}
+
+/// Key of the manifest's signature in `folder` (which ends in `/`).
+pub fn signature_key(folder: &str) -> String {
+    format!("{folder}{SIGNATURE_NAME}")
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! The manifest: everything about a snapshot except the values.
 //!
 //! It holds names, ARNs, version ids, labels, sizes, the source of each secret, which part
-//! holds it, each part's SHA-256, and the secrets that could not be read with the reason.
-//! Layout of the objects: [`crate::snapshot::layout`].
+//! holds it, each part's size, SHA-256 and S3 version id, the secrets that could not be read
+//! with the reason, and the link to the previous snapshot of the same source (`previous`: its id
+//! and the SHA-256 of its manifest, a hash chain). The manifest's exact bytes are signed with
+//! KMS ([`crate::snapshot::signature`]); readers check that signature before trusting any of
+//! it. Layout of the objects: [`crate::snapshot::layout`].
 
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 
@@ -13,7 +16,8 @@ use crate::domain::filters::Filters;
 use crate::domain::model::{SecretRecord, SourceKind, ValueKind};
 
 /// Version of the manifest format this code writes and reads.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// (2: signed, with part version ids and the hash chain; 1 was unsigned.)
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 
 /// The account and region whose secrets the snapshot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +74,24 @@ pub struct PartEntry {
     pub size: u64,
     /// SHA-256 (hex) of the object as stored.
     pub sha256: String,
+    /// The S3 version id PutObject gave it (absent on an unversioned bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     /// Secrets it holds.
     pub secrets: u64,
+}
+
+/// The link of a snapshot to the previous one of the same source account and region under the
+/// same prefix: a hash chain through the signed manifests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainLink {
+    /// The previous snapshot's id.
+    pub snapshot_id: String,
+    /// Its folder (key prefix, ending in `/`).
+    pub folder: String,
+    /// SHA-256 (hex) of its manifest's bytes.
+    pub manifest_sha256: String,
 }
 
 /// A secret that is not in the snapshot, and why.
@@ -160,6 +180,10 @@ pub struct ManifestHead {
     pub destination: Destination,
     /// KMS key that wraps the parts' data keys.
     pub kms_key_id: String,
+    /// KMS key that signs the manifest.
+    pub signing_key_id: String,
+    /// The previous verified snapshot of the same source (`None`: the first one).
+    pub previous: Option<ChainLink>,
     /// Which secrets the run covered.
     pub filters: Filters,
     /// The configured part size.
@@ -183,6 +207,18 @@ pub struct Manifest {
     pub head: ManifestHead,
     /// Every secret in the snapshot.
     pub secrets: Vec<ManifestSecret>,
+}
+
+impl ManifestHead {
+    /// What each part's encryption context and associated data are bound to.
+    pub fn scope(&self) -> crate::snapshot::crypto::Scope {
+        crate::snapshot::crypto::Scope::new(
+            &self.snapshot_id,
+            &self.source.account_id,
+            &self.source.region,
+            self.started_at,
+        )
+    }
 }
 
 impl Manifest {
@@ -290,6 +326,8 @@ mod tests {
                 role_arn: None,
             },
             kms_key_id: "k".into(),
+            signing_key_id: "s".into(),
+            previous: None,
             filters: Filters::default(),
             part_size: 1024,
             summary: Summary::default(),

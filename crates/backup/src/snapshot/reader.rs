@@ -1,4 +1,6 @@
-//! Finding snapshots, loading manifests, and opening parts with every integrity check.
+//! Finding snapshots, loading manifests, and opening parts with every integrity check. What
+//! makes a manifest trusted (its signature, the part list, the chain, the source) is in
+//! [`crate::snapshot::trust`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,7 +18,38 @@ use crate::snapshot::manifest::*;
 
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
 
-/// A snapshot folder, with what the manifest's object metadata says (no manifest: incomplete).
+/// Whether a snapshot's manifest is signed by the configured key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "state", content = "reason")]
+pub enum SignatureState {
+    /// Not looked at (a plain listing).
+    #[default]
+    NotChecked,
+    /// The signature verifies with the configured key.
+    Verified,
+    /// There is no manifest.
+    NoManifest,
+    /// There is a manifest but no signature.
+    Unsigned,
+    /// The manifest cannot be trusted: why.
+    Invalid(String),
+}
+
+impl fmt::Display for SignatureState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignatureState::NotChecked => f.write_str("not checked"),
+            SignatureState::Verified => f.write_str("verified"),
+            SignatureState::NoManifest => f.write_str("NO MANIFEST"),
+            SignatureState::Unsigned => f.write_str("UNSIGNED"),
+            SignatureState::Invalid(_) => f.write_str("INVALID"),
+        }
+    }
+}
+
+/// A snapshot folder. The counts come from its signed manifest, and only once its signature
+/// verified ([`crate::snapshot::trust::catalogue`]); a plain [`list_snapshots`] leaves them
+/// empty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotInfo {
@@ -28,21 +61,24 @@ pub struct SnapshotInfo {
     pub started_at: DateTime<Utc>,
     /// Whether its manifest exists.
     pub complete: bool,
-    /// When it finished (manifest metadata).
+    /// Whether its manifest's signature verifies.
+    pub signature: SignatureState,
+    /// When it finished (signed manifest).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
-    /// Secrets in it (manifest metadata).
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Secrets in it (signed manifest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets: Option<u64>,
-    /// Versions in it (manifest metadata).
+    /// Versions in it (signed manifest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub versions: Option<u64>,
-    /// Secrets that could not be read (manifest metadata).
+    /// Secrets that could not be read (signed manifest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u64>,
 }
 
-/// Snapshots of one source account and region, oldest first.
+/// Snapshot folders of one source account and region, oldest first: whether each has a
+/// manifest, nothing read from it (see [`crate::snapshot::trust::catalogue`]).
 pub async fn list_snapshots(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -58,13 +94,17 @@ pub async fn list_snapshots(
         })
         .map(|(folder, name)| async move {
             let meta = store.head(&manifest_key(&folder)).await?;
-            let num = |k: &str| meta.as_ref().and_then(|m| m.get(k)?.parse().ok());
             Ok::<_, ApiError>(SnapshotInfo {
                 complete: meta.is_some(),
-                completed_at: meta.as_ref().and_then(|m| m.get("completed-at").cloned()),
-                secrets: num("secrets"),
-                versions: num("versions"),
-                failures: num("failures"),
+                signature: if meta.is_some() {
+                    SignatureState::NotChecked
+                } else {
+                    SignatureState::NoManifest
+                },
+                completed_at: None,
+                secrets: None,
+                versions: None,
+                failures: None,
                 id: name.snapshot_id,
                 folder,
                 started_at: name.started_at,
@@ -78,14 +118,16 @@ pub async fn list_snapshots(
 }
 
 /// Which snapshot: `latest`, an id (or a unique prefix of one, or the folder name), or the last
-/// one that started at or before a time.
+/// one completed at or before a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
     /// The last complete snapshot.
     Latest,
     /// An id, a unique prefix of one, or a folder name.
     Id(String),
-    /// The last complete snapshot started at or before this time.
+    /// The last complete snapshot completed at or before this time (a plain [`select`] can
+    /// only compare start times: [`crate::snapshot::trust::select_trusted`] compares the signed
+    /// completion time).
     AsOf(DateTime<Utc>),
 }
 
@@ -116,8 +158,8 @@ pub enum SelectError {
     /// No complete snapshot under this location.
     #[error("no complete snapshot found under {0}")]
     None(String),
-    /// None started at or before this time.
-    #[error("no complete snapshot started at or before {0}")]
+    /// None completed at or before this time.
+    #[error("no complete snapshot completed at or before {0}")]
     NoneBefore(String),
     /// No snapshot with this id.
     #[error("no snapshot {0}")]
@@ -217,13 +259,24 @@ pub enum ManifestError {
     },
 }
 
-/// Read and check the manifest of `info`.
+/// Read and parse the manifest of `info`, checking its format and that it describes this folder,
+/// but **not** its signature: what callers trust goes through
+/// [`crate::snapshot::trust::load_signed`].
 pub async fn load_manifest(
     store: &dyn ObjectStore,
     info: &SnapshotInfo,
 ) -> Result<Manifest, ManifestError> {
+    let bytes = manifest_bytes(store, info).await?;
+    parse_manifest(info, &bytes)
+}
+
+/// The bytes of `info`'s manifest.
+pub async fn manifest_bytes(
+    store: &dyn ObjectStore,
+    info: &SnapshotInfo,
+) -> Result<Vec<u8>, ManifestError> {
     let key = manifest_key(&info.folder);
-    let bytes = store
+    store
         .get(&key, MAX_MANIFEST_BYTES)
         .await
         .map_err(|source| ManifestError::Read {
@@ -234,23 +287,44 @@ pub async fn load_manifest(
         .ok_or_else(|| ManifestError::Missing {
             snapshot: info.id.clone(),
             key: key.clone(),
-        })?;
+        })
+}
+
+/// Parse the manifest `bytes` of `info` and check that it describes this very folder: a
+/// manifest copied elsewhere (another time, another account's folder) names its own.
+pub fn parse_manifest(info: &SnapshotInfo, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    let key = manifest_key(&info.folder);
     let invalid = |reason: String| ManifestError::Invalid {
         snapshot: info.id.clone(),
         key: key.clone(),
         reason,
     };
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
     if manifest.head.format_version != MANIFEST_FORMAT_VERSION {
         return Err(invalid(format!(
             "format version {} is not supported",
             manifest.head.format_version
         )));
     }
-    if manifest.head.snapshot_id != info.id || manifest.head.folder != info.folder {
+    let h = &manifest.head;
+    let expected_base = info
+        .folder
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/"))
+        .unwrap_or_default();
+    if !expected_base.ends_with(&format!("{}/{}/", h.source.account_id, h.source.region)) {
         return Err(invalid(format!(
-            "it describes snapshot {} at {}",
-            manifest.head.snapshot_id, manifest.head.folder
+            "it is a snapshot of account {} region {} (folder {}), found under {expected_base}: moved from another source",
+            h.source.account_id, h.source.region, h.folder
+        )));
+    }
+    if h.snapshot_id != info.id || h.folder != info.folder {
+        return Err(invalid(format!(
+            "it describes snapshot {} taken at {} in folder {}: copied or replayed here (a rolled-back or duplicated snapshot)",
+            h.snapshot_id,
+            h.started_at.to_rfc3339(),
+            h.folder
         )));
     }
     Ok(manifest)
@@ -321,15 +395,15 @@ impl PartCheck {
     }
 }
 
-/// Download, hash, decrypt and parse one part, checking it against the manifest. Records are
-/// returned only when every check passed.
+/// Download, hash, decrypt and parse one part, checking it against the manifest (size, SHA-256
+/// and S3 version id; the header's key is the manifest's `kmsKeyId`, and `Decrypt` names it).
+/// Records are returned only when every check passed.
 pub async fn read_part(
     store: &dyn ObjectStore,
     keys: &dyn KeyService,
     manifest: &Manifest,
     part: &PartEntry,
 ) -> (PartCheck, Option<Vec<SecretRecord>>) {
-    let snapshot = &manifest.head.snapshot_id;
     let mut check = PartCheck {
         part: part.number,
         key: part.key.clone(),
@@ -348,8 +422,17 @@ pub async fn read_part(
         ));
     }
     let max_len = manifest.head.part_size.max(part.size) + 16 * 1024 * 1024;
-    let object = match store.get(&expected_key, max_len).await {
-        Ok(Some(o)) => o,
+    let object = match store.get_versioned(&expected_key, max_len).await {
+        Ok(Some(o)) => {
+            if let (Some(signed), Some(got)) = (&part.version_id, &o.version_id) {
+                if signed != got {
+                    check.problems.push(format!(
+                        "object version {got} of {expected_key} is not the signed version {signed} (overwritten or replaced)"
+                    ));
+                }
+            }
+            o.data
+        }
         Ok(None) => {
             check
                 .problems
@@ -374,7 +457,9 @@ pub async fn read_part(
     } else {
         check.sha256 = Check::Ok;
     }
-    let plaintext = match crypto::open(keys, snapshot, part.number, &object).await {
+    let scope = manifest.head.scope();
+    let key_id = &manifest.head.kms_key_id;
+    let plaintext = match crypto::open(keys, key_id, &scope, part.number, &object).await {
         Ok(p) => {
             check.decrypt = Check::Ok;
             p
@@ -472,6 +557,7 @@ mod tests {
             folder: format!("p/1/r/{}/", folder_name(t, id)),
             started_at: t,
             complete,
+            signature: SignatureState::NotChecked,
             completed_at: None,
             secrets: None,
             versions: None,

@@ -4,8 +4,14 @@
 //! Memory holds at most `concurrency` secrets being read, one part being filled and the part
 //! being uploaded; the per-secret manifest entries are spooled to a temporary file.
 //!
-//! Each part's upload and the manifest's sit between the fail points `backup.part.*` and
-//! `backup.manifest.*` (`crates/failpoints`; nothing in a release build).
+//! Before reading anything it finds the latest snapshot of the same source whose signature
+//! verifies, and links to it (`previous`: the hash chain, [`ChainLink`]). At the end the
+//! manifest's bytes are signed with KMS ([`crate::snapshot::signature`]); the signature is
+//! uploaded, then the manifest.
+//!
+//! Each part's upload, the signature's and the manifest's sit between the fail points
+//! `backup.part.*`, `backup.signature.*` and `backup.manifest.*` (`crates/failpoints`; nothing
+//! in a release build).
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -14,9 +20,11 @@ use sha2::{Digest, Sha256};
 use crate::domain::filters::Filters;
 use crate::domain::model::{SecretRecord, VersionRecord, AWSCURRENT};
 use crate::ports::{Body, ListedSecret, Ports, SecretsApi};
-use crate::snapshot::crypto;
+use crate::snapshot::crypto::{self, Scope};
 use crate::snapshot::layout::*;
 use crate::snapshot::manifest::*;
+use crate::snapshot::signature;
+use crate::snapshot::trust::latest_verified;
 use crate::snapshot::zbuf::ZeroBuf;
 
 /// What one backup run writes, and where.
@@ -34,6 +42,8 @@ pub struct BackupParams {
     pub destination: Destination,
     /// KMS key that wraps the parts' data keys.
     pub kms_key_id: String,
+    /// KMS key that signs the manifest (`BACKUP_SIGNING_KEY_ID`).
+    pub signing_key_id: String,
     /// Which secrets.
     pub filters: Filters,
     /// Secrets read at the same time.
@@ -49,6 +59,9 @@ pub struct BackupReport {
     pub head: ManifestHead,
     /// Key of the manifest object.
     pub manifest_key: String,
+    /// Newer snapshots the chain could not link to (no manifest, or a signature that does not
+    /// verify), each named with why.
+    pub chain_warnings: Vec<String>,
 }
 
 impl BackupReport {
@@ -72,7 +85,15 @@ pub enum BackupError {
         /// What failed.
         reason: String,
     },
-    /// The manifest could not be written or uploaded.
+    /// The previous snapshots could not be listed (the chain needs the latest one).
+    #[error("snapshot {snapshot}: finding the previous snapshot: {reason}")]
+    Chain {
+        /// The snapshot id.
+        snapshot: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The manifest could not be written, signed or uploaded.
     #[error("snapshot {snapshot}: manifest: {reason}")]
     Manifest {
         /// The snapshot id.
@@ -161,6 +182,7 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
 struct PartWriter<'a> {
     ports: Ports<'a>,
     params: &'a BackupParams,
+    scope: Scope,
     folder: String,
     number: u32,
     buf: ZeroBuf,
@@ -214,13 +236,13 @@ impl PartWriter<'_> {
             part: number,
             reason,
         };
-        let object = crypto::seal(self.ports.keys, snapshot, number, plaintext)
+        let object = crypto::seal(self.ports.keys, &self.scope, number, plaintext)
             .await
             .map_err(|e| part_err(e.to_string()))?;
         let sha256 = hex::encode(Sha256::digest(&object));
         let size = object.len() as u64;
         let key = part_key(&self.folder, number);
-        failpoints::around!(
+        let version_id = failpoints::around!(
             "backup.part",
             self.ports
                 .store
@@ -248,6 +270,7 @@ impl PartWriter<'_> {
             key,
             size,
             sha256,
+            version_id,
             secrets,
         });
         self.summary.parts += 1;
@@ -280,6 +303,22 @@ pub async fn run_backup(
         ),
         folder_name(params.started_at, &params.snapshot_id)
     );
+    let (previous, chain_warnings) = latest_verified(
+        ports.store,
+        ports.keys,
+        &params.signing_key_id,
+        &params.prefix,
+        &params.source.account_id,
+        &params.source.region,
+    )
+    .await
+    .map_err(|e| BackupError::Chain {
+        snapshot: params.snapshot_id.clone(),
+        reason: e.to_string(),
+    })?;
+    for w in &chain_warnings {
+        tracing::warn!(warning = %w, "not linked into the chain");
+    }
     let spool = ManifestSpool::new().map_err(|e| BackupError::Manifest {
         snapshot: params.snapshot_id.clone(),
         reason: format!("creating a temporary file: {e}"),
@@ -287,6 +326,12 @@ pub async fn run_backup(
     let mut writer = PartWriter {
         ports,
         params,
+        scope: Scope::new(
+            &params.snapshot_id,
+            &params.source.account_id,
+            &params.source.region,
+            params.started_at,
+        ),
         folder: folder.clone(),
         number: 1,
         buf: ZeroBuf::default(),
@@ -350,6 +395,8 @@ pub async fn run_backup(
         source: params.source.clone(),
         destination: params.destination.clone(),
         kms_key_id: params.kms_key_id.clone(),
+        signing_key_id: params.signing_key_id.clone(),
+        previous,
         filters: params.filters.clone(),
         part_size: params.part_size as u64,
         summary: summary.clone(),
@@ -364,6 +411,40 @@ pub async fn run_backup(
             snapshot: params.snapshot_id.clone(),
             reason: format!("writing: {e}"),
         })?;
+    let manifest_err = |reason: String| BackupError::Manifest {
+        snapshot: params.snapshot_id.clone(),
+        reason,
+    };
+    let digest = {
+        let mut hasher = Sha256::new();
+        let mut f = std::fs::File::open(file.path())
+            .map_err(|e| manifest_err(format!("reading it back: {e}")))?;
+        std::io::copy(&mut f, &mut hasher)
+            .map_err(|e| manifest_err(format!("reading it back: {e}")))?;
+        <[u8; 32]>::from(hasher.finalize())
+    };
+    let sig = signature::sign(ports.keys, &params.signing_key_id, &digest)
+        .await
+        .map_err(|e| {
+            manifest_err(format!(
+                "signing with {} (BACKUP_SIGNING_KEY_ID): {e}",
+                params.signing_key_id
+            ))
+        })?;
+    let sig_key = signature_key(&folder);
+    failpoints::around!(
+        "backup.signature",
+        ports
+            .store
+            .put_new(
+                &sig_key,
+                Body::Bytes(sig),
+                "application/json",
+                &[("snapshot-id", params.snapshot_id.clone())],
+            )
+            .await
+    )
+    .map_err(|e| manifest_err(format!("upload of the signature to {sig_key}: {e}")))?;
     let manifest_key = manifest_key(&folder);
     failpoints::around!(
         "backup.manifest",
@@ -388,5 +469,9 @@ pub async fn run_backup(
         reason: format!("upload to {manifest_key}: {e}"),
     })?;
     drop(file);
-    Ok(BackupReport { head, manifest_key })
+    Ok(BackupReport {
+        head,
+        manifest_key,
+        chain_warnings,
+    })
 }

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_kms::types::{DataKeySpec, MessageType, SigningAlgorithmSpec};
 use aws_smithy_types::Blob;
 use zeroize::Zeroizing;
 
 use super::api_err;
-use crate::ports::{ApiError, DataKey, KeyService};
+use crate::ports::{ApiError, DataKey, ErrorKind, KeyService};
 
 /// KMS over the SDK.
 #[derive(Clone, Debug)]
@@ -65,12 +65,14 @@ impl KeyService for KmsKeys {
 
     async fn decrypt(
         &self,
+        key_id: &str,
         wrapped: &[u8],
         context: &[(&str, &str)],
     ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         let out = self
             .client
             .decrypt()
+            .key_id(key_id)
             .ciphertext_blob(Blob::new(wrapped))
             .set_encryption_context(Some(context_map(context)))
             .send()
@@ -79,5 +81,51 @@ impl KeyService for KmsKeys {
         out.plaintext
             .map(|b| Zeroizing::new(b.into_inner()))
             .ok_or_else(|| ApiError::other("Decrypt returned no plaintext"))
+    }
+
+    async fn sign(&self, key_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>, ApiError> {
+        let out = self
+            .client
+            .sign()
+            .key_id(key_id)
+            .message(Blob::new(digest.to_vec()))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|e| api_err("Sign", e))?;
+        out.signature
+            .map(Blob::into_inner)
+            .ok_or_else(|| ApiError::other("Sign returned no signature"))
+    }
+
+    async fn verify(
+        &self,
+        key_id: &str,
+        digest: &[u8; 32],
+        signature: &[u8],
+    ) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .verify()
+            .key_id(key_id)
+            .message(Blob::new(digest.to_vec()))
+            .message_type(MessageType::Digest)
+            .signature(Blob::new(signature))
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.signature_valid),
+            Err(e) => {
+                let e = api_err("Verify", e);
+                // KMS answers a signature that does not verify with an error, not `false`.
+                if e.kind == ErrorKind::InvalidSignature {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 }

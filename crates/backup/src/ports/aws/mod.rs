@@ -34,6 +34,7 @@ where
         "ResourceNotFoundException" | "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
         "PreconditionFailed" => ErrorKind::AlreadyExists,
         "InvalidCiphertextException" | "IncorrectKeyException" => ErrorKind::InvalidCiphertext,
+        "KMSInvalidSignatureException" => ErrorKind::InvalidSignature,
         _ => ErrorKind::Other,
     };
     ApiError::new(kind, format!("{op}: {text}"))

@@ -7,7 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
 use super::api_err;
-use crate::ports::{ApiError, Body, ObjectStore};
+use crate::ports::{ApiError, Body, ObjectStore, VersionedObject};
 
 /// The snapshot bucket over the SDK. Every object is written with SSE-KMS and
 /// `If-None-Match: *`.
@@ -37,7 +37,7 @@ impl ObjectStore for S3Store {
         body: Body,
         content_type: &str,
         metadata: &[(&str, String)],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<String>, ApiError> {
         let body = match body {
             Body::Bytes(b) => ByteStream::from(b),
             Body::File(path) => ByteStream::from_path(&path)
@@ -58,11 +58,15 @@ impl ObjectStore for S3Store {
         for (k, v) in metadata {
             req = req.metadata(*k, v);
         }
-        req.send().await.map_err(|e| api_err("PutObject", e))?;
-        Ok(())
+        let out = req.send().await.map_err(|e| api_err("PutObject", e))?;
+        Ok(out.version_id)
     }
 
-    async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError> {
+    async fn get_versioned(
+        &self,
+        key: &str,
+        max_len: u64,
+    ) -> Result<Option<VersionedObject>, ApiError> {
         let out = match self
             .client
             .get_object()
@@ -78,6 +82,7 @@ impl ObjectStore for S3Store {
             }
         };
         let len = out.content_length().unwrap_or(0).max(0) as u64;
+        let version_id = out.version_id.clone();
         if len > max_len {
             return Err(ApiError::other(format!(
                 "GetObject: {key} is {len} bytes, more than the {max_len} expected"
@@ -88,7 +93,10 @@ impl ObjectStore for S3Store {
             .collect()
             .await
             .map_err(|e| ApiError::other(format!("GetObject {key}: reading the body: {e}")))?;
-        Ok(Some(bytes.to_vec()))
+        Ok(Some(VersionedObject {
+            data: bytes.to_vec(),
+            version_id,
+        }))
     }
 
     async fn head(&self, key: &str) -> Result<Option<HashMap<String, String>>, ApiError> {

@@ -8,6 +8,6 @@ mod secrets;
 mod store;
 
 pub use identity::FakeIdentity;
-pub use kms::{FakeKms, FAKE_KEY_ARN};
+pub use kms::{FakeKms, FAKE_KEY_ARN, FAKE_SIGNING_KEY_ARN};
 pub use secrets::{FakeSecret, FakeSecrets, FakeVersion};
 pub use store::{FakeStore, StoredObject};

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::ports::{ApiError, Body, ErrorKind, ObjectStore};
+use crate::ports::{ApiError, Body, ErrorKind, ObjectStore, VersionedObject};
 
 /// An object as the fake bucket keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub struct StoredObject {
     pub data: Vec<u8>,
     /// The user metadata.
     pub metadata: HashMap<String, String>,
+    /// Its version id (a new one at every write, as on a versioned bucket).
+    pub version_id: String,
 }
 
 /// S3 with `If-None-Match: *`.
@@ -21,6 +23,10 @@ pub struct StoredObject {
 pub struct FakeStore {
     /// The objects by key: content and user metadata.
     pub objects: Mutex<BTreeMap<String, StoredObject>>,
+}
+
+fn new_version() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl FakeStore {
@@ -38,7 +44,27 @@ impl FakeStore {
     pub fn overwrite(&self, key: &str, data: Vec<u8>) {
         let mut o = self.objects.lock().unwrap();
         let metadata = o.get(key).map(|x| x.metadata.clone()).unwrap_or_default();
-        o.insert(key.into(), StoredObject { data, metadata });
+        o.insert(
+            key.into(),
+            StoredObject {
+                data,
+                metadata,
+                version_id: new_version(),
+            },
+        );
+    }
+
+    /// Remove an object (a delete marker on a versioned bucket hides it the same way).
+    pub fn remove(&self, key: &str) {
+        self.objects.lock().unwrap().remove(key);
+    }
+
+    /// Copy an object to another key (what someone with write access to the bucket can do).
+    pub fn copy(&self, from: &str, to: &str) {
+        let mut o = self.objects.lock().unwrap();
+        let mut copied = o[from].clone();
+        copied.version_id = new_version();
+        o.insert(to.into(), copied);
     }
 }
 
@@ -50,7 +76,7 @@ impl ObjectStore for FakeStore {
         body: Body,
         _content_type: &str,
         metadata: &[(&str, String)],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<String>, ApiError> {
         let data = match body {
             Body::Bytes(b) => b,
             Body::File(p) => std::fs::read(p).map_err(|e| ApiError::other(e.to_string()))?,
@@ -66,18 +92,33 @@ impl ObjectStore for FakeStore {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        o.insert(key.into(), StoredObject { data, metadata });
-        Ok(())
+        let version_id = new_version();
+        o.insert(
+            key.into(),
+            StoredObject {
+                data,
+                metadata,
+                version_id: version_id.clone(),
+            },
+        );
+        Ok(Some(version_id))
     }
 
-    async fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, ApiError> {
+    async fn get_versioned(
+        &self,
+        key: &str,
+        max_len: u64,
+    ) -> Result<Option<VersionedObject>, ApiError> {
         match self.objects.lock().unwrap().get(key) {
             None => Ok(None),
             Some(o) if o.data.len() as u64 > max_len => Err(ApiError::other(format!(
                 "object is {} bytes, more than {max_len}",
                 o.data.len()
             ))),
-            Some(o) => Ok(Some(o.data.clone())),
+            Some(o) => Ok(Some(VersionedObject {
+                data: o.data.clone(),
+                version_id: Some(o.version_id.clone()),
+            })),
         }
     }
 
