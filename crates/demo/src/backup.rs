@@ -2,7 +2,8 @@
 //! secrets (triggered by a classic scheduled event), the real `secrets-backup` CLI lists and
 //! verifies it, an "incident" changes one secret and deletes another, and a restore (dry run,
 //! then `--apply --include-rotated`: the changed value is a new AWSCURRENT, which restore skips by
-//! default) brings them back. Never prints a value.
+//! default) brings them back; then the newest manifest is edited in the bucket, as someone with
+//! write access and no key could, and `verify` refuses it. Never prints a value.
 
 use std::process::Command;
 use std::time::Instant;
@@ -36,6 +37,13 @@ fn cli(env: &[(String, String)], args: &[&str]) -> (i32, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     for line in stdout.lines() {
+        println!("    {line}");
+    }
+    // Progress goes to stderr; what a reader must see (an error, a warning) is shown.
+    for line in stderr
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.starts_with("warning:"))
+    {
         println!("    {line}");
     }
     let code = out.status.code().unwrap_or(-1);
@@ -187,6 +195,22 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
     ok &= code == 0 && out.contains("no differences");
     outputs.push(out);
 
+    // Someone who can write the bucket but not use the keys edits the newest manifest (drops a
+    // secret from it, as a truncation would): the signature no longer matches, verify names it.
+    println!(
+        "\nAttack: someone with write access to the bucket (no KMS access) removes demo/api-key \
+         from the newest snapshot's manifest.json."
+    );
+    let tampered = tamper_with_newest_manifest(&s3).await;
+    let (code, out) = cli(&env, &["verify", "--no-live"]);
+    let named = code == 3 && out.contains("changed after it was signed");
+    println!(
+        "  verify refused the edited snapshot ({tampered}), naming it: {}",
+        super::yes_no(named)
+    );
+    ok &= named;
+    outputs.push(out);
+
     outputs.push(host.stop());
     let leaked = values
         .iter()
@@ -200,4 +224,49 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
         if ok && !leaked { "succeeded" } else { "FAILED" }
     );
     ok && !leaked
+}
+
+/// Rewrites the newest `manifest.json` in the bucket without `demo/api-key`, as an attacker
+/// with `s3:PutObject` could (a new object version: the bucket never loses the genuine one);
+/// returns the snapshot's folder.
+async fn tamper_with_newest_manifest(s3: &aws_sdk_s3::Client) -> String {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("snapshots/")
+        .send()
+        .await
+        .expect("ListObjectsV2");
+    let key = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| k.ends_with("/manifest.json"))
+        .max()
+        .expect("a manifest in the bucket")
+        .to_string();
+    let body = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .send()
+        .await
+        .expect("GetObject")
+        .body
+        .collect()
+        .await
+        .expect("the manifest's body")
+        .into_bytes();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&body).expect("manifest JSON");
+    if let Some(secrets) = manifest["secrets"].as_array_mut() {
+        secrets.retain(|s| s["name"] != "demo/api-key");
+    }
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .body(serde_json::to_vec_pretty(&manifest).unwrap().into())
+        .send()
+        .await
+        .expect("PutObject");
+    key.trim_end_matches("manifest.json").to_string()
 }

@@ -335,12 +335,13 @@ mod tests {
     // --- The vault's guards ---
     #[test]
     fn expected_unreadable_names_and_prefixes() {
-        let c = cfg(&[("BACKUP_BUCKET", "b")]).unwrap();
+        let c = cfg(&[("BACKUP_BUCKET", "b"), SIGNING]).unwrap();
         assert_eq!(c.expected_unreadable, ExpectedUnreadable::default());
         assert!(!c.expected_unreadable.contains("anything"));
         assert_eq!(c.lease_seconds, 900);
         let c = cfg(&[
             ("BACKUP_BUCKET", "b"),
+            SIGNING,
             (
                 "BACKUP_EXPECTED_UNREADABLE",
                 " legacy/one, other-team/* ,,x",
@@ -360,8 +361,12 @@ mod tests {
         assert!(!e.contains("other-team"));
         assert_eq!(c.lease_seconds, 0);
         for bad in ["*", "a/*,*", "a*b", "a/**", "*a"] {
-            let err =
-                cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_EXPECTED_UNREADABLE", bad)]).unwrap_err();
+            let err = cfg(&[
+                ("BACKUP_BUCKET", "b"),
+                SIGNING,
+                ("BACKUP_EXPECTED_UNREADABLE", bad),
+            ])
+            .unwrap_err();
             assert_eq!(err.name(), "BACKUP_EXPECTED_UNREADABLE", "{bad}");
             assert!(
                 err.to_string().contains("BACKUP_EXPECTED_UNREADABLE"),
@@ -369,7 +374,12 @@ mod tests {
             );
         }
         for bad in ["-1", "ten", "86401"] {
-            let err = cfg(&[("BACKUP_BUCKET", "b"), ("BACKUP_LEASE_SECONDS", bad)]).unwrap_err();
+            let err = cfg(&[
+                ("BACKUP_BUCKET", "b"),
+                SIGNING,
+                ("BACKUP_LEASE_SECONDS", bad),
+            ])
+            .unwrap_err();
             assert_eq!(err.name(), "BACKUP_LEASE_SECONDS", "{bad}");
         }
     }
