@@ -248,6 +248,18 @@ async fn unreadable_secret_is_recorded_and_fails_the_invocation() {
         list[1]["failures"], 1,
         "still a failure in the manifest: {list:#}"
     );
+    // Marked expected in the signed manifest itself (so choosing a snapshot does not pass over it).
+    let key = out["manifest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no manifest key: {out:#}"));
+    let manifest: Value = serde_json::from_slice(&w.get_object(key).await).unwrap();
+    let failures: Vec<(&str, &Value)> = manifest["failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no failures: {manifest:#}"))
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap_or_default(), &f["expected"]))
+        .collect();
+    assert_eq!(failures, [("f/017", &Value::Bool(true))], "{manifest:#}");
     w.capture(&expected);
     drop(expected);
     w.assert_no_values_leaked(&[]);

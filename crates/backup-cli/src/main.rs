@@ -16,6 +16,7 @@ mod render;
 mod telemetry;
 
 use anyhow::Context as _;
+use backup::domain::filters::ExpectedUnreadable;
 use backup::domain::filters::{Filters, NamePattern, TagFilter};
 use backup::domain::settings;
 use backup::lambda::config::filters_from;
@@ -165,6 +166,11 @@ enum Command {
         #[arg(long, env = "BACKUP_PART_SIZE", default_value = "4MiB",
               value_parser = |s: &str| settings::parse_part_size(s))]
         part_size: usize,
+        /// Secrets expected to be unreadable: names, or prefixes ending in `*` (marked as
+        /// expected in the manifest; the others make the run exit 1).
+        #[arg(long, env = "BACKUP_EXPECTED_UNREADABLE", value_name = "NAME|PREFIX*,...",
+              value_parser = |s: &str| ExpectedUnreadable::parse(s))]
+        expected_unreadable: Option<ExpectedUnreadable>,
     },
 }
 
@@ -553,6 +559,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             name_prefixes,
             tags,
             part_size,
+            expected_unreadable,
             ..
         } => {
             let params = BackupParams {
@@ -576,6 +583,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
                 concurrency,
                 part_size,
+                expected_unreadable: expected_unreadable.unwrap_or_default(),
             };
             let report = run_backup(ctx.ports.ports(), &params).await?;
             for w in &report.chain_warnings {
@@ -595,10 +603,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     s.failures
                 );
                 for f in &report.head.failures {
-                    println!("  not backed up: {} ({})", f.name, f.reason);
+                    let expected = if f.expected { ", expected" } else { "" };
+                    println!("  not backed up: {} ({}{expected})", f.name, f.reason);
                 }
             }
-            Ok(if report.head.failures.is_empty() {
+            Ok(if report.head.failures.iter().all(|f| f.expected) {
                 0
             } else {
                 1

@@ -36,5 +36,6 @@ pub fn backup_params(filters: Filters, part_size: usize) -> BackupParams {
         filters,
         concurrency: 4,
         part_size,
+        expected_unreadable: Default::default(),
     }
 }

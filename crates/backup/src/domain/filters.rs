@@ -121,6 +121,50 @@ pub fn matches_any(patterns: &[NamePattern], name: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| p.matches(name))
 }
 
+/// Secrets expected to be unreadable (`BACKUP_EXPECTED_UNREADABLE`): exact secret names, and
+/// name prefixes (entries ending in `*`). Their failures are recorded as expected in the
+/// manifest and do not make a run incomplete.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpectedUnreadable {
+    /// Entries without `*`: the whole name.
+    pub names: Vec<String>,
+    /// Entries ending in `*`, without it: the start of a name.
+    pub prefixes: Vec<String>,
+}
+
+impl ExpectedUnreadable {
+    /// Parses the comma-separated list; errors say what is wrong with which entry.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        let mut out = ExpectedUnreadable::default();
+        for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry.strip_suffix('*') {
+                _ if entry.matches('*').count() > 1
+                    || entry.trim_end_matches('*').contains('*') =>
+                {
+                    return Err(format!(
+                        "{entry:?}: `*` is allowed only once, at the end (a name prefix)"
+                    ))
+                }
+                Some("") => {
+                    return Err(
+                        "\"*\" alone would expect every secret to be unreadable: give a prefix \
+                         before the `*`"
+                            .into(),
+                    )
+                }
+                Some(prefix) => out.prefixes.push(prefix.to_string()),
+                None => out.names.push(entry.to_string()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a failure to read `name` is expected.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name) || self.prefixes.iter().any(|p| name.starts_with(p))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 use lambda_support::env::{non_empty, parse_bool, ConfigError};
 use lambda_support::SdkLimits;
 
+pub use crate::domain::filters::ExpectedUnreadable;
 use crate::domain::filters::{Filters, TagFilter};
 use crate::domain::settings::{
     normalize_prefix, parse_concurrency, parse_part_size, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE,
@@ -59,48 +60,6 @@ pub struct BackupConfig {
 
 /// The default of `BACKUP_LEASE_SECONDS`: Lambda's largest timeout, so no run outlives its lease.
 pub const DEFAULT_LEASE_SECONDS: u64 = 900;
-
-/// `BACKUP_EXPECTED_UNREADABLE`: exact secret names, and name prefixes (entries ending in `*`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExpectedUnreadable {
-    /// Entries without `*`: the whole name.
-    pub names: Vec<String>,
-    /// Entries ending in `*`, without it: the start of a name.
-    pub prefixes: Vec<String>,
-}
-
-impl ExpectedUnreadable {
-    /// Parses the comma-separated list; errors say what is wrong with which entry.
-    pub fn parse(v: &str) -> Result<Self, String> {
-        let mut out = ExpectedUnreadable::default();
-        for entry in split_list(v) {
-            match entry.strip_suffix('*') {
-                _ if entry.matches('*').count() > 1
-                    || entry.trim_end_matches('*').contains('*') =>
-                {
-                    return Err(format!(
-                        "{entry:?}: `*` is allowed only once, at the end (a name prefix)"
-                    ))
-                }
-                Some("") => {
-                    return Err(
-                        "\"*\" alone would expect every secret to be unreadable: give a prefix \
-                         before the `*`"
-                            .into(),
-                    )
-                }
-                Some(prefix) => out.prefixes.push(prefix.to_string()),
-                None => out.names.push(entry),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Whether a failure to read `name` is expected.
-    pub fn contains(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name) || self.prefixes.iter().any(|p| name.starts_with(p))
-    }
-}
 
 impl BackupConfig {
     /// Reads the process environment.

@@ -125,6 +125,7 @@ impl Function {
             filters: request.effective_filters(&self.config.filters).clone(),
             concurrency: self.config.concurrency,
             part_size: self.config.part_size,
+            expected_unreadable: self.config.expected_unreadable.clone(),
         };
         // One run at a time per source (the lease, `lease.rs`): the function has no reserved
         // concurrency, and a duplicate event or a manual run may arrive while one runs.
@@ -189,12 +190,9 @@ impl Function {
             }
         };
         let s = &report.head.summary;
-        let expected = &self.config.expected_unreadable;
-        let (expected_failures, failures): (Vec<_>, Vec<_>) = report
-            .head
-            .failures
-            .iter()
-            .partition(|f| expected.contains(&f.name));
+        // The writer marked the expected ones in the signed manifest.
+        let (expected_failures, failures): (Vec<_>, Vec<_>) =
+            report.head.failures.iter().partition(|f| f.expected);
         let mut summary = BackupSummary::new(
             params.snapshot_id.clone(),
             request.trigger.clone(),
@@ -218,7 +216,7 @@ impl Function {
                 .map(|f| FailedSecret {
                     name: f.name.clone(),
                     reason: f.reason.clone(),
-                    expected: expected.contains(&f.name),
+                    expected: f.expected,
                 })
                 .collect(),
         });

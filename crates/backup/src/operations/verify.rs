@@ -125,6 +125,7 @@ pub async fn verify(
                             name: r.meta.name.clone(),
                             arn: r.meta.arn.clone(),
                             reason: format!("reading the live secret: {e}"),
+                            expected: false,
                         }),
                     }
                 })
@@ -162,6 +163,7 @@ pub async fn verify(
                             name: s.name.clone(),
                             arn: s.arn.clone(),
                             reason: format!("part {} failed its checks", part.number),
+                            expected: false,
                         }),
                 );
             }
@@ -186,6 +188,7 @@ pub async fn verify(
                 name: s.name.clone(),
                 arn: s.arn.clone(),
                 reason,
+                expected: false,
             });
         }
     }

@@ -104,6 +104,10 @@ pub struct Failure {
     pub arn: String,
     /// Why it is not in the snapshot.
     pub reason: String,
+    /// Whether the deployment expected it to be unreadable (`BACKUP_EXPECTED_UNREADABLE`): such
+    /// a failure does not make the snapshot incomplete, nor pass it over when choosing one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expected: bool,
 }
 
 /// A version as the manifest records it (no value).

@@ -424,8 +424,11 @@ pub enum ChooseError {
 
 fn unwanted(m: &Manifest, pref: &Preference<'_>) -> Option<String> {
     let h = &m.head;
-    if !h.failures.is_empty() {
-        return Some(format!("{} secret(s) could not be read", h.failures.len()));
+    // Failures the deployment expects (`BACKUP_EXPECTED_UNREADABLE`) are in every snapshot: they
+    // do not make an older one preferable.
+    let unexpected = h.failures.iter().filter(|f| !f.expected).count();
+    if unexpected > 0 {
+        return Some(format!("{unexpected} secret(s) could not be read"));
     }
     match pref.filters {
         Some(f) if *f != h.filters => Some(format!(
@@ -550,6 +553,7 @@ pub async fn select_trusted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::filters::ExpectedUnreadable;
     use crate::domain::model::SecretValue;
     use crate::ports::fakes::{FakeKms, FakeSecrets, FakeStore, FAKE_SIGNING_KEY_ARN};
     use crate::ports::Ports;
@@ -577,14 +581,19 @@ mod tests {
         }
 
         async fn backup(&self, filters: Filters) -> BackupReport {
+            self.backup_expecting(filters, "").await
+        }
+
+        /// A backup with `BACKUP_EXPECTED_UNREADABLE` = `expected`.
+        async fn backup_expecting(&self, filters: Filters, expected: &str) -> BackupReport {
             let ports = Ports {
                 secrets: &self.secrets,
                 store: &self.store,
                 keys: &self.kms,
             };
-            let r = run_backup(ports, &backup_params(filters, 64))
-                .await
-                .unwrap();
+            let mut params = backup_params(filters, 64);
+            params.expected_unreadable = ExpectedUnreadable::parse(expected).unwrap();
+            let r = run_backup(ports, &params).await.unwrap();
             // Folder names are to the millisecond.
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
             r
@@ -703,6 +712,31 @@ mod tests {
         assert!(
             chosen.notes[0].contains(&failed.head.snapshot_id)
                 && chosen.notes[0].contains("could not be read"),
+            "{:?}",
+            chosen.notes
+        );
+        // The same failure, expected by the deployment: marked in the signed manifest, and the
+        // newer snapshot is chosen.
+        let expected = w.backup_expecting(Filters::default(), "app/*").await;
+        assert_eq!(
+            expected
+                .head
+                .failures
+                .iter()
+                .map(|f| (f.name.as_str(), f.expected))
+                .collect::<Vec<_>>(),
+            [("app/s3", true)]
+        );
+        let chosen = w
+            .choose(
+                Selector::Latest,
+                Preference {
+                    filters: Some(&deployment),
+                },
+            )
+            .await;
+        assert_eq!(
+            chosen.signed.manifest.head.snapshot_id, expected.head.snapshot_id,
             "{:?}",
             chosen.notes
         );

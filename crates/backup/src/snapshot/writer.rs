@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::domain::filters::Filters;
+use crate::domain::filters::{ExpectedUnreadable, Filters};
 use crate::domain::model::{SecretRecord, VersionRecord, AWSCURRENT};
 use crate::ports::{Body, ListedSecret, Ports, SecretsApi};
 use crate::snapshot::crypto::{self, Scope};
@@ -50,6 +50,8 @@ pub struct BackupParams {
     pub concurrency: usize,
     /// Plaintext size at which a part is sealed and uploaded.
     pub part_size: usize,
+    /// Secrets whose failure to read is expected (marked so in the manifest).
+    pub expected_unreadable: ExpectedUnreadable,
 }
 
 /// A written snapshot: the manifest's head, and its key.
@@ -115,6 +117,7 @@ fn failure(name: &str, arn: &str, reason: String) -> Failure {
         name: name.into(),
         arn: arn.into(),
         reason,
+        expected: false,
     }
 }
 
@@ -371,8 +374,14 @@ pub async fn run_backup(
         listed_count += 1;
         match item {
             Fetched::Record(record) => writer.add(*record).await?,
-            Fetched::Failed(f) => {
-                tracing::warn!(secret = %f.name, reason = %f.reason, "secret not backed up");
+            Fetched::Failed(mut f) => {
+                f.expected = params.expected_unreadable.contains(&f.name);
+                tracing::warn!(
+                    secret = %f.name,
+                    reason = %f.reason,
+                    expected = f.expected,
+                    "secret not backed up"
+                );
                 failures.push(f)
             }
             Fetched::Skipped(f) => skipped.push(f),
