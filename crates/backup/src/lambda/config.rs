@@ -10,8 +10,8 @@ use lambda_support::SdkLimits;
 pub use crate::domain::filters::ExpectedUnreadable;
 use crate::domain::filters::{Filters, TagFilter};
 use crate::domain::settings::{
-    normalize_prefix, parse_concurrency, parse_part_size, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE,
-    DEFAULT_PREFIX,
+    list_entries, normalize_prefix, parse_concurrency, parse_part_size, DEFAULT_CONCURRENCY,
+    DEFAULT_PART_SIZE, DEFAULT_PREFIX,
 };
 use crate::lambda::metrics::DEFAULT_NAMESPACE;
 use crate::ports::aws::Settings;
@@ -148,13 +148,12 @@ impl BackupConfig {
 pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, ConfigError> {
     let get = |name: &str| non_empty(&lookup, name);
     let name_prefixes = get("BACKUP_NAME_PREFIXES")
-        .map(|v| split_list(&v))
+        .map(|v| list_entries(&v).map(String::from).collect())
         .unwrap_or_default();
     let tags = match get("BACKUP_TAGS") {
         None => vec![],
-        Some(v) => split_list(&v)
-            .iter()
-            .map(|t| TagFilter::parse(t))
+        Some(v) => list_entries(&v)
+            .map(TagFilter::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
     };
@@ -162,14 +161,6 @@ pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, 
         name_prefixes,
         tags,
     })
-}
-
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 #[cfg(test)]
