@@ -97,6 +97,17 @@ impl SecretState {
                 .collect(),
         }
     }
+
+    /// What a recreated secret must have again: every label (AWSPREVIOUS and custom ones
+    /// included) on the snapshot's version id with its value; AWSPENDING (a rotation in flight)
+    /// is not recreated.
+    pub fn recreatable_labels(&self) -> BTreeMap<&str, &(String, Vec<u8>)> {
+        self.labels
+            .iter()
+            .filter(|(l, _)| *l != "AWSPENDING")
+            .map(|(l, v)| (l.as_str(), v))
+            .collect()
+    }
 }
 
 /// What a run of the CLI gave.
@@ -160,6 +171,17 @@ impl Drop for BackupWorld {
 }
 
 impl BackupWorld {
+    /// Deletes `name` for good (no recovery window).
+    pub async fn delete_for_good(&self, name: &str) {
+        self.sm
+            .delete_secret()
+            .secret_id(name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DeleteSecret {name}: {e:?}"));
+    }
+
     /// moto, a versioned Object Lock bucket (governance, 1 day), a KMS key and a signing key.
     pub async fn start() -> BackupWorld {
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();

@@ -605,16 +605,19 @@ mod tests {
                 .unwrap()
         }
 
-        async fn choose(&self, sel: Selector, pref: Preference<'_>) -> Chosen {
+        /// "latest" for a deployment with `filters`.
+        async fn latest_for(&self, filters: &Filters) -> Chosen {
             let list = self.list().await;
             select_trusted(
                 &self.store,
                 &self.kms,
                 FAKE_SIGNING_KEY_ARN,
                 &list,
-                &sel,
+                &Selector::Latest,
                 "x",
-                pref,
+                Preference {
+                    filters: Some(filters),
+                },
             )
             .await
             .unwrap()
@@ -640,14 +643,7 @@ mod tests {
         };
         let by_hand = w.backup(partial.clone()).await;
         let deployment = Filters::default();
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&deployment),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&deployment).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             own.head.snapshot_id
@@ -658,14 +654,7 @@ mod tests {
             chosen.notes
         );
         // Only the partial one matches a deployment with those filters: chosen, nothing noted.
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&partial),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&partial).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             by_hand.head.snapshot_id
@@ -676,14 +665,7 @@ mod tests {
             name_prefixes: vec!["zzz/".into()],
             tags: vec![],
         };
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&none_match),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&none_match).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             by_hand.head.snapshot_id
@@ -697,14 +679,7 @@ mod tests {
         w.secrets.unreadable.lock().unwrap().insert("app/s3".into());
         let failed = w.backup(Filters::default()).await;
         assert_eq!(failed.head.failures.len(), 1);
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&deployment),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&deployment).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             own.head.snapshot_id
@@ -727,14 +702,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("app/s3", true)]
         );
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&deployment),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&deployment).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id, expected.head.snapshot_id,
             "{:?}",
