@@ -47,7 +47,7 @@ pub mod population;
 pub mod quotas;
 pub mod secrets_manager;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -175,6 +175,8 @@ struct Inner {
     world: RwLock<World>,
     buckets: Buckets,
     counts: Mutex<BTreeMap<String, ApiCounts>>,
+    /// Names of the secrets whose value was served since the counts were last reset.
+    values_read: Mutex<HashSet<String>>,
     config: EmulatorConfig,
     stop: AtomicBool,
 }
@@ -202,6 +204,7 @@ impl QuotaEmulator {
             world: RwLock::new(world),
             buckets: Buckets::new(config.quotas.clone()),
             counts: Mutex::new(BTreeMap::new()),
+            values_read: Mutex::new(HashSet::new()),
             stop: AtomicBool::new(false),
             config,
         });
@@ -252,10 +255,25 @@ impl QuotaEmulator {
             .clone()
     }
 
-    /// Forgets the counts.
+    /// How many distinct secrets had a value served (GetSecretValue, BatchGetSecretValue) since
+    /// the counts were last reset: what an incremental run read again.
+    pub fn secrets_read(&self) -> usize {
+        self.inner
+            .values_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Forgets the counts and the secrets read.
     pub fn reset_counts(&self) {
         self.inner
             .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.inner
+            .values_read
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -391,7 +409,26 @@ fn respond(
         _ => None,
     };
     match result {
-        Some(Ok(v)) => answer(200, &v, None),
+        Some(Ok(v)) => {
+            let names: Vec<&str> = match operation {
+                "GetSecretValue" => v["Name"].as_str().into_iter().collect(),
+                "BatchGetSecretValue" => v["SecretValues"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["Name"].as_str())
+                    .collect(),
+                _ => vec![],
+            };
+            if service == "secretsmanager" && !names.is_empty() {
+                let mut read = inner
+                    .values_read
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                read.extend(names.into_iter().map(String::from));
+            }
+            answer(200, &v, None)
+        }
         Some(Err(e)) => error_answer(&e),
         None => error_answer(&ApiError::client(
             "UnknownOperationException",
@@ -454,6 +491,7 @@ mod tests {
             world: RwLock::new(World::generate(&Population::new(3, 0))),
             buckets: Buckets::new(Quotas::published().with("ListSecrets", 1)),
             counts: Mutex::new(BTreeMap::new()),
+            values_read: Mutex::new(HashSet::new()),
             config: EmulatorConfig::default(),
             stop: AtomicBool::new(false),
         };
@@ -480,5 +518,20 @@ mod tests {
             }
         );
         assert_eq!(counts["CreateSecret"].throttled, 0);
+        // Values served are remembered by secret, once each.
+        let name = inner.world.read().unwrap().secrets[1].name.clone();
+        let get = json!({"SecretId": name}).to_string();
+        for _ in 0..2 {
+            respond(&inner, "secretsmanager", "GetSecretValue", get.as_bytes());
+        }
+        let batch = json!({"SecretIdList": [name, "missing"]}).to_string();
+        respond(
+            &inner,
+            "secretsmanager",
+            "BatchGetSecretValue",
+            batch.as_bytes(),
+        );
+        respond(&inner, "secretsmanager", "DescribeSecret", get.as_bytes());
+        assert_eq!(inner.values_read.lock().unwrap().len(), 1);
     }
 }
