@@ -165,6 +165,15 @@ impl Quotas {
         self
     }
 
+    /// Every rate multiplied by `factor` (e.g. to measure memory and CPU at full size quickly,
+    /// when time is not the question).
+    pub fn scaled(mut self, factor: u32) -> Quotas {
+        for row in &mut self.rows {
+            row.per_second = row.per_second.saturating_mul(factor);
+        }
+        self
+    }
+
     /// The row `operation` of `service` draws from.
     pub fn row_of(&self, service: &str, operation: &str) -> Option<&QuotaRow> {
         self.rows
@@ -274,6 +283,14 @@ mod tests {
         assert_eq!(
             shared.row_of("AmazonSSM", "GetParametersByPath"),
             shared.row_of("AmazonSSM", "GetParameters")
+        );
+        let lifted = Quotas::published().scaled(10);
+        assert_eq!(
+            lifted
+                .row_of("secretsmanager", "ListSecrets")
+                .unwrap()
+                .per_second,
+            1_000
         );
         let high = Quotas::published().ssm_high_throughput();
         assert_eq!(
