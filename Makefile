@@ -76,7 +76,7 @@ sam-invoke: sam-build ## sam local invoke with an event (needs the SAM CLI and D
 deploy: sam-build ## sam deploy --guided (needs the SAM CLI and AWS credentials)
 	sam deploy --guided
 
-bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size, application load during rotations (BENCH_PART=cold-rotation|load: one part)
+bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size, application load during rotations (BENCH_PART=cold-rotation|load: one part; BENCH_PART=scale: backup at 1k/10k/100k secrets against the quota emulator)
 	$(CARGO) run --quiet -p demo --bin bench
 
 clean: ## Remove build output and virtualenvs
