@@ -63,8 +63,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         // The invocation's deadline (milliseconds since the epoch) as an Instant.
-        let left = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(event.context.deadline);
+        let left = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
         let deadline = left
             .duration_since(std::time::SystemTime::now())
             .ok()

@@ -16,17 +16,16 @@ use crate::lambda::lease::{self, LeaseError, LeaseSource};
 use crate::lambda::metrics::{emf_line, Metric, Unit};
 use crate::lambda::summary::{
     BackupOutcome, BackupSummary, Difference, FailedPart, FailedSecret, ReadPath, RunSummary,
-    Totals,
-    VerifyOutcome, VerifySummary, Written,
+    Totals, VerifyOutcome, VerifySummary, Written,
 };
 use crate::operations::verify::verify;
 use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi};
+use crate::snapshot::checkpoint::{self, check_resumable, checkpoint_prefix, Expect};
 use crate::snapshot::layout::account_region_prefix;
 use crate::snapshot::manifest::{Destination, Source};
 use crate::snapshot::reader::{list_snapshots, Selector};
-use crate::snapshot::trust::{chain_problems, select_trusted, ChooseError, Preference};
-use crate::snapshot::checkpoint::{self, check_resumable, checkpoint_prefix, Expect};
 use crate::snapshot::trust::latest_verified;
+use crate::snapshot::trust::{chain_problems, select_trusted, ChooseError, Preference};
 use crate::snapshot::writer::{run_backup_with, BackupParams, RunControl, RunOutcome};
 
 /// The function: its configuration and its ports, built once per execution environment.

@@ -188,7 +188,10 @@ impl SecretsApi for RateLimited {
         token: Option<String>,
     ) -> Result<ListPage, ApiError> {
         self.list
-            .call(|| self.inner.list_page(name_prefixes, page_size, token.clone()))
+            .call(|| {
+                self.inner
+                    .list_page(name_prefixes, page_size, token.clone())
+            })
             .await
     }
     async fn batch_current(&self, ids: &[String]) -> Result<Vec<BatchValue>, ApiError> {
@@ -204,7 +207,9 @@ impl SecretsApi for RateLimited {
         self.get.call(|| self.inner.get_value(id, version_id)).await
     }
     async fn get_version(&self, id: &str, version_id: &str) -> Result<VersionValue, ApiError> {
-        self.get.call(|| self.inner.get_version(id, version_id)).await
+        self.get
+            .call(|| self.inner.get_version(id, version_id))
+            .await
     }
     async fn create(&self, secret: NewSecret<'_>) -> Result<String, ApiError> {
         self.inner.create(secret).await
@@ -235,7 +240,9 @@ impl SecretsApi for RateLimited {
         description: Option<&str>,
         kms_key_id: Option<&str>,
     ) -> Result<(), ApiError> {
-        self.inner.update_metadata(id, description, kms_key_id).await
+        self.inner
+            .update_metadata(id, description, kms_key_id)
+            .await
     }
     async fn tag(&self, id: &str, tags: &[Tag]) -> Result<(), ApiError> {
         self.inner.tag(id, tags).await
@@ -279,7 +286,11 @@ mod tests {
             })
             .await;
         assert_eq!(r.unwrap(), 7);
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "tried again after each throttle");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "tried again after each throttle"
+        );
         assert_eq!(f.slowdown(), 4);
         for _ in 0..RECOVER_AFTER {
             f.call(|| async { Ok::<_, ApiError>(()) }).await.unwrap();
@@ -307,7 +318,10 @@ mod tests {
         // Burst 1: right after a call, the next one has to wait (no timing measured).
         let f = Family::new("test", 5.0);
         f.call(|| async { Ok::<_, ApiError>(()) }).await.unwrap();
-        assert!(f.limiter.check().is_err(), "a second call at once is held back");
+        assert!(
+            f.limiter.check().is_err(),
+            "a second call at once is held back"
+        );
         let shares = RateLimited::new(
             Arc::new(crate::ports::fakes::FakeSecrets::default()),
             0.2,

@@ -87,7 +87,13 @@ async fn last_number(store: &dyn ObjectStore, base: &str) -> Result<Option<u64>,
         .list_folders(base)
         .await?
         .iter()
-        .filter_map(|f| f.trim_end_matches('/').rsplit('/').next()?.parse::<u64>().ok())
+        .filter_map(|f| {
+            f.trim_end_matches('/')
+                .rsplit('/')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .max())
 }
 
@@ -184,12 +190,7 @@ pub async fn check_resumable(
         part_key(&cp.folder, cp.next_part()),
         signature_key(&cp.folder),
     ] {
-        if store
-            .head(&key)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        if store.head(&key).await.map_err(|e| e.to_string())?.is_some() {
             return Err(format!(
                 "{key} exists: a run wrote past this checkpoint and stopped"
             ));

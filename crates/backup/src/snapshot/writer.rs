@@ -171,8 +171,7 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
     let mut versions = described.versions;
     // AWSCURRENT first, then by version id: stable output.
     versions.sort_by(|a, b| {
-        let cur =
-            |v: &VersionLabels| !v.labels.iter().any(|l| l == AWSCURRENT);
+        let cur = |v: &VersionLabels| !v.labels.iter().any(|l| l == AWSCURRENT);
         (cur(a), &a.version_id).cmp(&(cur(b), &b.version_id))
     });
     let mut records = Vec::with_capacity(versions.len());
@@ -329,7 +328,9 @@ async fn read_all(
             }
             // The whole call failed (throttled past the retries, not allowed): read these one
             // by one instead.
-            Err(e) => tracing::warn!(error = %e, secrets = ids.len(), "BatchGetSecretValue failed; reading one by one"),
+            Err(e) => {
+                tracing::warn!(error = %e, secrets = ids.len(), "BatchGetSecretValue failed; reading one by one")
+            }
         }
     }
     let currents = std::sync::Mutex::new(currents);
@@ -368,11 +369,14 @@ impl Previous {
 
     /// The part holding `listed` when it is unchanged since this snapshot: same source, same
     /// last-changed date (known), same labelled version ids and labels.
-    fn unchanged(&self, listed: &ListedSecret, source: crate::domain::model::SourceKind) -> Option<u32> {
+    fn unchanged(
+        &self,
+        listed: &ListedSecret,
+        source: crate::domain::model::SourceKind,
+    ) -> Option<u32> {
         let entry = &self.signed.manifest.secrets[*self.index.get(&listed.arn)?];
         let changed = listed.described.meta.last_changed;
-        if entry.source != source || entry.last_changed.is_none() || entry.last_changed != changed
-        {
+        if entry.source != source || entry.last_changed.is_none() || entry.last_changed != changed {
             return None;
         }
         let norm = |mut v: Vec<(String, Vec<String>)>| {
@@ -407,7 +411,8 @@ impl Previous {
             let manifest = &self.signed.manifest;
             let records = match manifest.part(part) {
                 Some(entry) => {
-                    let (check, records) = read_part(ports.store, ports.keys, manifest, entry).await;
+                    let (check, records) =
+                        read_part(ports.store, ports.keys, manifest, entry).await;
                     if !check.ok() {
                         tracing::warn!(
                             part,
@@ -422,7 +427,10 @@ impl Previous {
             };
             self.open = Some((
                 part,
-                records.into_iter().map(|r| (r.meta.arn.clone(), r)).collect(),
+                records
+                    .into_iter()
+                    .map(|r| (r.meta.arn.clone(), r))
+                    .collect(),
             ));
         }
         self.open.as_mut()?.1.remove(arn)
@@ -724,8 +732,7 @@ pub async fn run_backup_with(
         let mut to_read = Vec::new();
         let mut to_carry: Vec<(u32, ListedSecret)> = Vec::new();
         for listed in page.secrets {
-            if listed.described.deleted.is_some() || !filters.matches(&listed.name, &listed.tags)
-            {
+            if listed.described.deleted.is_some() || !filters.matches(&listed.name, &listed.tags) {
                 continue;
             }
             match previous.as_ref().and_then(|p| p.unchanged(&listed, source)) {
@@ -963,8 +970,10 @@ mod tests {
                 kms: FakeKms::default(),
             };
             for i in 0..n {
-                w.secrets
-                    .add(&format!("app/s{i:02}"), SecretValue::string(format!("v{i}")));
+                w.secrets.add(
+                    &format!("app/s{i:02}"),
+                    SecretValue::string(format!("v{i}")),
+                );
             }
             w
         }
@@ -978,9 +987,13 @@ mod tests {
         }
 
         async fn run(&self, control: &RunControl) -> RunOutcome {
-            let r = run_backup_with(self.ports(), &backup_params(Filters::default(), 64), control)
-                .await
-                .unwrap();
+            let r = run_backup_with(
+                self.ports(),
+                &backup_params(Filters::default(), 64),
+                control,
+            )
+            .await
+            .unwrap();
             tokio::time::sleep(Duration::from_millis(3)).await;
             r
         }
@@ -1037,7 +1050,8 @@ mod tests {
         assert_eq!(w.secrets.calls("ListSecrets"), 1);
 
         // Two change: only they are read again.
-        w.secrets.put("app/s01", SecretValue::string("new"), &["AWSCURRENT"]);
+        w.secrets
+            .put("app/s01", SecretValue::string("new"), &["AWSCURRENT"]);
         w.secrets.with_secret("app/s02", |s| {
             s.meta.last_changed = Some(Utc::now());
             s.meta.description = Some("changed".into())
@@ -1056,22 +1070,34 @@ mod tests {
         // Self-contained: every record is in the new snapshot's own parts, sealed under its
         // own scope, with the values, policy and pending version carried.
         let ms = w.manifests().await;
-        let last = ms.iter().find(|m| m.head.snapshot_id == second.head.snapshot_id).unwrap();
+        let last = ms
+            .iter()
+            .find(|m| m.head.snapshot_id == second.head.snapshot_id)
+            .unwrap();
         let records = w.records(last).await;
         assert_eq!(records.len(), 45);
         let by = |n: &str| records.iter().find(|r| r.meta.name == n).unwrap();
         assert_eq!(
-            by("app/s01").version_with_label("AWSCURRENT").unwrap().value,
+            by("app/s01")
+                .version_with_label("AWSCURRENT")
+                .unwrap()
+                .value,
             SecretValue::string("new")
         );
         assert_eq!(by("app/s02").meta.description.as_deref(), Some("changed"));
         assert!(by("app/s03").meta.resource_policy.is_some());
         assert_eq!(by("app/s07").versions.len(), 2);
         assert_eq!(
-            by("app/s10").version_with_label("AWSCURRENT").unwrap().value,
+            by("app/s10")
+                .version_with_label("AWSCURRENT")
+                .unwrap()
+                .value,
             SecretValue::string("v10")
         );
-        let first_m = ms.iter().find(|m| m.head.snapshot_id == first.head.snapshot_id).unwrap();
+        let first_m = ms
+            .iter()
+            .find(|m| m.head.snapshot_id == first.head.snapshot_id)
+            .unwrap();
         let mut earlier = w.records(first_m).await;
         earlier.retain(|r| r.meta.name != "app/s01" && r.meta.name != "app/s02");
         let mut now = records.clone();
@@ -1084,7 +1110,8 @@ mod tests {
         let w = W::new(23);
         let base = checkpoint::checkpoint_prefix(PREFIX, ACCOUNT, REGION);
         let first = complete(w.run(&RunControl::default()).await);
-        w.secrets.put("app/s05", SecretValue::string("n"), &["AWSCURRENT"]);
+        w.secrets
+            .put("app/s05", SecretValue::string("n"), &["AWSCURRENT"]);
         let one_shot = complete(w.run(&RunControl::default()).await);
         assert_eq!(one_shot.head.summary.read, 1);
         assert_ne!(first.head.snapshot_id, one_shot.head.snapshot_id);
@@ -1130,8 +1157,14 @@ mod tests {
             s
         };
         let ms = w.manifests().await;
-        let paused = ms.iter().find(|m| m.head.snapshot_id == report.head.snapshot_id).unwrap();
-        let first = ms.iter().find(|m| m.head.snapshot_id == one_shot.head.snapshot_id).unwrap();
+        let paused = ms
+            .iter()
+            .find(|m| m.head.snapshot_id == report.head.snapshot_id)
+            .unwrap();
+        let first = ms
+            .iter()
+            .find(|m| m.head.snapshot_id == one_shot.head.snapshot_id)
+            .unwrap();
         assert_eq!(strip(paused), strip(first));
         assert!(crate::snapshot::trust::part_list_problems(paused).is_empty());
         assert_eq!(w.records(paused).await.len(), 23);
@@ -1161,7 +1194,9 @@ mod tests {
             previous: None,
             now: Utc::now(),
         };
-        checkpoint::check_resumable(&w.store, &cp, expect).await.unwrap();
+        checkpoint::check_resumable(&w.store, &cp, expect)
+            .await
+            .unwrap();
         let other = Filters {
             name_prefixes: vec!["x".into()],
             tags: vec![],

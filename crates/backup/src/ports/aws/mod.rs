@@ -35,7 +35,10 @@ where
         "PreconditionFailed" => ErrorKind::AlreadyExists,
         "InvalidCiphertextException" | "IncorrectKeyException" => ErrorKind::InvalidCiphertext,
         "KMSInvalidSignatureException" => ErrorKind::InvalidSignature,
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "SlowDown"
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "SlowDown"
         | "RequestLimitExceeded" => ErrorKind::Throttled,
         _ => ErrorKind::Other,
     };

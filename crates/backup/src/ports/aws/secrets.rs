@@ -9,7 +9,9 @@ use super::{api_err, to_chrono};
 use crate::domain::model::{
     Described, Replica, Rotation, SecretMeta, SecretValue, Tag, VersionLabels, VersionValue,
 };
-use crate::ports::{ApiError, BatchValue, ErrorKind, ListPage, ListedSecret, NewSecret, SecretsApi};
+use crate::ports::{
+    ApiError, BatchValue, ErrorKind, ListPage, ListedSecret, NewSecret, SecretsApi,
+};
 
 /// Secrets Manager over the SDK.
 #[derive(Clone, Debug)]
@@ -100,8 +102,7 @@ impl SecretsApi for AwsSecrets {
                     rotation: Rotation {
                         enabled: s.rotation_enabled().unwrap_or(false),
                         lambda_arn: s.rotation_lambda_arn().map(String::from),
-                        automatically_after_days: rules
-                            .and_then(|r| r.automatically_after_days()),
+                        automatically_after_days: rules.and_then(|r| r.automatically_after_days()),
                         schedule_expression: rules
                             .and_then(|r| r.schedule_expression())
                             .map(String::from),
@@ -129,7 +130,10 @@ impl SecretsApi for AwsSecrets {
             .collect();
         Ok(ListPage {
             secrets,
-            next_token: page.next_token().filter(|t| !t.is_empty()).map(String::from),
+            next_token: page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(String::from),
         })
     }
 

@@ -11,7 +11,9 @@ use crate::domain::model::{
     Described, Rotation, SecretMeta, SecretValue, Tag, VersionLabels, VersionValue, AWSCURRENT,
     AWSPREVIOUS,
 };
-use crate::ports::{ApiError, BatchValue, ErrorKind, ListPage, ListedSecret, NewSecret, SecretsApi};
+use crate::ports::{
+    ApiError, BatchValue, ErrorKind, ListPage, ListedSecret, NewSecret, SecretsApi,
+};
 
 /// A version of a fake secret.
 #[derive(Clone, Debug)]
@@ -258,9 +260,15 @@ impl SecretsApi for FakeSecrets {
             };
             let result = match current {
                 None => Err(not_found(id)),
-                Some(vid) => self
-                    .read(id, &vid)
-                    .map(|value| (vid, VersionValue { value, created: None })),
+                Some(vid) => self.read(id, &vid).map(|value| {
+                    (
+                        vid,
+                        VersionValue {
+                            value,
+                            created: None,
+                        },
+                    )
+                }),
             };
             out.push(BatchValue {
                 id: id.clone(),
