@@ -27,7 +27,7 @@ async fn create(w: &BackupWorld, i: usize) -> String {
         .send()
         .await
         .unwrap();
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         w.sm.put_resource_policy()
             .secret_id(&name)
             .resource_policy(policy(i))
@@ -35,7 +35,7 @@ async fn create(w: &BackupWorld, i: usize) -> String {
             .await
             .unwrap();
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         w.put_new_value(&name, false, &["AWSPENDING"]).await;
     }
     name
@@ -98,7 +98,7 @@ async fn reads_within_the_quotas_incrementally_and_across_invocations() {
     assert_eq!(full["outcome"], "complete", "{full:#}");
     assert_eq!(full["read"], N as u64);
     assert_eq!(full["carriedOver"], 0);
-    let pending = (0..N).filter(|i| i % 5 == 0).count();
+    let pending = (0..N).filter(|i| i.is_multiple_of(5)).count();
     assert_eq!(proxy.count("ListSecrets"), 1);
     assert_eq!(proxy.count("BatchGetSecretValue"), N.div_ceil(20));
     assert_eq!(proxy.count("GetSecretValue"), pending);
@@ -127,7 +127,7 @@ async fn reads_within_the_quotas_incrementally_and_across_invocations() {
     assert_eq!(proxy.count("DescribeSecret"), changed.len());
     assert_eq!(proxy.count("GetResourcePolicy"), changed.len());
     // Their AWSPREVIOUS (and s020's AWSPENDING) versions are read by id.
-    let pending_changed = changed.iter().filter(|i| *i % 5 == 0).count();
+    let pending_changed = changed.iter().filter(|i| i.is_multiple_of(5)).count();
     assert_eq!(
         proxy.count("GetSecretValue"),
         changed.len() + pending_changed

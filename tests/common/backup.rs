@@ -194,6 +194,9 @@ impl BackupWorld {
                 ("BACKUP_SIGNING_KEY_ID", self.signing_key_arn.as_str()),
                 ("BACKUP_CONCURRENCY", "16"),
                 ("BACKUP_PART_SIZE", "16KiB"),
+                // The whole quotas: moto is the only client here (tests/backup_scale_path.rs
+                // checks the default share's limiter).
+                ("BACKUP_QUOTA_SHARE", "100"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );

@@ -192,7 +192,7 @@ impl Function {
         }
         let elapsed = duration(started);
         let report = match result {
-            Ok(RunOutcome::Complete(r)) => r,
+            Ok(RunOutcome::Complete(r)) => *r,
             Ok(RunOutcome::Paused(p)) => {
                 let mut summary = BackupSummary::new(
                     p.snapshot_id.clone(),

@@ -582,7 +582,7 @@ pub struct Paused {
 #[derive(Clone, Debug)]
 pub enum RunOutcome {
     /// The snapshot is written.
-    Complete(BackupReport),
+    Complete(Box<BackupReport>),
     /// The run continues in another invocation.
     Paused(Paused),
 }
@@ -594,7 +594,7 @@ pub async fn run_backup(
     params: &BackupParams,
 ) -> Result<BackupReport, BackupError> {
     match run_backup_with(ports, params, &RunControl::default()).await? {
-        RunOutcome::Complete(r) => Ok(r),
+        RunOutcome::Complete(r) => Ok(*r),
         RunOutcome::Paused(_) => unreachable!("no deadline, no pause"),
     }
 }
@@ -877,11 +877,11 @@ pub async fn run_backup_with(
         reason: format!("upload to {manifest_key}: {e}"),
     })?;
     drop(file);
-    Ok(RunOutcome::Complete(BackupReport {
+    Ok(RunOutcome::Complete(Box::new(BackupReport {
         head,
         manifest_key,
         chain_warnings,
-    }))
+    })))
 }
 
 /// Upload the part being filled and leave a checkpoint.
@@ -1025,7 +1025,7 @@ mod tests {
 
     fn complete(o: RunOutcome) -> BackupReport {
         match o {
-            RunOutcome::Complete(r) => r,
+            RunOutcome::Complete(r) => *r,
             RunOutcome::Paused(p) => panic!("paused at {}", p.checkpoint_key),
         }
     }
@@ -1132,7 +1132,7 @@ mod tests {
                 ..control.clone()
             };
             match w.run(&c).await {
-                RunOutcome::Complete(r) => break r,
+                RunOutcome::Complete(r) => break *r,
                 RunOutcome::Paused(p) => {
                     assert_eq!(p.invocations, invocations);
                     // No manifest until the run completes.
