@@ -168,6 +168,21 @@ pub async fn latest_verified(
     account: &str,
     region: &str,
 ) -> Result<(Option<ChainLink>, Vec<String>), ApiError> {
+    let (signed, warnings) =
+        latest_verified_signed(store, keys, signing_key, prefix, account, region).await?;
+    Ok((signed.map(|s| s.link()), warnings))
+}
+
+/// Like [`latest_verified`], with the verified manifest itself (what an incremental run
+/// carries unchanged secrets over from).
+pub async fn latest_verified_signed(
+    store: &dyn ObjectStore,
+    keys: &dyn KeyService,
+    signing_key: &str,
+    prefix: &str,
+    account: &str,
+    region: &str,
+) -> Result<(Option<Signed>, Vec<String>), ApiError> {
     let list = list_snapshots(store, prefix, account, region).await?;
     let mut warnings = vec![];
     for info in list.iter().rev() {
@@ -176,7 +191,7 @@ pub async fn latest_verified(
             continue;
         }
         match load_signed(store, keys, signing_key, info).await {
-            Ok(signed) => return Ok((Some(signed.link()), warnings)),
+            Ok(signed) => return Ok((Some(signed), warnings)),
             Err(TrustError::Signature {
                 problem: SignatureProblem::Kms(e),
                 ..
