@@ -4,6 +4,7 @@
 mod kms;
 mod s3;
 mod secrets;
+mod spokes;
 mod sts;
 
 use aws_config::sts::AssumeRoleProvider;
@@ -18,6 +19,7 @@ use crate::ports::{ApiError, ErrorKind, Ports};
 pub use kms::KmsKeys;
 pub use s3::S3Store;
 pub use secrets::AwsSecrets;
+pub use spokes::{AwsSpokes, SESSION_NAME};
 pub use sts::StsIdentity;
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
