@@ -183,6 +183,15 @@ async fn emf_per_step_and_events_for_a_success_and_a_failure() {
         .collect();
     assert_eq!(rotations, [0.0, 0.0, 0.0, 1.0]);
     assert_eq!(lines[3]["EventPublished"], true);
+    assert!(lines[..3].iter().all(|d| d.get("EventPublished").is_none()));
+    // Secrets Manager retries finishSecret: the success is told again (events are at least
+    // once), the metric counts the rotation once.
+    let again = lambda.step("finishSecret", &ok, &token).unwrap();
+    assert_eq!(again["outcome"], "already_current");
+    let retried = emf_of(&lambda.output(), &ok).pop().unwrap();
+    assert_eq!(retried["Outcome"], "already_current");
+    assert_eq!(retried[emf::ROTATION_SUCCEEDED], 0.0);
+    assert_eq!(retried["EventPublished"], true);
 
     // A rotation that fails at setSecret: the password changed behind the function's back.
     let bad = world.role_with_secret("other", "initial-Password-2").await;
@@ -200,9 +209,10 @@ async fn emf_per_step_and_events_for_a_success_and_a_failure() {
     assert_eq!(failed[emf::STEP_SUCCEEDED], 0.0);
     assert_eq!(failed["EventPublished"], true);
 
-    // What EventBridge delivered: one event per end, ids and outcome only.
+    // What EventBridge delivered: one event per end (the retried finishSecret's too), ids and
+    // outcome only.
     let events = delivered(&world, &queue);
-    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
     let success = &events[0];
     assert_eq!(success["source"], SOURCE);
     assert_eq!(success["detail-type"], DETAIL_TYPE_SUCCEEDED);
@@ -220,7 +230,10 @@ async fn emf_per_step_and_events_for_a_success_and_a_failure() {
             "function": lambda.host.function_name(),
         })
     );
-    let failure_event = &events[1];
+    assert_eq!(events[1]["detail-type"], DETAIL_TYPE_SUCCEEDED);
+    assert_eq!(events[1]["detail"]["outcome"], "already_current");
+    assert_eq!(events[1]["detail"]["clientRequestToken"], token.as_str());
+    let failure_event = &events[2];
     assert_eq!(failure_event["detail-type"], DETAIL_TYPE_FAILED);
     assert_eq!(failure_event["detail"]["secretArn"], bad.as_str());
     assert_eq!(failure_event["detail"]["step"], "setSecret");

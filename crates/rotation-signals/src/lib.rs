@@ -60,11 +60,18 @@ impl SignalsObserver {
     }
 }
 
-/// Whether a step's notice ends a rotation: finishSecret moved AWSCURRENT (success), or any step
-/// failed (failure). `None`: the rotation goes on.
+/// Whether a step's notice ends a rotation: finishSecret moved AWSCURRENT, or found the token
+/// already AWSCURRENT (success), or any step failed (failure). `None`: the rotation goes on.
+///
+/// A retried finishSecret tells the success again: the events are at least once (a crash
+/// between moving AWSCURRENT and putting the event loses nothing, since Secrets Manager retries
+/// the step); consumers deduplicate on the secret and `clientRequestToken`.
 pub fn rotation_end(notice: &StepNotice<'_>) -> Option<events::RotationEnd> {
     match notice.result {
         Ok(Outcome::Finished) => Some(events::RotationEnd::Succeeded),
+        Ok(Outcome::AlreadyCurrent) if notice.step == rotation::Step::FinishSecret.as_str() => {
+            Some(events::RotationEnd::Succeeded)
+        }
         Ok(_) => None,
         Err(_) => Some(events::RotationEnd::Failed),
     }
