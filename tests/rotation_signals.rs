@@ -2,7 +2,8 @@
 //! API, against moto and a real PostgreSQL: one EMF line per step on stdout (valid EMF, the
 //! right outcome, a failed step's error kind), and the EventBridge events moto delivered to a
 //! queue through a rule on the bus (a success, a failure), ids and outcome only. A bus that does
-//! not exist fails no step (counted in EMF, logged); an invalid `ROTATION_EVENT_BUS` fails every
+//! not exist fails no step (counted in EMF, logged); a process killed before it puts the success
+//! event tells it on Secrets Manager's retry; an invalid `ROTATION_EVENT_BUS` fails every
 //! invocation naming the variable. The world's leak check runs at the end, as everywhere.
 
 use e2e::World;
@@ -209,10 +210,43 @@ async fn emf_per_step_and_events_for_a_success_and_a_failure() {
     assert_eq!(failed[emf::STEP_SUCCEEDED], 0.0);
     assert_eq!(failed["EventPublished"], true);
 
-    // What EventBridge delivered: one event per end (the retried finishSecret's too), ids and
+    // Killed between moving AWSCURRENT and putting the event (the fail point aborts the
+    // process): Secrets Manager's retry of finishSecret tells the success.
+    let crashed = world.role_with_secret("third", "initial-Password-4").await;
+    let crashed_token = world.begin_rotation(&crashed).await;
+    let killer = world
+        .rotation_lambda(&[
+            (rotation_signals::EVENT_BUS_VAR, BUS),
+            (
+                "FAILPOINTS",
+                &testkit::failpoints::abort_at("events.put_events.before", 0),
+            ),
+        ])
+        .await;
+    for step in ["createSecret", "setSecret", "testSecret"] {
+        killer.step(step, &crashed, &crashed_token).unwrap();
+    }
+    let killed = killer
+        .step("finishSecret", &crashed, &crashed_token)
+        .unwrap_err();
+    assert_eq!(killed.error_type, "Runtime.ExitError", "{killed}");
+    let labels = world.labels(&crashed).await;
+    assert!(labels[&crashed_token].contains(&"AWSCURRENT".to_string()));
+    let retry = lambda
+        .step("finishSecret", &crashed, &crashed_token)
+        .unwrap();
+    assert_eq!(retry["outcome"], "already_current");
+
+    // What EventBridge delivered: one event per end (the retried finishSecrets' too), ids and
     // outcome only.
     let events = delivered(&world, &queue);
-    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(events[3]["detail-type"], DETAIL_TYPE_SUCCEEDED);
+    assert_eq!(events[3]["detail"]["secretArn"], crashed.as_str());
+    assert_eq!(
+        events[3]["detail"]["clientRequestToken"],
+        crashed_token.as_str()
+    );
     let success = &events[0];
     assert_eq!(success["source"], SOURCE);
     assert_eq!(success["detail-type"], DETAIL_TYPE_SUCCEEDED);

@@ -144,7 +144,8 @@ impl EventPublisher {
         if notice.secret.starts_with("arn:") {
             entry = entry.resources(notice.secret);
         }
-        let failure = match self.client.put_events().entries(entry.build()).send().await {
+        let request = self.client.put_events().entries(entry.build());
+        let failure = match failpoints::around!("events.put_events", request.send().await) {
             Ok(out) if out.failed_entry_count() == 0 => None,
             Ok(out) => Some(
                 out.entries()
