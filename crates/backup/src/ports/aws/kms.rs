@@ -129,3 +129,27 @@ impl KeyService for KmsKeys {
         }
     }
 }
+
+#[async_trait]
+impl crate::ports::KeyDirectory for KmsKeys {
+    async fn describe_key(&self, key_id: &str) -> Result<crate::ports::KeyDescription, ApiError> {
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeKey", e))?;
+        let meta = out
+            .key_metadata
+            .ok_or_else(|| ApiError::other(format!("DescribeKey {key_id}: no key metadata")))?;
+        Ok(crate::ports::KeyDescription {
+            arn: meta.arn().unwrap_or(key_id).to_string(),
+            state: meta
+                .key_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "Unknown".into()),
+            manager: meta.key_manager().map(|m| m.as_str().to_string()),
+        })
+    }
+}
