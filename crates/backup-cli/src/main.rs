@@ -647,14 +647,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Report(args) => {
             let base_region = ctx.ports.source_region.clone();
-            let key_directory =
-                backup::ports::aws::KmsKeys::new(aws_sdk_kms::Client::new(&base), None);
-            let drills = args.drill_log_group.as_ref().map(|g| {
-                backup::ports::aws::CloudWatchDrillLog::new(
-                    aws_sdk_cloudwatchlogs::Client::new(&base),
-                    g.clone(),
-                )
-            });
+            let key_directory = backup::ports::aws::KmsKeys::directory(&base);
+            let drills = args
+                .drill_log_group
+                .as_ref()
+                .map(|g| backup::ports::aws::CloudWatchDrillLog::from_config(&base, g.clone()));
             let scope = Scope {
                 signing_key: ctx.signing_key.clone(),
                 prefix: ctx.prefix(),

@@ -22,6 +22,12 @@ impl KmsKeys {
     pub fn new(client: aws_sdk_kms::Client, key_id: Option<String>) -> Self {
         KmsKeys { client, key_id }
     }
+
+    /// DescribeKey on the keys of the secrets: KMS of the account and region of `config` (the
+    /// source's), no key of its own.
+    pub fn directory(config: &aws_config::SdkConfig) -> Self {
+        Self::new(aws_sdk_kms::Client::new(config), None)
+    }
 }
 
 fn context_map(context: &[(&str, &str)]) -> HashMap<String, String> {

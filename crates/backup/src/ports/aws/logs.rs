@@ -25,6 +25,12 @@ impl CloudWatchDrillLog {
             group: group.into(),
         }
     }
+
+    /// The log group `group` of the account and region of `config` (the source's: the drill
+    /// runs there).
+    pub fn from_config(config: &aws_config::SdkConfig, group: impl Into<String>) -> Self {
+        Self::new(aws_sdk_cloudwatchlogs::Client::new(config), group)
+    }
 }
 
 #[async_trait]
