@@ -157,7 +157,11 @@ impl Schedule {
         }
         let days = days.filter(|d| *d > 0)?;
         Some(Schedule {
-            text: format!("every {days} days"),
+            text: if days == 1 {
+                "every day".to_string()
+            } else {
+                format!("every {days} days")
+            },
             interval: Some(Duration::days(days)),
         })
     }
@@ -402,23 +406,57 @@ pub async fn report(
             .map(|v| v.version_id.clone())
     };
 
-    // 2. Trusted snapshots, newest first, until every secret's current version is found.
+    // 2. The drills' summaries (read first: a manifest a drill checked is judged against its
+    // drills while it is in memory, and no manifest is kept after).
+    let mut drill_notes = vec![];
+    let mut drills: Vec<(DateTime<Utc>, DrillLine)> = vec![];
+    let drills_read = match (src.drills, policy.max_drill_age) {
+        (Some(log), Some(age)) => {
+            let since = policy.at - std::cmp::max(age * 2, Duration::days(90));
+            let events = log.summaries(since).await.map_err(ReportError::Drills)?;
+            for e in &events {
+                let Ok(line) = serde_json::from_str::<DrillLine>(&e.message) else {
+                    continue;
+                };
+                if line.message != "verify summary" {
+                    continue;
+                }
+                if line.unverified.is_none() {
+                    drill_notes.push(format!(
+                        "drill of {} at {}: logged before it named its unverified secrets; not used",
+                        line.snapshot_id,
+                        e.time.to_rfc3339()
+                    ));
+                    continue;
+                }
+                drills.push((e.time, line));
+            }
+            Some(events.len())
+        }
+        _ => None,
+    };
+    let drilled: HashSet<String> = drills.iter().map(|(_, l)| l.snapshot_id.clone()).collect();
+
+    // 3. Trusted snapshots, newest first, until every secret's current version is found (or
+    // `max_snapshots`); then the older snapshots only drills name.
     let list = list_snapshots(src.store, &scope.prefix, &scope.account, &scope.region)
         .await
         .map_err(|source| ReportError::Snapshots {
             vault: scope.vault.clone(),
             source,
         })?;
-    let mut passed_over = vec![];
-    let mut held: Vec<Held> = vec![];
-    let mut last_backup: HashMap<String, SnapshotRef> = HashMap::new();
-    let mut latest_any: HashMap<String, SnapshotRef> = HashMap::new();
     let wanted: HashMap<&str, Option<String>> = listed
         .iter()
         .map(|s| (s.name.as_str(), current_of(s)))
         .collect();
+    let mut passed_over = vec![];
+    let mut snapshots_read = 0;
+    let mut last_backup: HashMap<String, SnapshotRef> = HashMap::new();
+    let mut latest_any: HashMap<String, SnapshotRef> = HashMap::new();
+    let mut last_drill: HashMap<String, DrillRef> = HashMap::new();
+    let mut judged: HashSet<String> = HashSet::new();
     for info in list.iter().rev().filter(|i| i.complete) {
-        if held.len() >= scope.max_snapshots || last_backup.len() == wanted.len() {
+        if snapshots_read >= scope.max_snapshots || last_backup.len() == wanted.len() {
             break;
         }
         let signed = match load_signed(src.store, src.vault_keys, &scope.signing_key, info).await {
@@ -428,6 +466,7 @@ pub async fn report(
                 continue;
             }
         };
+        snapshots_read += 1;
         let h = Held::of(&signed.manifest);
         for (name, current) in &wanted {
             if let Some((ids, _, _)) = h.secrets.get(*name) {
@@ -441,7 +480,10 @@ pub async fn report(
                 }
             }
         }
-        held.push(h);
+        if drilled.contains(&h.snapshot.snapshot_id) {
+            apply_drills(&h, &drills, &wanted, &mut last_drill);
+            judged.insert(h.snapshot.snapshot_id.clone());
+        }
     }
     for info in list.iter().filter(|i| !i.complete) {
         passed_over.push(format!(
@@ -449,79 +491,11 @@ pub async fn report(
             info.id, info.folder
         ));
     }
-
-    // 3. The drills: newest first, each secret's newest verification.
-    let mut drill_notes = vec![];
-    let mut last_drill: HashMap<String, DrillRef> = HashMap::new();
-    let drills_read = match (src.drills, policy.max_drill_age) {
-        (Some(log), Some(age)) => {
-            let since = policy.at - std::cmp::max(age * 2, Duration::days(90));
-            let events = log.summaries(since).await.map_err(ReportError::Drills)?;
-            let mut loaded: HashMap<String, Option<Held>> = HashMap::new();
-            for e in events.iter().rev() {
-                let Ok(line) = serde_json::from_str::<DrillLine>(&e.message) else {
-                    continue;
-                };
-                if line.message != "verify summary" {
-                    continue;
-                }
-                let Some(unverified) = line.unverified else {
-                    drill_notes.push(format!(
-                        "drill of {} at {}: logged before it named its unverified secrets; not used",
-                        line.snapshot_id,
-                        e.time.to_rfc3339()
-                    ));
-                    continue;
-                };
-                let h = match held
-                    .iter()
-                    .find(|h| h.snapshot.snapshot_id == line.snapshot_id)
-                {
-                    Some(h) => Some(h),
-                    None => {
-                        if !loaded.contains_key(&line.snapshot_id) {
-                            let got =
-                                load_by_id(&src, scope, &list, &line.snapshot_id, &mut drill_notes)
-                                    .await;
-                            loaded.insert(line.snapshot_id.clone(), got);
-                        }
-                        loaded[&line.snapshot_id].as_ref()
-                    }
-                };
-                let Some(h) = h else { continue };
-                let failed: HashSet<u32> = line.failed_parts.iter().map(|p| p.part).collect();
-                let skip: HashSet<&str> = line
-                    .differences
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .chain(unverified.iter().map(String::as_str))
-                    .collect();
-                let prefixes: Vec<NamePattern> =
-                    line.name_prefixes.iter().map(NamePattern::new).collect();
-                for name in wanted.keys() {
-                    if last_drill.contains_key(*name) || skip.contains(name) {
-                        continue;
-                    }
-                    let Some((_, current, part)) = h.secrets.get(*name) else {
-                        continue;
-                    };
-                    if failed.contains(part) || !matches_any(&prefixes, name) {
-                        continue;
-                    }
-                    last_drill.insert(
-                        name.to_string(),
-                        DrillRef {
-                            at: e.time,
-                            snapshot_id: line.snapshot_id.clone(),
-                            version_id: current.clone(),
-                        },
-                    );
-                }
-            }
-            Some(events.len())
+    for id in drilled.difference(&judged) {
+        if let Some(h) = load_by_id(&src, scope, &list, id, &mut drill_notes).await {
+            apply_drills(&h, &drills, &wanted, &mut last_drill);
         }
-        _ => None,
-    };
+    }
 
     // 4. The keys' states (DescribeKey once per key named; the default key is not described).
     let key_ids: BTreeSet<String> = listed
@@ -583,13 +557,56 @@ pub async fn report(
         region: scope.region.clone(),
         vault: scope.vault.clone(),
         policy,
-        snapshots_read: held.len(),
+        snapshots_read,
         snapshots_passed_over: passed_over,
         drills_read,
         drill_notes,
         secrets: rows,
         totals,
     })
+}
+
+/// Record, for each secret of `wanted` that a drill of `h`'s snapshot verified, that drill when
+/// it is the newest seen: its part passed, it was neither different from live nor unverified,
+/// and it is within the drill's name prefixes.
+fn apply_drills(
+    h: &Held,
+    drills: &[(DateTime<Utc>, DrillLine)],
+    wanted: &HashMap<&str, Option<String>>,
+    last_drill: &mut HashMap<String, DrillRef>,
+) {
+    for (at, line) in drills
+        .iter()
+        .filter(|(_, l)| l.snapshot_id == h.snapshot.snapshot_id)
+    {
+        let failed: HashSet<u32> = line.failed_parts.iter().map(|p| p.part).collect();
+        let skip: HashSet<&str> = line
+            .differences
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(line.unverified.iter().flatten().map(String::as_str))
+            .collect();
+        let prefixes: Vec<NamePattern> = line.name_prefixes.iter().map(NamePattern::new).collect();
+        for name in wanted.keys() {
+            let Some((_, current, part)) = h.secrets.get(*name) else {
+                continue;
+            };
+            if skip.contains(name) || failed.contains(part) || !matches_any(&prefixes, name) {
+                continue;
+            }
+            if last_drill.get(*name).is_some_and(|d| d.at >= *at) {
+                continue;
+            }
+            last_drill.insert(
+                name.to_string(),
+                DrillRef {
+                    at: *at,
+                    snapshot_id: line.snapshot_id.clone(),
+                    version_id: current.clone(),
+                },
+            );
+        }
+    }
 }
 
 /// The trusted manifest of snapshot `id` (a drill's, older than those read for the backups).
@@ -843,6 +860,65 @@ mod tests {
         }
         let e = ApiError::other("DescribeKey: AccessDeniedException");
         assert_eq!(judge(&r, Some(&e), &p)[0].kind, FindingKind::KeyUnusable);
+    }
+
+    #[test]
+    fn a_drill_verifies_the_secrets_of_its_snapshot_it_found_intact_and_unchanged() {
+        let secret = |part: u32| {
+            (
+                HashSet::from(["v1".to_string()]),
+                Some("v1".to_string()),
+                part,
+            )
+        };
+        let h = Held {
+            snapshot: SnapshotRef {
+                snapshot_id: "s1".into(),
+                completed_at: t("2026-03-01T00:00:00Z"),
+            },
+            secrets: ["ok", "changed", "unverified", "bad-part", "other/x", "old"]
+                .into_iter()
+                .map(|n| (n.to_string(), secret(if n == "bad-part" { 2 } else { 1 })))
+                .collect(),
+        };
+        let line = |json: serde_json::Value| -> DrillLine { serde_json::from_value(json).unwrap() };
+        let drills = vec![
+            (
+                t("2026-03-02T00:00:00Z"),
+                line(serde_json::json!({
+                    "message": "verify summary", "snapshotId": "s1",
+                    "differences": [{"name": "changed", "status": "changed"}],
+                    "failedParts": [{"part": 2}], "unverified": ["unverified"],
+                    "namePrefixes": ["ok", "changed", "unverified", "bad-part", "old"]
+                })),
+            ),
+            (
+                t("2026-03-03T00:00:00Z"),
+                line(serde_json::json!({
+                    "message": "verify summary", "snapshotId": "other", "unverified": []
+                })),
+            ),
+        ];
+        let wanted: HashMap<&str, Option<String>> = h
+            .secrets
+            .keys()
+            .map(|k| (k.as_str(), Some("v1".to_string())))
+            .collect();
+        let mut last = HashMap::new();
+        // A newer drill already recorded for "old" is kept.
+        let newer = DrillRef {
+            at: t("2026-03-05T00:00:00Z"),
+            snapshot_id: "s9".into(),
+            version_id: Some("v1".into()),
+        };
+        last.insert("old".to_string(), newer.clone());
+        apply_drills(&h, &drills, &wanted, &mut last);
+        let mut names: Vec<&str> = last.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["ok", "old"]);
+        assert_eq!(last["ok"].snapshot_id, "s1");
+        assert_eq!(last["ok"].version_id.as_deref(), Some("v1"));
+        assert_eq!(last["old"], newer);
     }
 
     #[test]
