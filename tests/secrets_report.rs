@@ -228,6 +228,18 @@ async fn report_shows_each_state_in_every_format_and_gates_on_policy() {
     assert_eq!(report["snapshotsRead"], 2);
     assert_eq!(report["drillsRead"], 1);
     assert_eq!(report["totals"]["outOfPolicy"], 7);
+    assert_eq!(
+        report["totals"]["byFinding"],
+        json!([
+            {"kind": "rotation-off", "secrets": 1},
+            {"kind": "rotation-overdue", "secrets": 1},
+            {"kind": "never-backed-up", "secrets": 1},
+            {"kind": "current-version-not-backed-up", "secrets": 1},
+            {"kind": "no-recent-drill", "secrets": 3},
+            {"kind": "key-disabled", "secrets": 1},
+            {"kind": "key-pending-deletion", "secrets": 1}
+        ])
+    );
 
     // CSV: a header, one row per secret, the same findings.
     let csv_out = run("csv");
@@ -250,6 +262,8 @@ async fn report_shows_each_state_in_every_format_and_gates_on_policy() {
     // HTML: self-contained, a row per secret, every value escaped.
     let html = run("html").stdout;
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"));
+    // The chart: a bar for in / out of policy and one per finding present.
+    assert_eq!(html.matches("<rect ").count(), 2 + 7, "{html}");
     for asset in ["<script", "<link", "src=", "href=", "@import", "url("] {
         assert!(!html.contains(asset), "external asset or script: {asset}");
     }

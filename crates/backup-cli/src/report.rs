@@ -149,8 +149,8 @@ fn chart(r: &Report) -> String {
         ("in policy".into(), r.totals.in_policy, "#2e7d32"),
         ("out of policy".into(), r.totals.out_of_policy, "#c62828"),
     ];
-    for (k, n) in &r.totals.by_finding {
-        bars.push((k.code().to_string(), *n, "#ef6c00"));
+    for c in &r.totals.by_finding {
+        bars.push((c.kind.code().to_string(), c.secrets, "#ef6c00"));
     }
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
     let (label_w, bar_w, row_h) = (230, 300, 24);

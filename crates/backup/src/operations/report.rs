@@ -231,8 +231,18 @@ pub struct Totals {
     pub in_policy: usize,
     /// Secrets out of policy.
     pub out_of_policy: usize,
-    /// Secrets with each finding, by code.
-    pub by_finding: Vec<(FindingKind, usize)>,
+    /// Secrets with each finding, by code (in rule order).
+    pub by_finding: Vec<FindingCount>,
+}
+
+/// How many secrets have a finding of one kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingCount {
+    /// The rule.
+    pub kind: FindingKind,
+    /// Secrets with it.
+    pub secrets: usize,
 }
 
 /// The report.
@@ -733,8 +743,11 @@ fn totals(rows: &[SecretRow]) -> Totals {
             *by.entry(k).or_default() += 1;
         }
     }
-    let mut by_finding: Vec<(FindingKind, usize)> = by.into_iter().collect();
-    by_finding.sort();
+    let mut by_finding: Vec<FindingCount> = by
+        .into_iter()
+        .map(|(kind, secrets)| FindingCount { kind, secrets })
+        .collect();
+    by_finding.sort_by_key(|c| c.kind);
     let out = rows.iter().filter(|r| !r.in_policy()).count();
     Totals {
         secrets: rows.len(),
