@@ -284,6 +284,25 @@ async fn report_shows_each_state_in_every_format_and_gates_on_policy() {
     assert!(table.contains("r/overdue: rotation-overdue: rotation was due"));
     assert!(table.contains("7 out of policy"));
 
+    // Metadata only: through a proxy that counts the Secrets Manager calls, the report makes
+    // ListSecrets calls and nothing else (no GetSecretValue, no BatchGetSecretValue).
+    let proxy = FaultProxy::start(w.moto.endpoint(), "\u{1}nothing-denied");
+    let counted = w.cli(
+        &base,
+        &[("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url().as_str())],
+    );
+    assert_eq!(counted.code, 1, "{}", counted.stderr);
+    assert!(proxy.count("ListSecrets") >= 1);
+    for op in [
+        "GetSecretValue",
+        "BatchGetSecretValue",
+        "DescribeSecret",
+        "GetResourcePolicy",
+        "ListSecretVersionIds",
+    ] {
+        assert_eq!(proxy.count(op), 0, "{op}");
+    }
+
     // Only in-policy secrets, now, with the default policy: exit 0.
     w.cli_ok(
         &[
