@@ -16,6 +16,9 @@ const DRILL_LOG_GROUP: &str = "/aws/lambda/test-secrets-backup-drill";
 /// page must escape whatever a name holds.
 const ESCAPED_NAME: &str = "r/esc<b>&\"q\"'a'";
 
+/// Legal in Secrets Manager (`=`, `+`, `@`), and a formula to a spreadsheet.
+const FORMULA_NAME: &str = "=1+2@x";
+
 async fn create(w: &BackupWorld, name: &str, key: Option<&str>, owner: Option<&str>) {
     let mut req =
         w.sm.create_secret()
@@ -116,6 +119,9 @@ async fn report_shows_each_state_in_every_format_and_gates_on_policy() {
     rotate_every(&w, "r/owned", 7).await;
     create(&w, ESCAPED_NAME, None, None).await;
     rotate_every(&w, ESCAPED_NAME, 30).await;
+    // A legal Secrets Manager name a spreadsheet would run as a formula.
+    create(&w, FORMULA_NAME, None, None).await;
+    rotate_every(&w, FORMULA_NAME, 30).await;
 
     // Snapshot 1, then the drill on it (its summary line as the function logged it).
     let host = w.lambda(&[]).await;
@@ -187,6 +193,7 @@ async fn report_shows_each_state_in_every_format_and_gates_on_policy() {
         ("r/key-pending", vec!["key-pending-deletion"]),
         ("r/owned", vec![]),
         (ESCAPED_NAME, vec![]),
+        (FORMULA_NAME, vec![]),
         ("r/no-drill", vec!["no-recent-drill"]),
         (
             "r/never-backed-up",
@@ -254,10 +261,16 @@ async fn report_shows_each_state_in_every_format_and_gates_on_policy() {
             let r = r.unwrap();
             let f: Vec<String> = r[fi].split_whitespace().map(String::from).collect();
             assert_eq!(&r[pi], if f.is_empty() { "yes" } else { "no" });
-            (r[0].to_string(), f)
+            // A cell a spreadsheet would run as a formula is quoted with `'`.
+            let name = match r[0].strip_prefix('\'') {
+                Some(n) if n == FORMULA_NAME => n.to_string(),
+                _ => r[0].to_string(),
+            };
+            (name, f)
         })
         .collect();
     assert_eq!(from_csv, expected);
+    assert!(csv_out.stdout.lines().all(|l| !l.starts_with('=')));
 
     // HTML: self-contained, a row per secret, every value escaped.
     let html = run("html").stdout;

@@ -111,12 +111,26 @@ pub fn text(r: &Report) -> String {
     out
 }
 
-/// CSV (RFC 4180): a header row of [`COLUMNS`], one row per secret; findings joined by spaces.
+/// A CSV cell: empty for "none", and a value a spreadsheet would run as a formula (starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return: a secret name may start with `=`, `+`,
+/// `-` or `@`) prefixed with `'`, as OWASP's CSV injection advice says.
+fn csv_cell(c: String) -> String {
+    if c == "-" {
+        return String::new();
+    }
+    match c.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{c}"),
+        _ => c,
+    }
+}
+
+/// CSV (RFC 4180): a header row of [`COLUMNS`], one row per secret; findings joined by spaces,
+/// empty cells for "none".
 pub fn csv(r: &Report) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(vec![]);
     w.write_record(COLUMNS)?;
     for s in &r.secrets {
-        w.write_record(cells(s))?;
+        w.write_record(cells(s).into_iter().map(csv_cell))?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
 }
@@ -237,7 +251,16 @@ pub fn html(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{csv_cell, escape};
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        assert_eq!(csv_cell("=1+2".into()), "'=1+2");
+        assert_eq!(csv_cell("@SUM(A1)".into()), "'@SUM(A1)");
+        assert_eq!(csv_cell("+x".into()), "'+x");
+        assert_eq!(csv_cell("-".into()), "");
+        assert_eq!(csv_cell("app/db-1".into()), "app/db-1");
+    }
 
     #[test]
     fn escapes_every_markup_character() {
