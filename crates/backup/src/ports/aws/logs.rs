@@ -1,4 +1,9 @@
 //! CloudWatch Logs over the SDK: the restore drill's summaries in its log group.
+//!
+//! Each event's message is the line the function printed: Lambda does not encode again a line
+//! that is already JSON, and for a custom runtime (`provided.al2023`) its JSON log format shapes
+//! only the platform's own lines (AWS Lambda developer guide, "Configuring JSON and plain text
+//! log formats").
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
