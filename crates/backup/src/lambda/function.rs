@@ -592,6 +592,12 @@ impl Function {
                     problems: p.problems.clone(),
                 })
                 .collect(),
+            unverified: report.unverified.iter().map(|f| f.name.clone()).collect(),
+            name_prefixes: request
+                .filters
+                .as_ref()
+                .map(|f| f.name_prefixes.clone())
+                .unwrap_or_default(),
             manifest_problems: report.manifest_problems.clone(),
             warnings: report.warnings.clone(),
             duration_ms: None,

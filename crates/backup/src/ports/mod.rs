@@ -353,3 +353,43 @@ impl<'a> Ports<'a> {
         }
     }
 }
+
+/// A KMS key as DescribeKey reports it (metadata only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDescription {
+    /// The key's ARN.
+    pub arn: String,
+    /// Its state (`Enabled`, `Disabled`, `PendingDeletion`, `PendingImport`, `Unavailable`, …).
+    pub state: String,
+    /// `AWS` for an AWS managed key (such as `aws/secretsmanager`), `CUSTOMER` otherwise.
+    pub manager: Option<String>,
+}
+
+/// KMS DescribeKey on the keys of the secrets (the source account and region): what the report
+/// says about each secret's key.
+#[async_trait]
+pub trait KeyDirectory: Send + Sync {
+    /// DescribeKey of `key_id` (a key id, key ARN, alias name or alias ARN).
+    async fn describe_key(&self, key_id: &str) -> Result<KeyDescription, ApiError>;
+}
+
+/// One log event: when it was logged, and its message as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEvent {
+    /// The event's timestamp.
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The line the function wrote.
+    pub message: String,
+}
+
+/// Where the restore drill's results are: its log group, in which each run writes one
+/// `verify summary` line (`crate::lambda::summary::VerifySummary`). The drill writes nothing
+/// else (its role cannot write an object), so this is its record.
+#[async_trait]
+pub trait DrillLog: Send + Sync {
+    /// The drill's `verify summary` lines logged since `since`, oldest first.
+    async fn summaries(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<LoggedEvent>, ApiError>;
+}

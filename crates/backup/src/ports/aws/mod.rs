@@ -2,6 +2,7 @@
 //! network I/O). `api_err` here is the one mapping of an SDK error to an [`ApiError`].
 
 mod kms;
+mod logs;
 mod s3;
 mod secrets;
 mod spokes;
@@ -17,6 +18,7 @@ use lambda_support::SdkLimits;
 use crate::ports::{ApiError, ErrorKind, Ports};
 
 pub use kms::KmsKeys;
+pub use logs::CloudWatchDrillLog;
 pub use s3::S3Store;
 pub use secrets::AwsSecrets;
 pub use spokes::{AwsSpokes, SESSION_NAME};
