@@ -178,6 +178,11 @@ enum Command {
         #[arg(long, env = "BACKUP_QUOTA_SHARE", default_value_t = 20,
               value_parser = clap::value_parser!(u32).range(1..=100))]
         quota_share: u32,
+        /// Parameter Store paths whose parameters are backed up too (recursive; comma list,
+        /// each starting with `/`) [default: none, no Parameter Store call].
+        #[arg(long, env = "BACKUP_PARAMETER_PATHS", value_name = "/PATH,...",
+              value_parser = |s: &str| settings::parse_parameter_paths(s))]
+        parameter_paths: Option<Vec<String>>,
     },
 }
 
@@ -568,6 +573,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             part_size,
             expected_unreadable,
             quota_share,
+            parameter_paths,
             ..
         } => {
             let params = BackupParams {
@@ -588,6 +594,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 filters: Filters {
                     name_prefixes,
                     tags,
+                    parameter_paths: parameter_paths.unwrap_or_default(),
                 },
                 concurrency,
                 part_size,
@@ -600,8 +607,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 f64::from(quota_share) / 100.0,
                 PUBLISHED,
             );
+            let parameters = backup::ports::aws::AwsParameters::new(
+                ctx.ports.parameters.client(),
+                f64::from(quota_share) / 100.0,
+            );
             let mut ports = ctx.ports.ports();
             ports.secrets = &limited;
+            ports.parameters = &parameters;
             let report = run_backup(ports, &params).await?;
             for w in &report.chain_warnings {
                 eprintln!("warning: not linked into the chain: {w}");

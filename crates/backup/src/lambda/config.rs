@@ -209,9 +209,15 @@ pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, 
             .collect::<Result<Vec<_>, _>>()
             .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
     };
+    let parameter_paths = match get("BACKUP_PARAMETER_PATHS") {
+        None => vec![],
+        Some(v) => crate::domain::settings::parse_parameter_paths(&v)
+            .map_err(|expected| ConfigError::invalid("BACKUP_PARAMETER_PATHS", v, expected))?,
+    };
     Ok(Filters {
         name_prefixes,
         tags,
+        parameter_paths,
     })
 }
 

@@ -9,7 +9,7 @@ use chrono::Utc;
 use lambda_support::InvocationError;
 use serde_json::Value;
 
-use crate::domain::filters::NamePattern;
+use crate::domain::filters::{Filters, NamePattern};
 use crate::lambda::config::BackupConfig;
 use crate::lambda::event::{self, Mode, Request};
 use crate::lambda::lease::{self, LeaseError, LeaseSource};
@@ -19,7 +19,7 @@ use crate::lambda::summary::{
     Totals, VerifyOutcome, VerifySummary, Written,
 };
 use crate::operations::verify::verify;
-use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi};
+use crate::ports::{Identity, KeyService, ObjectStore, ParametersApi, Ports, SecretsApi};
 use crate::snapshot::checkpoint::{self, check_resumable, checkpoint_prefix, Expect};
 use crate::snapshot::layout::account_region_prefix;
 use crate::snapshot::manifest::{Destination, Source};
@@ -34,6 +34,9 @@ pub struct Function {
     pub config: BackupConfig,
     /// Secrets Manager.
     pub secrets: Arc<dyn SecretsApi>,
+    /// Parameter Store (called only when `BACKUP_PARAMETER_PATHS` is set, or a snapshot holds
+    /// parameters).
+    pub parameters: Arc<dyn ParametersApi>,
     /// The snapshot bucket.
     pub store: Arc<dyn ObjectStore>,
     /// KMS.
@@ -95,6 +98,7 @@ impl Function {
     fn ports(&self) -> Ports<'_> {
         Ports {
             secrets: self.secrets.as_ref(),
+            parameters: self.parameters.as_ref(),
             store: self.store.as_ref(),
             keys: self.keys.as_ref(),
         }
@@ -136,7 +140,11 @@ impl Function {
             },
             kms_key_id,
             signing_key_id: self.config.signing_key_id.clone(),
-            filters: request.effective_filters(&self.config.filters).clone(),
+            filters: Filters {
+                // The event narrows the secrets; the parameters are the deployment's.
+                parameter_paths: self.config.filters.parameter_paths.clone(),
+                ..request.effective_filters(&self.config.filters).clone()
+            },
             concurrency: self.config.concurrency,
             part_size: self.config.part_size,
             expected_unreadable: self.config.expected_unreadable.clone(),

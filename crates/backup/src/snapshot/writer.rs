@@ -547,6 +547,11 @@ impl PartWriter<'_> {
     }
 }
 
+/// The listing token of the Parameter Store phase: after the last page of secrets, a run with
+/// parameter paths lists their parameters, with tokens that start with this (a checkpoint taken
+/// in that phase resumes in it).
+pub const PARAMETERS_PHASE: &str = "parameters:";
+
 /// How a run is driven beyond its parameters.
 #[derive(Clone, Debug, Default)]
 pub struct RunControl {
@@ -684,7 +689,8 @@ pub async fn run_backup_with(
         summary,
     };
     let filters = &params.filters;
-    let source = ports.secrets.source();
+    // Parameters are chosen by their paths alone.
+    let every = Filters::default();
     let page_size = if control.page_size <= 0 {
         100
     } else {
@@ -712,27 +718,47 @@ pub async fn run_backup_with(
             }
         }
         first_page = false;
-        let page = match ports
-            .secrets
-            .list_page(&filters.name_prefixes, page_size, token.clone())
-            .await
-        {
+        let phase_token = token
+            .as_deref()
+            .and_then(|t| t.strip_prefix(PARAMETERS_PHASE));
+        let in_parameters = phase_token.is_some();
+        let (api, selection): (&dyn SecretsApi, &Filters) = if in_parameters {
+            (ports.parameters, &every)
+        } else {
+            (ports.secrets, filters)
+        };
+        let source = api.source();
+        let listed = if in_parameters {
+            let inner = phase_token.filter(|t| !t.is_empty()).map(String::from);
+            api.list_page(&filters.parameter_paths, page_size, inner)
+                .await
+        } else {
+            api.list_page(&filters.name_prefixes, page_size, token.clone())
+                .await
+        };
+        let page = match listed {
             Ok(p) => p,
             Err(e) => {
-                let mut f = failure(
-                    "*",
-                    "*",
-                    format!("ListSecrets failed; secrets after this point were not listed: {e}"),
-                );
+                let what = if in_parameters {
+                    "GetParametersByPath failed; parameters after this point were not listed"
+                } else {
+                    "ListSecrets failed; secrets after this point were not listed"
+                };
+                let mut f = failure("*", "*", format!("{what}: {e}"));
                 f.expected = params.expected_unreadable.contains(&f.name);
                 failures.push(f);
+                if !in_parameters && !filters.parameter_paths.is_empty() {
+                    token = Some(PARAMETERS_PHASE.to_string());
+                    continue;
+                }
                 break;
             }
         };
         let mut to_read = Vec::new();
         let mut to_carry: Vec<(u32, ListedSecret)> = Vec::new();
         for listed in page.secrets {
-            if listed.described.deleted.is_some() || !filters.matches(&listed.name, &listed.tags) {
+            if listed.described.deleted.is_some() || !selection.matches(&listed.name, &listed.tags)
+            {
                 continue;
             }
             match previous.as_ref().and_then(|p| p.unchanged(&listed, source)) {
@@ -758,7 +784,7 @@ pub async fn run_backup_with(
                 None => to_read.push(listed),
             }
         }
-        let fetched = read_all(ports.secrets, to_read, filters, params.concurrency).await;
+        let fetched = read_all(api, to_read, selection, params.concurrency).await;
         for item in fetched {
             match item {
                 Fetched::Record(record) => {
@@ -779,7 +805,15 @@ pub async fn run_backup_with(
                 Fetched::FilteredOut => {}
             }
         }
-        token = page.next_token;
+        token = match page.next_token {
+            Some(t) if in_parameters => Some(format!("{PARAMETERS_PHASE}{t}")),
+            Some(t) => Some(t),
+            // The secrets are done: the parameters next, when paths are configured.
+            None if !in_parameters && !filters.parameter_paths.is_empty() => {
+                Some(PARAMETERS_PHASE.to_string())
+            }
+            None => None,
+        };
         if token.is_none() {
             break;
         }
@@ -951,13 +985,14 @@ async fn pause(
 mod tests {
     use super::*;
     use crate::domain::model::SecretValue;
-    use crate::ports::fakes::{FakeKms, FakeSecrets, FakeStore};
+    use crate::ports::fakes::{FakeKms, FakeParameters, FakeSecrets, FakeStore};
     use crate::ports::ObjectStore;
     use crate::snapshot::reader::{list_snapshots, load_manifest};
     use crate::testing::{backup_params, ACCOUNT, PREFIX, REGION};
 
     struct W {
         secrets: FakeSecrets,
+        parameters: FakeParameters,
         store: FakeStore,
         kms: FakeKms,
     }
@@ -966,6 +1001,7 @@ mod tests {
         fn new(n: usize) -> W {
             let w = W {
                 secrets: FakeSecrets::default(),
+                parameters: FakeParameters::default(),
                 store: FakeStore::default(),
                 kms: FakeKms::default(),
             };
@@ -981,6 +1017,7 @@ mod tests {
         fn ports(&self) -> Ports<'_> {
             Ports {
                 secrets: &self.secrets,
+                parameters: &self.parameters,
                 store: &self.store,
                 keys: &self.kms,
             }
@@ -1200,6 +1237,7 @@ mod tests {
         let other = Filters {
             name_prefixes: vec!["x".into()],
             tags: vec![],
+            parameter_paths: vec![],
         };
         let why = checkpoint::check_resumable(
             &w.store,
