@@ -18,6 +18,9 @@ const HOSTS: &str = "/prod/api/hosts";
 const NAME: &str = "/prod/web/name";
 const OUTSIDE: &str = "/staging/api/db-password";
 
+/// A manifest entry: name, source, and each version's id and labels.
+type Entry = (String, String, Vec<(String, Vec<String>)>);
+
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().key(k).value(v).build().unwrap()
 }
@@ -198,7 +201,7 @@ async fn parameters_are_backed_up_verified_and_restored() {
     w.capture(&host);
     let manifest: Value =
         serde_json::from_slice(&w.get_object(out["manifest"].as_str().unwrap()).await).unwrap();
-    let mut entries: Vec<(String, String, Vec<(String, Vec<String>)>)> = manifest["secrets"]
+    let mut entries: Vec<Entry> = manifest["secrets"]
         .as_array()
         .unwrap()
         .iter()
