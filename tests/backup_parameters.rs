@@ -1,6 +1,7 @@
 //! Parameter Store as a second source (issue 11), through the real `backup-lambda` and
 //! `secrets-backup` binaries against moto: a `/{env}/{service}/{name}` hierarchy with each type
-//! (SecureString under a customer key, StringList in the Advanced tier, String), labelled old
+//! (SecureString under a customer key, StringList in the Advanced tier with a policy, String),
+//! labelled old
 //! versions and tags, and a parameter outside the configured path; then a change, a deletion, a
 //! relabel, a description and a tag changed; verify reports them, `restore` plans without values,
 //! `restore --apply` brings back values, types, keys, tier, tags and labels as new versions and
@@ -18,6 +19,9 @@ const HOSTS: &str = "/prod/api/hosts";
 const NAME: &str = "/prod/web/name";
 const OUTSIDE: &str = "/staging/api/db-password";
 
+/// A parameter policy (Advanced tier only).
+const EXPIRATION: &str = r#"[{"Type":"Expiration","Version":"1.0","Attributes":{"Timestamp":"2030-12-02T21:34:33.000Z"}}]"#;
+
 /// A manifest entry: name, source, and each version's id and labels.
 type Entry = (String, String, Vec<(String, Vec<String>)>);
 
@@ -33,6 +37,7 @@ struct Live {
     key: Option<String>,
     tier: String,
     description: Option<String>,
+    policies: Vec<Value>,
     tags: BTreeMap<String, String>,
     latest: String,
     labels: BTreeMap<String, String>,
@@ -73,6 +78,11 @@ async fn live(ssm: &aws_sdk_ssm::Client, name: &str) -> Option<Live> {
             .map(|t| t.as_str().to_string())
             .unwrap_or_default(),
         description: last.description().map(String::from),
+        policies: last
+            .policies()
+            .iter()
+            .map(|p| serde_json::from_str(p.policy_text().unwrap()).unwrap())
+            .collect(),
         tags,
         latest: last.value().unwrap().to_string(),
         labels,
@@ -160,7 +170,7 @@ async fn parameters_are_backed_up_verified_and_restored() {
         .send()
         .await
         .unwrap();
-    // A StringList in the Advanced tier, with a tag and a description.
+    // A StringList in the Advanced tier, with a tag, a description and an expiration policy.
     let hosts = format!("{},{}", fresh("h1"), fresh("h2"));
     ssm.put_parameter()
         .name(HOSTS)
@@ -168,6 +178,7 @@ async fn parameters_are_backed_up_verified_and_restored() {
         .r#type(ParameterType::StringList)
         .tier(ParameterTier::Advanced)
         .description("api hosts")
+        .policies(EXPIRATION)
         .tags(tag("env", "prod"))
         .send()
         .await
@@ -183,6 +194,8 @@ async fn parameters_are_backed_up_verified_and_restored() {
         false,
     )
     .await;
+    let policies: Vec<Value> = serde_json::from_str(EXPIRATION).unwrap();
+    assert_eq!(live(&ssm, HOSTS).await.unwrap().policies, policies);
     let before: BTreeMap<&str, Option<Live>> = BTreeMap::from([
         (DB, live(&ssm, DB).await),
         (HOSTS, live(&ssm, HOSTS).await),
@@ -356,6 +369,8 @@ async fn parameters_are_backed_up_verified_and_restored() {
         now.labels.clone_from(&was.labels);
         assert_eq!(&now, was, "{name}");
     }
+    assert_eq!(live(&ssm, HOSTS).await.unwrap().policies, policies);
+    assert_eq!(live(&ssm, HOSTS).await.unwrap().tier, "Advanced");
     assert!(live(&ssm, OUTSIDE).await.is_some());
 
     // A second apply finds nothing to do; verify is clean again.
