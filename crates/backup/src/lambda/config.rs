@@ -237,6 +237,27 @@ mod tests {
     }
 
     #[test]
+    fn parameter_paths_are_checked_naming_the_variable_and_the_entry() {
+        let c = cfg(&[("BACKUP_BUCKET", "b"), SIGNING]).unwrap();
+        assert!(c.filters.parameter_paths.is_empty());
+        let c = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
+            ("BACKUP_PARAMETER_PATHS", "/prod/, /staging/api"),
+        ])
+        .unwrap();
+        assert_eq!(c.filters.parameter_paths, vec!["/prod", "/staging/api"]);
+        let err = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
+            ("BACKUP_PARAMETER_PATHS", "/prod,staging"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name(), "BACKUP_PARAMETER_PATHS");
+        assert!(err.to_string().contains("\"staging\""), "{err}");
+    }
+
+    #[test]
     fn env_defaults_and_overrides() {
         assert_eq!(cfg(&[]).unwrap_err(), ConfigError::missing("BACKUP_BUCKET"));
         assert_eq!(

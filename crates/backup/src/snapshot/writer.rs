@@ -984,7 +984,7 @@ async fn pause(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::model::SecretValue;
+    use crate::domain::model::{SecretValue, SourceKind};
     use crate::ports::fakes::{FakeKms, FakeParameters, FakeSecrets, FakeStore};
     use crate::ports::ObjectStore;
     use crate::snapshot::reader::{list_snapshots, load_manifest};
@@ -1205,6 +1205,70 @@ mod tests {
         assert_eq!(strip(paused), strip(first));
         assert!(crate::snapshot::trust::part_list_problems(paused).is_empty());
         assert_eq!(w.records(paused).await.len(), 23);
+    }
+
+    #[tokio::test]
+    async fn parameters_follow_the_secrets_and_a_checkpoint_resumes_in_their_phase() {
+        let w = W::new(3);
+        for i in 0..12 {
+            w.parameters
+                .put(&format!("/prod/p{i:02}"), "SecureString", &format!("v{i}"));
+        }
+        w.parameters.put("/other/p", "String", "outside");
+        let base = checkpoint::checkpoint_prefix(PREFIX, ACCOUNT, REGION);
+        let mut params = backup_params(Filters::default(), 64);
+        params.filters.parameter_paths = vec!["/prod".into()];
+        let control = RunControl {
+            deadline: Some(Instant::now()),
+            margin: Duration::from_secs(60),
+            page_size: 5,
+            resume: None,
+            checkpoint_prefix: base.clone(),
+        };
+        let mut tokens = vec![];
+        let mut resume = None;
+        let report = loop {
+            let c = RunControl {
+                resume: resume.take(),
+                ..control.clone()
+            };
+            match run_backup_with(w.ports(), &params, &c).await.unwrap() {
+                RunOutcome::Complete(r) => break *r,
+                RunOutcome::Paused(_) => {
+                    let (_, cp) = checkpoint::latest(&w.store, &base).await.unwrap().unwrap();
+                    tokens.push(cp.next_token.clone().unwrap());
+                    resume = Some(cp);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        };
+        // One page of secrets, then the parameters five at a time.
+        assert_eq!(tokens, ["parameters:", "parameters:5", "parameters:10"]);
+        assert_eq!(report.head.summary.secrets, 15);
+        let m = w
+            .manifests()
+            .await
+            .into_iter()
+            .find(|m| m.head.snapshot_id == report.head.snapshot_id)
+            .unwrap();
+        let sources: Vec<_> = m.secrets.iter().map(|s| s.source).collect();
+        assert_eq!(
+            sources
+                .iter()
+                .filter(|s| **s == SourceKind::ParameterStore)
+                .count(),
+            12
+        );
+        assert!(!m.secrets.iter().any(|s| s.name == "/other/p"));
+        let records = w.records(&m).await;
+        let p = records.iter().find(|r| r.meta.name == "/prod/p03").unwrap();
+        assert_eq!(p.versions[0].value, SecretValue::string("v3"));
+        assert_eq!(p.meta.parameter.as_ref().unwrap().kind, "SecureString");
+
+        // Without paths: not one Parameter Store call.
+        let calls = w.parameters.total_calls();
+        w.run(&RunControl::default()).await;
+        assert_eq!(w.parameters.total_calls(), calls);
     }
 
     #[tokio::test]
