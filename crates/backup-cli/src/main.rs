@@ -261,7 +261,13 @@ impl Ctx {
             .with_context(|| format!("listing snapshots under {location}"))?;
         // The deployment's filters when the environment names them (as the function's does).
         let lookup = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let own = lookup("BACKUP_NAME_PREFIXES").is_some() || lookup("BACKUP_TAGS").is_some();
+        let own = [
+            "BACKUP_NAME_PREFIXES",
+            "BACKUP_TAGS",
+            "BACKUP_PARAMETER_PATHS",
+        ]
+        .iter()
+        .any(|k| lookup(k).is_some());
         let filters = filters_from(lookup)?;
         let chosen = select_trusted(
             &self.ports.store,
