@@ -22,8 +22,8 @@ test: venv tools-venv postgres-majors ## Every test: unit, end to end (real Post
 	TESTKIT_PG_MAJOR=$(NEWEST) $(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory test-majors
 	$(PYTHON) tools/compat-table --check README.md
-	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
-	@echo "cfn-lint: template.yaml and vault-source-roles.yaml clean"
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml spoke-role.yaml
+	@echo "cfn-lint: template.yaml, vault-source-roles.yaml and spoke-role.yaml clean"
 
 # The whole suite runs on the newest major; the rotation suites and the compatibility matrix
 # (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others. The
@@ -55,7 +55,7 @@ unit: ## Fast unit tests only (no PostgreSQL, no moto)
 lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml spoke-role.yaml
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

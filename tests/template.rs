@@ -6,15 +6,9 @@
 //! evaluated for every pair of day parameters.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-
-fn root() -> PathBuf {
-    testkit::workspace_root()
-}
 
 /// The template as JSON (intrinsics as `{"Ref": …}`, `{"Fn::If": …}`), decoded once.
 fn template() -> &'static Value {
@@ -29,31 +23,7 @@ fn source_roles_template() -> &'static Value {
 }
 
 fn decode(file: &str) -> Value {
-    let python = root().join(".venv-tools/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: `make tools-venv` installs cfn-lint",
-        python.display()
-    );
-    let out = Command::new(&python)
-        .current_dir(root())
-        .args([
-            "-c",
-            "import json, sys\n\
-             from cfnlint.decode import decode\n\
-             t, problems = decode(sys.argv[1])\n\
-             assert not problems, problems\n\
-             json.dump(t, sys.stdout)",
-            file,
-        ])
-        .output()
-        .expect("the tools virtualenv's python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    testkit::cfn::decode(file)
 }
 
 /// Every resource by logical id.
@@ -156,19 +126,33 @@ fn writers_only_write_and_readers_only_read_each_their_own_account() {
                 "{name}: {a}"
             );
         }
+        // A hub's writer (BackupRole with BackupSourceAccounts set) writes every source
+        // account's snapshots; otherwise each role only its own account's.
+        let hub_accounts = json!({"Fn::If": ["BackupHub", "*", {"Ref": "AWS::AccountId"}]});
         // Object access: only under the role's own account (snapshots and leases).
         for s in allowed(&st, "s3:GetObject") {
             for r in list(&s["Resource"]) {
                 let arn = r["Fn::Sub"][0].as_str().unwrap().to_string();
-                assert!(
-                    arn.ends_with(&format!("/${{BackupPrefix}}/{account_expr}/*"))
-                        || arn.ends_with(&format!("/${{BackupPrefix}}/leases/{account_expr}/*")),
-                    "{name}: {arn}"
-                );
+                let own = arn.ends_with(&format!("/${{BackupPrefix}}/{account_expr}/*"))
+                    || arn.ends_with(&format!("/${{BackupPrefix}}/leases/{account_expr}/*"));
+                let hub = name == "BackupRole"
+                    && (arn.ends_with("/${BackupPrefix}/${Accounts}/*")
+                        || arn.ends_with("/${BackupPrefix}/leases/${Accounts}/*"))
+                    && r["Fn::Sub"][1]["Accounts"] == hub_accounts;
+                assert!(own || hub, "{name}: {arn}");
             }
         }
         // Direct KMS use is bound to the account in the encryption context.
         let context_bound = |s: &Value| {
+            let hub = &s["Condition"]["StringLike"];
+            if name == "BackupRole" && !hub.is_null() {
+                assert_eq!(hub["kms:EncryptionContext:purpose"], "secrets-backup");
+                assert_eq!(
+                    hub["kms:EncryptionContext:account"],
+                    json!({"Fn::If": ["BackupHub", "????????????", {"Ref": "AWS::AccountId"}]})
+                );
+                return;
+            }
             let c = &s["Condition"]["StringEquals"];
             assert_eq!(
                 c["kms:EncryptionContext:purpose"], "secrets-backup",
@@ -217,6 +201,18 @@ fn writers_only_write_and_readers_only_read_each_their_own_account() {
         json!({"Fn::GetAtt": ["BackupDrillRole", "Arn"]})
     );
     assert!(backup["Events"]["Verify"].is_null() && !drill["Events"]["Verify"].is_null());
+    // The backup schedule starts the state machine (tests/backup_fanout.rs runs it), which
+    // invokes the function; the function has no schedule of its own.
+    assert!(backup["Events"].is_null(), "{backup:#}");
+    let machine = &res["BackupStateMachine"]["Properties"];
+    assert_eq!(
+        machine["Events"]["Backup"]["Properties"]["Schedule"],
+        json!({"Ref": "BackupSchedule"})
+    );
+    assert_eq!(
+        machine["Policies"][0]["LambdaInvokePolicy"]["FunctionName"],
+        json!({"Ref": "BackupFunction"})
+    );
     for f in [backup, drill] {
         let env = &f["Environment"]["Variables"];
         assert!(!env["BACKUP_SIGNING_KEY_ID"].is_null(), "{f:#}");
@@ -658,4 +654,98 @@ fn parameter_store_reads_only_under_the_configured_paths() {
     {
         assert!(!direct(s), "KMS only through Parameter Store: {s}");
     }
+}
+
+#[test]
+fn a_hub_reads_its_spokes_only_through_their_read_role_with_the_external_id() {
+    let t = template();
+    let res = resources(t);
+    // The hub's role may assume the spokes' role by name, and list the organization only in
+    // organization mode.
+    let policies = list(&res["BackupRole"]["Properties"]["Policies"]);
+    let hub = policies
+        .iter()
+        .find(|p| p["Fn::If"][0] == "BackupHub")
+        .expect("the read-spokes policy, under BackupHub");
+    let st = list(&hub["Fn::If"][1]["PolicyDocument"]["Statement"]);
+    assert_eq!(
+        st[0]["Resource"],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${BackupSourceRoleName}"})
+    );
+    assert_eq!(st[0]["Action"], "sts:AssumeRole");
+    assert_eq!(st[1]["Fn::If"][0], "BackupHubOrganization");
+    assert_eq!(st[1]["Fn::If"][1]["Action"], "organizations:ListAccounts");
+    // The vault key's per-account binding exempts only roles tagged as a hub, and only the
+    // hub stack's roles carry that tag as "true".
+    let key = &res["BackupKey"]["Properties"]["KeyPolicy"]["Statement"];
+    let bind = list(key)
+        .into_iter()
+        .find(|s| s["Sid"] == "EachRoleOnlyItsOwnSourceAccount")
+        .unwrap();
+    assert_eq!(
+        bind["Condition"]["StringNotEquals"]["aws:PrincipalTag/secrets-backup:hub"],
+        "true"
+    );
+    for role in ["BackupRole", "BackupDrillRole"] {
+        assert_eq!(
+            tag(&res[role], "secrets-backup:hub"),
+            Some(json!({"Fn::If": ["BackupHub", "true", "false"]})),
+            "{role}"
+        );
+    }
+    assert!(tag(&res["VaultRestoreRole"], "secrets-backup:hub").is_none());
+    // The function gets the hub's variables only with BackupSourceAccounts set, and a hub
+    // without an external id is refused by a rule.
+    let env = &res["BackupFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        env["BACKUP_SOURCE_EXTERNAL_ID"],
+        json!({"Fn::If": ["BackupHub", {"Ref": "BackupSourceExternalId"}, ""]})
+    );
+    let glass = (
+        "VaultBreakGlassRoleArn",
+        "arn:aws:iam::123456789012:role/glass",
+    );
+    let failed = failed_rules(t, &[glass, ("BackupSourceAccounts", "222222222222")]);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].starts_with("BackupHubNeedsAnExternalId"),
+        "{failed:?}"
+    );
+    let with_id = [
+        glass,
+        ("BackupSourceAccounts", "222222222222"),
+        ("BackupSourceExternalId", "hub-id"),
+    ];
+    assert!(failed_rules(t, &with_id).is_empty());
+
+    // spoke-role.yaml: trusted by the hub's role only (its account as principal, the role's
+    // ARN and the external id as conditions); reads only.
+    let spoke = testkit::cfn::decode("spoke-role.yaml");
+    let role = &spoke["Resources"]["SpokeReadRole"];
+    let trust = list(&role["Properties"]["AssumeRolePolicyDocument"]["Statement"]);
+    assert_eq!(trust.len(), 1);
+    assert_eq!(trust[0]["Action"], "sts:AssumeRole");
+    assert_eq!(
+        trust[0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        json!({"Ref": "ExternalId"})
+    );
+    assert_eq!(
+        trust[0]["Condition"]["ArnEquals"]["aws:PrincipalArn"],
+        json!({"Ref": "HubRoleArn"})
+    );
+    let actions: Vec<String> = role_statements(role)
+        .iter()
+        .flat_map(|s| strings(&s["Action"]))
+        .collect();
+    assert!(!actions.is_empty());
+    for a in &actions {
+        let verb = a.split(':').nth(1).unwrap();
+        assert!(
+            ["List", "Describe", "Get", "BatchGet", "Decrypt"]
+                .iter()
+                .any(|v| verb.starts_with(v)),
+            "spoke role: {a} is not a read"
+        );
+    }
+    assert_eq!(spoke["Parameters"]["ExternalId"]["NoEcho"], true);
 }

@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod cfn;
 pub mod cleanup;
 pub mod failpoints;
 pub mod faults;
@@ -59,6 +60,7 @@ pub mod postgres;
 pub mod quota_emulator;
 pub mod rotation;
 pub mod secrets;
+pub mod step_functions;
 pub mod vault;
 
 use std::collections::BTreeSet;

@@ -23,6 +23,18 @@ pub enum RunSummary {
     Backup(BackupSummary),
     /// Mode `verify`.
     Verify(VerifySummary),
+    /// Mode `sources`.
+    Sources(SourcesSummary),
+}
+
+/// Mode `sources`: what the state machine fans out over.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourcesSummary {
+    /// "N source(s) to back up".
+    pub message: String,
+    /// Every account × region, in a stable order.
+    pub sources: Vec<crate::domain::sources::SourceRef>,
 }
 
 /// How a backup ended.

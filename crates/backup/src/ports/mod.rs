@@ -326,6 +326,32 @@ pub trait Identity: Send + Sync {
     async fn account_id(&self) -> Result<String, ApiError>;
 }
 
+/// Another account or region to back up (a hub's spoke): its Secrets Manager, reached through
+/// the spoke's read-only role when the account is not the function's own.
+pub struct OpenedSource {
+    /// Secrets Manager of the source, rate-limited like the function's own.
+    pub secrets: std::sync::Arc<dyn SecretsApi>,
+    /// Parameter Store of the source, rate-limited like the function's own (called only with
+    /// parameter paths).
+    pub parameters: std::sync::Arc<dyn ParametersApi>,
+    /// The account the source's credentials belong to (STS GetCallerIdentity with them).
+    pub account: String,
+}
+
+/// A hub's way to its sources (`crates/backup/src/ports/aws/spokes.rs`).
+#[async_trait]
+pub trait SourceAccess: Send + Sync {
+    /// Opens `source`; `own_account` is the function's account (no role is assumed there).
+    async fn open(
+        &self,
+        source: &crate::domain::sources::SourceRef,
+        own_account: &str,
+    ) -> Result<OpenedSource, ApiError>;
+
+    /// The active accounts of the organization (Organizations ListAccounts, every page).
+    async fn organization_accounts(&self) -> Result<Vec<String>, ApiError>;
+}
+
 /// The ports an operation uses: backup writes through them, verify and restore read (and restore
 /// writes secrets) through them.
 #[derive(Clone, Copy)]

@@ -5,6 +5,7 @@ mod kms;
 mod parameters;
 mod s3;
 mod secrets;
+mod spokes;
 mod sts;
 
 use aws_config::sts::AssumeRoleProvider;
@@ -20,6 +21,7 @@ pub use kms::KmsKeys;
 pub use parameters::{parameter_name, under_path, AwsParameters, PARAMETER_QUOTA};
 pub use s3::S3Store;
 pub use secrets::AwsSecrets;
+pub use spokes::{AwsSpokes, SESSION_NAME};
 pub use sts::StsIdentity;
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
