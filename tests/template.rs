@@ -654,6 +654,39 @@ fn parameter_store_reads_only_under_the_configured_paths() {
     {
         assert!(!direct(s), "KMS only through Parameter Store: {s}");
     }
+    // A spoke's read role: the same reads, under its ParameterPaths, only when given.
+    let spoke = testkit::cfn::decode("spoke-role.yaml");
+    let params = param_values(&spoke, &[("ParameterPaths", "/prod,/staging/api")]);
+    let role = &resources(&spoke)["SpokeReadRole"];
+    let policy = list(&role["Properties"]["Policies"])
+        .into_iter()
+        .find(|p| p.to_string().contains("ssm:"))
+        .unwrap();
+    assert_eq!(policy["Fn::If"][0], "HasParameterPaths");
+    let st = list(&policy["Fn::If"][1]["PolicyDocument"]["Statement"]);
+    for s in &st {
+        for a in strings(&s["Action"]) {
+            assert!(
+                reads.contains(&a.as_str()) || a == "kms:Decrypt",
+                "spoke: {a}"
+            );
+        }
+    }
+    let history: Vec<String> = allowed(&st, "ssm:GetParameterHistory")
+        .iter()
+        .flat_map(|s| strings(&eval(&s["Resource"], &params)))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "arn:*:ssm:*:*:parameter/prod/*",
+            "arn:*:ssm:*:*:parameter/staging/api/*"
+        ]
+    );
+    assert_eq!(
+        allowed(&st, "kms:Decrypt")[0]["Condition"]["StringLike"]["kms:ViaService"],
+        "ssm.*.amazonaws.com"
+    );
 }
 
 #[test]
