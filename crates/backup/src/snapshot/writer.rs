@@ -13,6 +13,12 @@
 //! and time that this secret was modified in any way"). The calls go through the rate limiter
 //! of `crates/backup/src/ports/limited.rs` when the caller wraps the port in it.
 //!
+//! With parameter paths in the filters (`BACKUP_PARAMETER_PATHS`), the Parameter Store
+//! parameters under them are listed and read after the secrets, through `Ports::parameters` (the
+//! same port, `crates/backup/src/ports/aws/parameters.rs`), into the same parts; their listing
+//! tokens carry [`PARAMETERS_PHASE`]. They are never carried over (a label or tag change does not
+//! move a parameter's last-modified date).
+//!
 //! With a deadline ([`RunControl`]), the run stops between listing pages when less than the
 //! margin is left, uploads the part being filled and leaves a checkpoint
 //! ([`crate::snapshot::checkpoint`]); the next run resumes it. The manifest is written only
