@@ -396,6 +396,22 @@ fn eval(e: &Value, params: &BTreeMap<String, Value>) -> Value {
         "Fn::And" => json!(all().all(|v| v.as_bool().unwrap())),
         "Fn::Or" => json!(all().any(|v| v.as_bool().unwrap())),
         "Fn::Contains" => json!(arg(0).as_array().unwrap().contains(&arg(1))),
+        // For the parameter ARNs built from a list (tests of the Parameter Store statements).
+        "Fn::Split" => {
+            let text = arg(1);
+            json!(text
+                .as_str()
+                .unwrap()
+                .split(arg(0).as_str().unwrap())
+                .collect::<Vec<_>>())
+        }
+        "Fn::Join" => json!(arg(1)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join(arg(0).as_str().unwrap())),
         other => panic!("a rule uses {other}, which this test does not evaluate"),
     }
 }
@@ -530,6 +546,158 @@ fn the_rules_reject_exactly_the_bad_parameter_pairs() {
     let days = |p: &str| t["Parameters"][p]["Default"].as_u64().unwrap();
     assert!(days("BackupNoncurrentDays") >= days("BackupRetentionDays"));
     assert!(days("BackupExpirationDays") > days("BackupTransitionDays"));
+}
+
+/// Parameter Store (`BackupParameterPaths`): the backup and the drill get only the read actions,
+/// on the parameters under the configured paths (ARNs built from the parameter), and decrypt only
+/// through Parameter Store; nothing at all when no path is configured; the writes of a restore
+/// are in a managed policy of their own, without any delete.
+#[test]
+fn parameter_store_reads_only_under_the_configured_paths() {
+    let t = template();
+    let res = resources(t);
+    assert_eq!(
+        t["Conditions"]["HasParameterPaths"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "BackupParameterPaths"}, ""]}]})
+    );
+    assert_eq!(t["Parameters"]["BackupParameterPaths"]["Default"], "");
+    let params = param_values(t, &[("BackupParameterPaths", "/prod,/staging/api")]);
+    let arns = |s: &Value| -> Vec<String> {
+        let v = eval(&s["Resource"], &params);
+        strings(&v)
+    };
+    let reads = [
+        "ssm:GetParametersByPath",
+        "ssm:GetParameterHistory",
+        "ssm:GetParameter",
+        "ssm:ListTagsForResource",
+    ];
+    for name in ["BackupRole", "BackupDrillRole"] {
+        let policies = list(&res[name]["Properties"]["Policies"]);
+        let ssm: Vec<&Value> = policies
+            .iter()
+            .filter(|p| p.to_string().contains("ssm:"))
+            .collect();
+        assert_eq!(ssm.len(), 1, "{name}");
+        let branches = &ssm[0]["Fn::If"];
+        assert_eq!(branches[0], "HasParameterPaths", "{name}");
+        assert_eq!(branches[2], json!({"Ref": "AWS::NoValue"}), "{name}");
+        let st = list(&branches[1]["PolicyDocument"]["Statement"]);
+        for s in &st {
+            for a in strings(&s["Action"]) {
+                if a.starts_with("ssm:") {
+                    assert!(reads.contains(&a.as_str()), "{name}: {a}");
+                    assert_eq!(
+                        s["Condition"]["StringEquals"]["aws:ResourceAccount"],
+                        json!({"Ref": "AWS::AccountId"}),
+                        "{name}"
+                    );
+                } else {
+                    assert_eq!(a, "kms:Decrypt", "{name}");
+                    assert_eq!(
+                        s["Condition"]["StringEquals"]["kms:ViaService"],
+                        json!({"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}),
+                        "{name}"
+                    );
+                }
+            }
+        }
+        let on =
+            |action: &str| -> Vec<String> { allowed(&st, action).iter().flat_map(arns).collect() };
+        assert_eq!(
+            on("ssm:GetParameterHistory"),
+            [
+                "arn:*:ssm:*:*:parameter/prod/*",
+                "arn:*:ssm:*:*:parameter/staging/api/*"
+            ],
+            "{name}"
+        );
+        let mut by_path = on("ssm:GetParametersByPath");
+        by_path.sort();
+        assert_eq!(
+            by_path,
+            [
+                "arn:*:ssm:*:*:parameter/prod",
+                "arn:*:ssm:*:*:parameter/prod/*",
+                "arn:*:ssm:*:*:parameter/staging/api",
+                "arn:*:ssm:*:*:parameter/staging/api/*"
+            ],
+            "{name}"
+        );
+        let env = if name == "BackupRole" {
+            "BackupFunction"
+        } else {
+            "BackupDrillFunction"
+        };
+        assert_eq!(
+            res[env]["Properties"]["Environment"]["Variables"]["BACKUP_PARAMETER_PATHS"],
+            json!({"Ref": "BackupParameterPaths"})
+        );
+    }
+    // The restore's writes: a managed policy for the operators, only with paths configured.
+    let restore = &res["ParameterRestorePolicy"];
+    assert_eq!(restore["Condition"], "HasParameterPaths");
+    let st = list(&restore["Properties"]["PolicyDocument"]["Statement"]);
+    let actions: Vec<String> = st.iter().flat_map(|s| strings(&s["Action"])).collect();
+    for a in [
+        "ssm:PutParameter",
+        "ssm:LabelParameterVersion",
+        "ssm:AddTagsToResource",
+        "ssm:RemoveTagsFromResource",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+        for s in allowed(&st, a) {
+            assert_eq!(
+                arns(&s),
+                [
+                    "arn:*:ssm:*:*:parameter/prod/*",
+                    "arn:*:ssm:*:*:parameter/staging/api/*"
+                ]
+            );
+        }
+    }
+    assert!(actions
+        .iter()
+        .all(|a| !a.contains("Delete") && !a.contains('*')));
+    for s in st
+        .iter()
+        .filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("kms:")))
+    {
+        assert!(!direct(s), "KMS only through Parameter Store: {s}");
+    }
+    // A spoke's read role: the same reads, under its ParameterPaths, only when given.
+    let spoke = testkit::cfn::decode("spoke-role.yaml");
+    let params = param_values(&spoke, &[("ParameterPaths", "/prod,/staging/api")]);
+    let role = &resources(&spoke)["SpokeReadRole"];
+    let policy = list(&role["Properties"]["Policies"])
+        .into_iter()
+        .find(|p| p.to_string().contains("ssm:"))
+        .unwrap();
+    assert_eq!(policy["Fn::If"][0], "HasParameterPaths");
+    let st = list(&policy["Fn::If"][1]["PolicyDocument"]["Statement"]);
+    for s in &st {
+        for a in strings(&s["Action"]) {
+            assert!(
+                reads.contains(&a.as_str()) || a == "kms:Decrypt",
+                "spoke: {a}"
+            );
+        }
+    }
+    let history: Vec<String> = allowed(&st, "ssm:GetParameterHistory")
+        .iter()
+        .flat_map(|s| strings(&eval(&s["Resource"], &params)))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "arn:*:ssm:*:*:parameter/prod/*",
+            "arn:*:ssm:*:*:parameter/staging/api/*"
+        ]
+    );
+    assert_eq!(
+        allowed(&st, "kms:Decrypt")[0]["Condition"]["StringLike"]["kms:ViaService"],
+        "ssm.*.amazonaws.com"
+    );
 }
 
 #[test]

@@ -317,6 +317,16 @@ impl BackupWorld {
         v
     }
 
+    /// A fresh, distinctive value of a kind the test builds itself (a parameter's, say),
+    /// remembered for the leak check.
+    pub fn remember(&self, value: &str) -> String {
+        self.values
+            .lock()
+            .unwrap()
+            .push(Val::Str(value.to_string()));
+        value.to_string()
+    }
+
     /// A fresh random binary value (remembered).
     pub fn binary_value(&self) -> Vec<u8> {
         let mut b = uuid::Uuid::new_v4().as_bytes().to_vec();

@@ -191,6 +191,11 @@ enum Command {
         #[arg(long, env = "BACKUP_QUOTA_SHARE", default_value_t = 20,
               value_parser = clap::value_parser!(u32).range(1..=100))]
         quota_share: u32,
+        /// Parameter Store paths whose parameters are backed up too (recursive; comma list,
+        /// each starting with `/`) [default: none, no Parameter Store call].
+        #[arg(long, env = "BACKUP_PARAMETER_PATHS", value_name = "/PATH,...",
+              value_parser = |s: &str| settings::parse_parameter_paths(s))]
+        parameter_paths: Option<Vec<String>>,
     },
 }
 
@@ -340,7 +345,13 @@ impl Ctx {
             .with_context(|| format!("listing snapshots under {location}"))?;
         // The deployment's filters when the environment names them (as the function's does).
         let lookup = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let own = lookup("BACKUP_NAME_PREFIXES").is_some() || lookup("BACKUP_TAGS").is_some();
+        let own = [
+            "BACKUP_NAME_PREFIXES",
+            "BACKUP_TAGS",
+            "BACKUP_PARAMETER_PATHS",
+        ]
+        .iter()
+        .any(|k| lookup(k).is_some());
         let filters = filters_from(lookup)?;
         let chosen = select_trusted(
             &self.ports.store,
@@ -696,6 +707,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             part_size,
             expected_unreadable,
             quota_share,
+            parameter_paths,
             ..
         } => {
             let params = BackupParams {
@@ -716,6 +728,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 filters: Filters {
                     name_prefixes,
                     tags,
+                    parameter_paths: parameter_paths.unwrap_or_default(),
                 },
                 concurrency,
                 part_size,
@@ -728,8 +741,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 f64::from(quota_share) / 100.0,
                 PUBLISHED,
             );
+            let parameters = backup::ports::aws::AwsParameters::new(
+                ctx.ports.parameters.client(),
+                f64::from(quota_share) / 100.0,
+            );
             let mut ports = ctx.ports.ports();
             ports.secrets = &limited;
+            ports.parameters = &parameters;
             let report = run_backup(ports, &params).await?;
             for w in &report.chain_warnings {
                 eprintln!("warning: not linked into the chain: {w}");

@@ -404,8 +404,10 @@ mod tests {
             FakeStore::default(),
             FakeKms::default(),
         );
+        let parameters = backup::ports::fakes::FakeParameters::default();
         let ports = Ports {
             secrets: &secrets,
+            parameters: &parameters,
             store: &store,
             keys: &keys,
         };

@@ -11,7 +11,7 @@ use backup::operations::diff::Status;
 use backup::operations::restore::{restore, RestoreError, RestoreOptions};
 use backup::operations::verify::verify;
 use backup::ports::fakes::*;
-use backup::ports::{ObjectStore, Ports};
+use backup::ports::{ObjectStore, Ports, SecretsApi};
 use backup::snapshot::crypto;
 use backup::snapshot::manifest::*;
 use backup::snapshot::reader::*;
@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 struct World {
     secrets: Arc<FakeSecrets>,
+    parameters: Arc<FakeParameters>,
     store: Arc<FakeStore>,
     kms: Arc<FakeKms>,
 }
@@ -31,6 +32,7 @@ impl World {
     fn new() -> Self {
         World {
             secrets: Arc::default(),
+            parameters: Arc::default(),
             store: Arc::default(),
             kms: Arc::default(),
         }
@@ -39,6 +41,7 @@ impl World {
     fn ports(&self) -> Ports<'_> {
         Ports {
             secrets: self.secrets.as_ref(),
+            parameters: self.parameters.as_ref(),
             store: self.store.as_ref(),
             keys: self.kms.as_ref(),
         }
@@ -85,6 +88,7 @@ impl World {
         let filters = Filters {
             name_prefixes: vec!["app/".into()],
             tags: vec![],
+            parameter_paths: vec![],
         };
         run_backup(self.ports(), &backup_params(filters, part_size))
             .await
@@ -613,6 +617,7 @@ fn function_with(
     Function {
         config,
         secrets: w.secrets.clone(),
+        parameters: w.parameters.clone(),
         store: w.store.clone(),
         keys: w.kms.clone(),
         identity: Arc::new(FakeIdentity("123456789012")),
@@ -791,4 +796,154 @@ fn opts(apply: bool) -> RestoreOptions {
         apply,
         ..Default::default()
     }
+}
+
+/// Parameters under the configured paths: backed up with their labelled versions and settings,
+/// verified, and restored (changed, deleted, relabelled, retagged) as new versions and label
+/// moves; a second apply changes nothing; nothing outside the paths is touched or recorded.
+#[tokio::test]
+async fn parameters_back_up_verify_and_restore_by_value() {
+    let w = World::new();
+    w.secrets.add("app/db", SecretValue::string("s-value"));
+    let p = &w.parameters;
+    p.put("/prod/api/db-url", "SecureString", "pg://v1");
+    p.put("/prod/api/db-url", "SecureString", "pg://v2");
+    p.label("/prod/api/db-url", 1, "stable");
+    p.put("/prod/api/db-url", "SecureString", "pg://v3");
+    p.put("/prod/web/hosts", "StringList", "a,b");
+    p.put("/prod/web/name", "String", "web");
+    p.tag(
+        "/prod/web/name",
+        &[Tag {
+            key: "team".into(),
+            value: "web".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    p.put("/staging/api/db-url", "SecureString", "outside");
+    let filters = Filters {
+        parameter_paths: vec!["/prod".into()],
+        ..Default::default()
+    };
+    let report = run_backup(w.ports(), &backup_params(filters, 2048))
+        .await
+        .unwrap();
+    assert_eq!(report.head.summary.secrets, 4, "1 secret + 3 parameters");
+    let m = w.manifest(Selector::Latest).await;
+    let db = m
+        .secrets
+        .iter()
+        .find(|s| s.name == "/prod/api/db-url")
+        .unwrap();
+    assert_eq!(db.source, SourceKind::ParameterStore);
+    let labelled: Vec<(&str, &Vec<String>)> = db
+        .versions
+        .iter()
+        .map(|v| (v.version_id.as_str(), &v.labels))
+        .collect();
+    assert_eq!(
+        labelled,
+        vec![
+            ("3", &vec![LATEST.to_string()]),
+            ("1", &vec!["stable".to_string()])
+        ],
+        "the latest and the labelled version, not the unlabelled version 2"
+    );
+    assert!(!m.secrets.iter().any(|s| s.name.starts_with("/staging")));
+    let clean = verify(w.ports(), &m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    assert!(clean.differences.is_empty(), "{:?}", clean.differences);
+
+    // Change, delete, relabel, retag, and a new parameter under the path.
+    p.put("/prod/api/db-url", "SecureString", "pg://leaked");
+    p.label("/prod/api/db-url", 4, "stable");
+    p.delete("/prod/web/hosts");
+    p.untag("/prod/web/name", &["team".into()]).await.unwrap();
+    p.put("/prod/web/new", "String", "n");
+    let v = verify(w.ports(), &m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    let names: Vec<(&str, Status)> = v
+        .differences
+        .iter()
+        .map(|d| (d.name.as_str(), d.status))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("/prod/api/db-url", Status::Changed),
+            ("/prod/web/hosts", Status::Missing),
+            ("/prod/web/name", Status::Changed),
+            ("/prod/web/new", Status::New),
+        ]
+    );
+
+    let plan = restore(w.ports(), &m, &[], &opts(false), 4, &no_progress)
+        .await
+        .unwrap();
+    let writes = p.calls("PutParameter") + p.calls("LabelParameterVersion");
+    assert_eq!(writes, 0, "a dry run writes nothing");
+    let shown = format!("{plan:?}");
+    assert!(!shown.contains("pg://"), "{shown}");
+    let db_plan = plan
+        .secrets
+        .iter()
+        .find(|s| s.name == "/prod/api/db-url")
+        .unwrap();
+    assert_eq!(
+        db_plan.actions,
+        vec![
+            "move stable back to existing version 1 (from 4)".to_string(),
+            "put snapshot version 3 as a new version (type, tier, data type, description, \
+             policies)"
+                .to_string(),
+        ]
+    );
+
+    let applied = restore(w.ports(), &m, &[], &opts(true), 4, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(applied.errors(), 0, "{applied:?}");
+    assert_eq!(applied.new, vec!["/prod/web/new".to_string()]);
+    let latest = p.latest("/prod/api/db-url").unwrap();
+    assert_eq!(latest.version, 5, "a new version; history kept");
+    assert_eq!(latest.value, SecretValue::string("pg://v3"));
+    assert_eq!(p.labelled("/prod/api/db-url", "stable").unwrap().version, 1);
+    let hosts = p.latest("/prod/web/hosts").unwrap();
+    assert_eq!(hosts.meta.parameter.as_ref().unwrap().kind, "StringList");
+    assert_eq!(hosts.value, SecretValue::string("a,b"));
+    assert_eq!(
+        p.tags.lock().unwrap().get("/prod/web/name").unwrap(),
+        &vec![Tag {
+            key: "team".into(),
+            value: "web".into()
+        }]
+    );
+    assert!(p.latest("/prod/web/new").is_some(), "nothing is deleted");
+
+    let before = p.calls("PutParameter");
+    let again = restore(w.ports(), &m, &[], &opts(true), 4, &no_progress)
+        .await
+        .unwrap();
+    assert!(again.secrets.is_empty(), "{:?}", again.secrets);
+    assert_eq!(p.calls("PutParameter"), before);
+}
+
+/// A deployment without parameter paths makes no Parameter Store call at all.
+#[tokio::test]
+async fn no_parameter_path_no_parameter_store_call() {
+    let w = World::new();
+    w.populate();
+    w.parameters.put("/prod/x", "String", "x");
+    w.backup(4096).await;
+    let m = w.manifest(Selector::Latest).await;
+    verify(w.ports(), &m, true, &[], 4, &no_progress)
+        .await
+        .unwrap();
+    restore(w.ports(), &m, &[], &opts(false), 4, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(w.parameters.total_calls(), 0);
 }

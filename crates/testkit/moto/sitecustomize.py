@@ -1,7 +1,8 @@
 """testkit's additions to moto (pinned in tools/requirements-test.txt), loaded by the moto server
 that `testkit::moto::Moto::start` runs: this directory is put first on its PYTHONPATH, so Python
 imports this file at start-up (the standard `sitecustomize` hook). It changes nothing until moto
-imports its RDS or Secrets Manager responses module, and nothing outside the moto server.
+imports its RDS or Secrets Manager responses module or its SSM models module, and nothing
+outside the moto server.
 
 What moto 5.2.5 lacks and the rotation's RDS look-ups use: Aurora custom endpoints. Added here
 on moto's own RDS model (the clusters and instances created through moto's real API), answering
@@ -52,6 +53,13 @@ Manager API reference: PutResourcePolicy, RotateSecret):
 * GetResourcePolicy on a replica returns the primary's policy (AWS replicates resource policies
   with the secret; moto refuses the call with OperationNotPermittedOnReplica). Writes to a
   replica stay refused, as moto does.
+
+What moto 5.2.5 gets wrong and the Parameter Store backup reads (the SSM API reference:
+ParameterInlinePolicy), fixed on moto's own SSM model:
+
+* A parameter's policies (GetParameterHistory, GetParameter, DescribeParameters) are answered
+  with each `PolicyText` as the policy's JSON text and `PolicyType` as its `Type`, as AWS does;
+  moto answers the parsed policy object in both, which the SDKs cannot read.
 """
 
 import importlib.abc
@@ -317,7 +325,26 @@ def _install_secrets(responses):
     responses.SecretsManagerResponse.get_resource_policy = get_resource_policy
 
 
-_INSTALLERS = {_RDS: _install_rds, _SECRETS: _install_secrets}
+def _install_ssm(models):
+    import json
+
+    original = models.Parameter.response_object
+
+    def response_object(self, *args, **kwargs):
+        r = original(self, *args, **kwargs)
+        for p in r.get("Policies", []):
+            text = p.get("PolicyText")
+            if isinstance(text, dict):
+                p["PolicyText"] = json.dumps(text, separators=(",", ":"))
+                p["PolicyType"] = text.get("Type", "")
+        return r
+
+    models.Parameter.response_object = response_object
+
+
+_SSM = "moto.ssm.models"
+
+_INSTALLERS = {_RDS: _install_rds, _SECRETS: _install_secrets, _SSM: _install_ssm}
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

@@ -25,7 +25,7 @@ BACKUP_KMS_KEY_ID (required for backups), BACKUP_PREFIX,
 BACKUP_S3_KMS_KEY_ID, BACKUP_ROLE_ARN, BACKUP_ROLE_EXTERNAL_ID, BACKUP_REGION,
 BACKUP_S3_FORCE_PATH_STYLE, BACKUP_NAME_PREFIXES, BACKUP_TAGS, BACKUP_CONCURRENCY,
 BACKUP_PART_SIZE, BACKUP_METRICS_NAMESPACE, BACKUP_EXPECTED_UNREADABLE, BACKUP_LEASE_SECONDS,
-BACKUP_QUOTA_SHARE, BACKUP_DEADLINE_MARGIN_SECONDS, BACKUP_LIST_PAGE_SIZE,
+BACKUP_PARAMETER_PATHS, BACKUP_QUOTA_SHARE, BACKUP_DEADLINE_MARGIN_SECONDS, BACKUP_LIST_PAGE_SIZE,
 BACKUP_SOURCE_ACCOUNTS, BACKUP_SOURCE_REGIONS, BACKUP_SOURCE_ROLE_NAME, BACKUP_SOURCE_EXTERNAL_ID,
 AWS_LAMBDA_LOG_LEVEL; and the AWS SDK's variables.
 See the README.
@@ -44,7 +44,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     };
     let base = base_config(&config.sdk).await;
-    let ports = AwsPorts::new(&base, &config.aws_settings()).await;
+    let mut ports = AwsPorts::new(&base, &config.aws_settings()).await;
+    // Parameter Store's reads at the same share of its throughput.
+    ports.limit_parameters(f64::from(config.quota_share_percent) / 100.0);
     // Every Secrets Manager read through the limiter: BACKUP_QUOTA_SHARE of the quotas.
     let secrets = RateLimited::new(
         Arc::new(ports.secrets),
@@ -62,6 +64,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let function = Function {
         spokes,
         secrets: Arc::new(secrets),
+        parameters: Arc::new(ports.parameters),
         store: Arc::new(ports.store),
         keys: Arc::new(ports.keys),
         identity: Arc::new(ports.identity),

@@ -50,6 +50,11 @@ pub struct Filters {
     /// Tags; a secret must carry every one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<TagFilter>,
+    /// Parameter Store paths whose parameters are backed up too, recursively
+    /// (`BACKUP_PARAMETER_PATHS`; empty: no parameter, and no Parameter Store call). Name
+    /// prefixes and tags apply to secrets only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameter_paths: Vec<String>,
 }
 
 impl Filters {
@@ -182,6 +187,7 @@ mod tests {
                 TagFilter::parse("env=prod").unwrap(),
                 TagFilter::parse("team").unwrap(),
             ],
+            parameter_paths: vec![],
         };
         let tags = [tag("env", "prod"), tag("team", "x")];
         assert!(f.matches("app/one", &tags));

@@ -13,6 +13,30 @@ use zeroize::Zeroizing;
 
 pub use rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
+/// The label a parameter's latest version carries in a record: the version Parameter Store
+/// serves by default, as `AWSCURRENT` is for a secret (the same string, so the comparison and
+/// the snapshot format need nothing new). Parameter labels cannot start with `aws` or `ssm`, so
+/// it never collides with a real one; restore never sets it as a label.
+pub const LATEST: &str = AWSCURRENT;
+
+/// What only a Parameter Store parameter has (absent on secrets).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParameterMeta {
+    /// `SecureString`, `String` or `StringList`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `Standard`, `Advanced` or `Intelligent-Tiering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// `text`, `aws:ec2:image`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+    /// The parameter policies as PutParameter takes them (a JSON array; Advanced tier only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<String>,
+}
+
 /// The service a secret was read from, recorded on every record of a snapshot so that verify and
 /// restore talk to the right one. Records written before sources existed carry no `source` field
 /// and read as [`SourceKind::SecretsManager`].
@@ -24,6 +48,10 @@ pub enum SourceKind {
     #[default]
     #[serde(rename = "secretsmanager")]
     SecretsManager,
+    /// AWS Systems Manager Parameter Store (`"parameterstore"`): a parameter's latest version
+    /// is recorded under the label [`LATEST`], its own labels beside it.
+    #[serde(rename = "parameterstore")]
+    ParameterStore,
 }
 
 impl SourceKind {
@@ -31,6 +59,7 @@ impl SourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::SecretsManager => "secretsmanager",
+            SourceKind::ParameterStore => "parameterstore",
         }
     }
 }
@@ -126,6 +155,9 @@ pub struct SecretMeta {
     /// The regions it is replicated to (on a primary secret).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replication: Vec<Replica>,
+    /// Type, tier, data type and policies of a Parameter Store parameter (`None` on a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<ParameterMeta>,
 }
 
 /// One region a secret is replicated to, as DescribeSecret's `ReplicationStatus` reports it.

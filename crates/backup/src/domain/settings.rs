@@ -21,6 +21,36 @@ pub fn list_entries(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|e| !e.is_empty())
 }
 
+/// The Parameter Store paths of `BACKUP_PARAMETER_PATHS` (`/prod,/staging/api`): each starts
+/// with `/`, has no empty segment and no space; a trailing `/` is dropped. The error names the
+/// entry at fault.
+pub fn parse_parameter_paths(v: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = vec![];
+    for entry in list_entries(v) {
+        let path = if entry.len() > 1 {
+            entry.trim_end_matches('/')
+        } else {
+            entry
+        };
+        if !path.starts_with('/') {
+            return Err(format!("path {entry:?} does not start with '/'"));
+        }
+        if path.len() > 1 && path[1..].split('/').any(str::is_empty) {
+            return Err(format!("path {entry:?} has an empty segment (`//`)"));
+        }
+        if path.chars().any(char::is_whitespace) {
+            return Err(format!("path {entry:?} contains a space"));
+        }
+        if path.len() > 2048 {
+            return Err(format!("path {entry:?} is longer than 2048 characters"));
+        }
+        if !out.iter().any(|p| p == path) {
+            out.push(path.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// `a/b/` and `/a/b` both become `a/b`.
 pub fn normalize_prefix(p: &str) -> String {
     p.trim().trim_matches('/').to_string()
@@ -63,6 +93,21 @@ pub fn parse_part_size(v: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_paths_start_with_a_slash_and_name_the_entry_at_fault() {
+        assert_eq!(
+            parse_parameter_paths(" /prod/, /staging/api ,,/prod").unwrap(),
+            vec!["/prod".to_string(), "/staging/api".to_string()]
+        );
+        assert_eq!(parse_parameter_paths("/").unwrap(), vec!["/".to_string()]);
+        assert!(parse_parameter_paths("").unwrap().is_empty());
+        let e = parse_parameter_paths("/ok,prod/api").unwrap_err();
+        assert!(e.contains("\"prod/api\"") && e.contains("'/'"), "{e}");
+        assert!(parse_parameter_paths("/a//b")
+            .unwrap_err()
+            .contains("empty segment"));
+    }
 
     #[test]
     fn part_sizes() {

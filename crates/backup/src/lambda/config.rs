@@ -215,9 +215,15 @@ pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, 
             .collect::<Result<Vec<_>, _>>()
             .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
     };
+    let parameter_paths = match get("BACKUP_PARAMETER_PATHS") {
+        None => vec![],
+        Some(v) => crate::domain::settings::parse_parameter_paths(&v)
+            .map_err(|expected| ConfigError::invalid("BACKUP_PARAMETER_PATHS", v, expected))?,
+    };
     Ok(Filters {
         name_prefixes,
         tags,
+        parameter_paths,
     })
 }
 
@@ -234,6 +240,27 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         BackupConfig::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn parameter_paths_are_checked_naming_the_variable_and_the_entry() {
+        let c = cfg(&[("BACKUP_BUCKET", "b"), SIGNING]).unwrap();
+        assert!(c.filters.parameter_paths.is_empty());
+        let c = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
+            ("BACKUP_PARAMETER_PATHS", "/prod/, /staging/api"),
+        ])
+        .unwrap();
+        assert_eq!(c.filters.parameter_paths, vec!["/prod", "/staging/api"]);
+        let err = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
+            ("BACKUP_PARAMETER_PATHS", "/prod,staging"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name(), "BACKUP_PARAMETER_PATHS");
+        assert!(err.to_string().contains("\"staging\""), "{err}");
     }
 
     #[test]

@@ -161,6 +161,7 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
         (p, t) => Some(Filters {
             name_prefixes: p.unwrap_or_default(),
             tags: t.unwrap_or_default(),
+            parameter_paths: vec![],
         }),
     };
     let mode = raw.mode.unwrap_or_default();

@@ -9,7 +9,7 @@ use chrono::Utc;
 use lambda_support::InvocationError;
 use serde_json::Value;
 
-use crate::domain::filters::NamePattern;
+use crate::domain::filters::{Filters, NamePattern};
 use crate::domain::sources::{SourceAccounts, SourceRef};
 use crate::lambda::config::BackupConfig;
 use crate::lambda::event::{self, Mode, Request};
@@ -20,7 +20,9 @@ use crate::lambda::summary::{
     SourcesSummary, Totals, VerifyOutcome, VerifySummary, Written,
 };
 use crate::operations::verify::verify;
-use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi, SourceAccess};
+use crate::ports::{
+    Identity, KeyService, ObjectStore, ParametersApi, Ports, SecretsApi, SourceAccess,
+};
 use crate::snapshot::checkpoint::{self, check_resumable, checkpoint_prefix, Expect};
 use crate::snapshot::layout::account_region_prefix;
 use crate::snapshot::manifest::{Destination, Source};
@@ -35,6 +37,9 @@ pub struct Function {
     pub config: BackupConfig,
     /// Secrets Manager.
     pub secrets: Arc<dyn SecretsApi>,
+    /// Parameter Store (called only when `BACKUP_PARAMETER_PATHS` is set, or a snapshot holds
+    /// parameters).
+    pub parameters: Arc<dyn ParametersApi>,
     /// The snapshot bucket.
     pub store: Arc<dyn ObjectStore>,
     /// KMS.
@@ -55,6 +60,7 @@ pub struct Function {
 /// The source one invocation reads: the function's own, or a hub's spoke.
 struct Src {
     secrets: Arc<dyn SecretsApi>,
+    parameters: Arc<dyn ParametersApi>,
     account: String,
     region: String,
 }
@@ -147,6 +153,7 @@ impl Function {
     ) -> Result<Src, InvocationError> {
         let own = |account: String| Src {
             secrets: self.secrets.clone(),
+            parameters: self.parameters.clone(),
             account,
             region: self.source_region.clone(),
         };
@@ -179,6 +186,7 @@ impl Function {
         }
         Ok(Src {
             secrets: opened.secrets,
+            parameters: opened.parameters,
             account: opened.account,
             region: source.region.clone(),
         })
@@ -187,6 +195,7 @@ impl Function {
     fn ports<'a>(&'a self, src: &'a Src) -> Ports<'a> {
         Ports {
             secrets: src.secrets.as_ref(),
+            parameters: src.parameters.as_ref(),
             store: self.store.as_ref(),
             keys: self.keys.as_ref(),
         }
@@ -228,7 +237,11 @@ impl Function {
             },
             kms_key_id,
             signing_key_id: self.config.signing_key_id.clone(),
-            filters: request.effective_filters(&self.config.filters).clone(),
+            filters: Filters {
+                // The event narrows the secrets; the parameters are the deployment's.
+                parameter_paths: self.config.filters.parameter_paths.clone(),
+                ..request.effective_filters(&self.config.filters).clone()
+            },
             concurrency: self.config.concurrency,
             part_size: self.config.part_size,
             expected_unreadable: self.config.expected_unreadable.clone(),

@@ -114,6 +114,12 @@ pub enum Change {
     },
     /// The resource policy differs (compared as JSON).
     ResourcePolicy,
+    /// A parameter's type, tier, data type or policies differ.
+    #[serde(rename_all = "camelCase")]
+    ParameterSettings {
+        /// Which of `type`, `tier`, `dataType`, `policies`.
+        fields: Vec<String>,
+    },
     /// The secret no longer exists.
     NotFound,
     /// The secret is scheduled for deletion.
@@ -156,6 +162,9 @@ impl fmt::Display for Change {
                 f.write_str(&parts.join("; "))
             }
             Change::ResourcePolicy => f.write_str("resource policy differs"),
+            Change::ParameterSettings { fields } => {
+                write!(f, "parameter settings differ: {}", fields.join(","))
+            }
             Change::NotFound => f.write_str("deleted"),
             Change::ScheduledForDeletion { at } => {
                 write!(
@@ -204,7 +213,10 @@ impl SecretDiff {
 /// The KMS key a secret uses, with the default key spelled one way.
 fn kms_key(k: &Option<String>) -> &str {
     match k.as_deref() {
-        None | Some("") | Some("alias/aws/secretsmanager") => "alias/aws/secretsmanager",
+        // Each service's default key (Secrets Manager's, Parameter Store's), spelled one way.
+        None | Some("") | Some("alias/aws/secretsmanager") | Some("alias/aws/ssm") => {
+            "alias/aws/secretsmanager"
+        }
         Some(k) => k,
     }
 }
@@ -256,6 +268,47 @@ pub fn tag_change(snapshot: &SecretMeta, live: &SecretMeta) -> Option<Change> {
         removed,
         changed,
     })
+}
+
+/// Which of a parameter's settings differ (`type`, `tier`, `dataType`, `policies`), and the
+/// differences only reported: a parameter moved from Standard to Advanced since cannot go back
+/// (Parameter Store refuses the downgrade), so restore keeps the live tier and says so.
+pub fn parameter_settings_change(
+    snapshot: &ParameterMeta,
+    live: &ParameterMeta,
+) -> (Vec<String>, Vec<String>) {
+    let mut fields = vec![];
+    let mut notes = vec![];
+    if snapshot.kind != live.kind {
+        fields.push("type".to_string());
+    }
+    let tier = |t: &Option<String>| t.clone().unwrap_or_else(|| "Standard".into());
+    let (want, have) = (tier(&snapshot.tier), tier(&live.tier));
+    if want != have {
+        if want == "Standard" && have == "Advanced" {
+            notes.push(
+                "tier is Advanced live, Standard in the snapshot (not restored: a downgrade)"
+                    .into(),
+            );
+        } else {
+            fields.push("tier".to_string());
+        }
+    }
+    let data_type = |t: &Option<String>| t.clone().unwrap_or_else(|| "text".into());
+    if data_type(&snapshot.data_type) != data_type(&live.data_type) {
+        fields.push("dataType".to_string());
+    }
+    let policies = |p: &Option<String>| -> Option<serde_json::Value> {
+        p.as_deref()
+            .filter(|s| !s.trim().is_empty() && s.trim() != "[]")
+            .map(|s| {
+                serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.into()))
+            })
+    };
+    if policies(&snapshot.policies) != policies(&live.policies) {
+        fields.push("policies".to_string());
+    }
+    (fields, notes)
 }
 
 /// Compare a secret of the snapshot with its live state.
@@ -335,6 +388,14 @@ pub fn compare(snapshot: &SecretRecord, live: &Live) -> SecretDiff {
     if !same_policy(&s.resource_policy, &l.resource_policy) {
         diff.changes.push(Change::ResourcePolicy);
     }
+    if let Some(want) = &s.parameter {
+        let have = l.parameter.clone().unwrap_or_default();
+        let (fields, notes) = parameter_settings_change(want, &have);
+        if !fields.is_empty() {
+            diff.changes.push(Change::ParameterSettings { fields });
+        }
+        diff.notes.extend(notes);
+    }
     if s.rotation != l.rotation {
         diff.notes
             .push("rotation settings differ (not restored)".into());
@@ -364,6 +425,35 @@ pub async fn new_secrets(
             let keep = filters.matches(&l.name, &l.tags)
                 && matches_any(patterns, &l.name)
                 && !known.contains(l.name.as_str());
+            std::future::ready(Ok(keep.then_some(l.name)))
+        })
+        .try_collect()
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
+/// Live parameters under the snapshot's parameter paths (and matching `patterns`) that are not
+/// in it; no Parameter Store call when the snapshot has no parameter path.
+pub async fn new_parameters(
+    api: &dyn SecretsApi,
+    manifest: &Manifest,
+    patterns: &[NamePattern],
+) -> Result<Vec<String>, ApiError> {
+    let paths = &manifest.head.filters.parameter_paths;
+    if paths.is_empty() {
+        return Ok(vec![]);
+    }
+    let known: HashSet<&str> = manifest
+        .secrets
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(manifest.head.failures.iter().map(|f| f.name.as_str()))
+        .collect();
+    let mut names: Vec<String> = api
+        .list(paths)
+        .try_filter_map(|l| {
+            let keep = matches_any(patterns, &l.name) && !known.contains(l.name.as_str());
             std::future::ready(Ok(keep.then_some(l.name)))
         })
         .try_collect()

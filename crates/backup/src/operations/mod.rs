@@ -3,6 +3,7 @@
 //! that widens access: [`policy`]).
 
 pub mod diff;
+pub mod parameters;
 pub mod policy;
 pub mod report;
 pub mod restore;

@@ -124,7 +124,11 @@ pub struct PlanContext<'a> {
 
 impl PlanContext<'_> {
     /// The key to use for the snapshot's `key` in the target region.
-    fn key_for(&self, secret: &str, key: Option<&str>) -> Result<Option<String>, String> {
+    pub(crate) fn key_for(
+        &self,
+        secret: &str,
+        key: Option<&str>,
+    ) -> Result<Option<String>, String> {
         let Some(key) = key.filter(|k| !k.is_empty() && *k != DEFAULT_KEY) else {
             return Ok(key.map(String::from));
         };
@@ -220,6 +224,21 @@ pub enum Action {
         /// How it widens access (a live `Deny` dropped).
         widens: Vec<String>,
     },
+    /// PutParameter: the value of the snapshot's `from_version` as a new version of a
+    /// parameter, with the snapshot's type, KMS key, tier, data type, description and policies
+    /// (its tags too when `create`), then its `labels` moved to it (LabelParameterVersion).
+    #[serde(rename_all = "camelCase")]
+    PutParameter {
+        /// The snapshot's version whose value is put.
+        from_version: String,
+        /// Labels moved to the new version.
+        labels: Vec<String>,
+        /// The parameter does not exist: created (no overwrite), with its tags.
+        create: bool,
+        /// The KMS key it is put with (a SecureString's: the snapshot's, or mapped).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kms_key_id: Option<String>,
+    },
     /// Nothing is done.
     Skip {
         /// Why.
@@ -298,6 +317,30 @@ impl fmt::Display for Action {
             }
             Action::DeleteResourcePolicy { widens } => {
                 write!(f, "delete resource policy{}", widens_note(widens))
+            }
+            Action::PutParameter {
+                from_version,
+                labels,
+                create,
+                kms_key_id,
+            } => {
+                let how = if *create { "create it with" } else { "put" };
+                write!(
+                    f,
+                    "{how} snapshot version {from_version} as a new version (type, tier, data \
+                     type, description, policies"
+                )?;
+                if *create {
+                    f.write_str(", tags")?;
+                }
+                f.write_str(")")?;
+                if let Some(k) = kms_key_id {
+                    write!(f, ", KMS key {k}")?;
+                }
+                if !labels.is_empty() {
+                    write!(f, ", labelled {}", labels.join(","))?;
+                }
+                Ok(())
             }
             Action::Skip { reason } => write!(f, "skip: {reason}"),
             Action::Refuse { reason } => write!(f, "refused: {reason}"),
@@ -475,6 +518,8 @@ pub fn plan(
         match change {
             Change::NotFound => return vec![recreate_plan(snapshot, ctx)],
             Change::ScheduledForDeletion { .. } => return vec![Action::CancelDeletion],
+            // Only parameters have these (planned by `super::parameters`).
+            Change::ParameterSettings { .. } => {}
             Change::Value {
                 label,
                 snapshot_version,
@@ -802,6 +847,11 @@ async fn apply_actions(
                 api.delete_resource_policy(live_arn).await
             )
             .map_err(err)?,
+            Action::PutParameter { .. } => {
+                return Err(err(ApiError::other(
+                    "PutParameter is applied through the Parameter Store port",
+                )))
+            }
             Action::Skip { .. } | Action::Refuse { .. } => {}
         }
     }
@@ -974,6 +1024,14 @@ pub async fn restore(
             snapshot: snapshot.clone(),
             error,
         })?;
+    report.new.extend(
+        diff::new_parameters(ports.parameters, manifest, patterns)
+            .await
+            .map_err(|error| RestoreError::Api {
+                snapshot: snapshot.clone(),
+                error,
+            })?,
+    );
     Ok(report)
 }
 
@@ -991,6 +1049,9 @@ async fn restore_one(
     s: &SecretRecord,
     ctx: &PlanContext<'_>,
 ) -> Option<SecretOutcome> {
+    if s.source == SourceKind::ParameterStore {
+        return super::parameters::restore_parameter(ports.parameters, s, ctx).await;
+    }
     let api = ports.secrets_of(s.source);
     let fail = |diff: Option<&SecretDiff>, actions: Vec<String>, e: String| {
         Some(SecretOutcome {

@@ -194,7 +194,9 @@ pub async fn verify(
     }
     report.counts.unverified = report.unverified.len() as u64;
     if compare_live {
-        for name in new_secrets(ports.secrets, manifest, patterns).await? {
+        let mut new = new_secrets(ports.secrets, manifest, patterns).await?;
+        new.extend(diff::new_parameters(ports.parameters, manifest, patterns).await?);
+        for name in new {
             report.counts.new += 1;
             report.differences.push(SecretDiff::new_secret(&name));
         }

@@ -98,7 +98,8 @@ impl Family {
         self.slowdown.load(Ordering::Relaxed)
     }
 
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, ApiError>
+    /// `f` once the bucket allows it, tried again (slower) when throttled.
+    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T, ApiError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,

@@ -14,7 +14,7 @@ use futures::stream::{BoxStream, StreamExt};
 use zeroize::Zeroizing;
 
 use crate::domain::model::{
-    Described, Replica, Rotation, SecretValue, SourceKind, Tag, VersionValue,
+    Described, Replica, Rotation, SecretMeta, SecretValue, SourceKind, Tag, VersionValue,
 };
 
 /// An AWS call that failed. `message` is the service's error code and message: Secrets Manager,
@@ -219,6 +219,23 @@ pub trait SecretsApi: Send + Sync {
     async fn configure_rotation(&self, id: &str, rotation: &Rotation) -> Result<(), ApiError>;
 }
 
+/// Parameter Store: the [`SecretsApi`] reads (its `list_page` takes the configured paths in
+/// place of name prefixes; see `aws/parameters.rs`), label moves (LabelParameterVersion) and
+/// tags, and the one write Secrets Manager has no counterpart for.
+#[async_trait]
+pub trait ParametersApi: SecretsApi {
+    /// PutParameter: `value` as a new version of the parameter `meta` describes, with its type,
+    /// KMS key (SecureString), tier, data type, description and policies; `overwrite` when it
+    /// exists (tags are set only on creation, otherwise with [`SecretsApi::tag`]). Returns the
+    /// new version.
+    async fn put_parameter(
+        &self,
+        meta: &SecretMeta,
+        value: &SecretValue,
+        overwrite: bool,
+    ) -> Result<String, ApiError>;
+}
+
 /// What to upload.
 #[derive(Debug)]
 pub enum Body {
@@ -314,6 +331,9 @@ pub trait Identity: Send + Sync {
 pub struct OpenedSource {
     /// Secrets Manager of the source, rate-limited like the function's own.
     pub secrets: std::sync::Arc<dyn SecretsApi>,
+    /// Parameter Store of the source, rate-limited like the function's own (called only with
+    /// parameter paths).
+    pub parameters: std::sync::Arc<dyn ParametersApi>,
     /// The account the source's credentials belong to (STS GetCallerIdentity with them).
     pub account: String,
 }
@@ -338,6 +358,9 @@ pub trait SourceAccess: Send + Sync {
 pub struct Ports<'a> {
     /// Secrets Manager.
     pub secrets: &'a dyn SecretsApi,
+    /// Parameter Store (called only when parameter paths are configured, or a snapshot holds
+    /// parameters).
+    pub parameters: &'a dyn ParametersApi,
     /// The snapshot bucket.
     pub store: &'a dyn ObjectStore,
     /// KMS.
@@ -350,6 +373,7 @@ impl<'a> Ports<'a> {
     pub fn secrets_of(&self, kind: SourceKind) -> &'a dyn SecretsApi {
         match kind {
             SourceKind::SecretsManager => self.secrets,
+            SourceKind::ParameterStore => self.parameters,
         }
     }
 }

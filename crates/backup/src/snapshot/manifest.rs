@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(new_record["source"], "secretsmanager");
         // An unknown source is an error, never silently Secrets Manager.
         assert!(serde_json::from_str::<ManifestSecret>(
-            r#"{"source": "ssm", "name": "a", "arn": "b", "part": 1, "versions": []}"#
+            r#"{"source": "vault", "name": "a", "arn": "b", "part": 1, "versions": []}"#
         )
         .is_err());
     }

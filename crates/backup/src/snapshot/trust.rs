@@ -601,7 +601,9 @@ mod tests {
 
         /// A backup with `BACKUP_EXPECTED_UNREADABLE` = `expected`.
         async fn backup_expecting(&self, filters: Filters, expected: &str) -> BackupReport {
+            let parameters = crate::ports::fakes::FakeParameters::default();
             let ports = Ports {
+                parameters: &parameters,
                 secrets: &self.secrets,
                 store: &self.store,
                 keys: &self.kms,
@@ -655,6 +657,7 @@ mod tests {
         let partial = Filters {
             name_prefixes: vec!["app/s1".into()],
             tags: vec![],
+            parameter_paths: vec![],
         };
         let by_hand = w.backup(partial.clone()).await;
         let deployment = Filters::default();
@@ -679,6 +682,7 @@ mod tests {
         let none_match = Filters {
             name_prefixes: vec!["zzz/".into()],
             tags: vec![],
+            parameter_paths: vec![],
         };
         let chosen = w.latest_for(&none_match).await;
         assert_eq!(

@@ -13,6 +13,12 @@
 //! and time that this secret was modified in any way"). The calls go through the rate limiter
 //! of `crates/backup/src/ports/limited.rs` when the caller wraps the port in it.
 //!
+//! With parameter paths in the filters (`BACKUP_PARAMETER_PATHS`), the Parameter Store
+//! parameters under them are listed and read after the secrets, through `Ports::parameters` (the
+//! same port, `crates/backup/src/ports/aws/parameters.rs`), into the same parts; their listing
+//! tokens carry [`PARAMETERS_PHASE`]. They are never carried over (a label or tag change does not
+//! move a parameter's last-modified date).
+//!
 //! With a deadline ([`RunControl`]), the run stops between listing pages when less than the
 //! margin is left, uploads the part being filled and leaves a checkpoint
 //! ([`crate::snapshot::checkpoint`]); the next run resumes it. The manifest is written only
@@ -547,6 +553,11 @@ impl PartWriter<'_> {
     }
 }
 
+/// The listing token of the Parameter Store phase: after the last page of secrets, a run with
+/// parameter paths lists their parameters, with tokens that start with this (a checkpoint taken
+/// in that phase resumes in it).
+pub const PARAMETERS_PHASE: &str = "parameters:";
+
 /// How a run is driven beyond its parameters.
 #[derive(Clone, Debug, Default)]
 pub struct RunControl {
@@ -684,7 +695,8 @@ pub async fn run_backup_with(
         summary,
     };
     let filters = &params.filters;
-    let source = ports.secrets.source();
+    // Parameters are chosen by their paths alone.
+    let every = Filters::default();
     let page_size = if control.page_size <= 0 {
         100
     } else {
@@ -712,27 +724,47 @@ pub async fn run_backup_with(
             }
         }
         first_page = false;
-        let page = match ports
-            .secrets
-            .list_page(&filters.name_prefixes, page_size, token.clone())
-            .await
-        {
+        let phase_token = token
+            .as_deref()
+            .and_then(|t| t.strip_prefix(PARAMETERS_PHASE));
+        let in_parameters = phase_token.is_some();
+        let (api, selection): (&dyn SecretsApi, &Filters) = if in_parameters {
+            (ports.parameters, &every)
+        } else {
+            (ports.secrets, filters)
+        };
+        let source = api.source();
+        let listed = if in_parameters {
+            let inner = phase_token.filter(|t| !t.is_empty()).map(String::from);
+            api.list_page(&filters.parameter_paths, page_size, inner)
+                .await
+        } else {
+            api.list_page(&filters.name_prefixes, page_size, token.clone())
+                .await
+        };
+        let page = match listed {
             Ok(p) => p,
             Err(e) => {
-                let mut f = failure(
-                    "*",
-                    "*",
-                    format!("ListSecrets failed; secrets after this point were not listed: {e}"),
-                );
+                let what = if in_parameters {
+                    "GetParametersByPath failed; parameters after this point were not listed"
+                } else {
+                    "ListSecrets failed; secrets after this point were not listed"
+                };
+                let mut f = failure("*", "*", format!("{what}: {e}"));
                 f.expected = params.expected_unreadable.contains(&f.name);
                 failures.push(f);
+                if !in_parameters && !filters.parameter_paths.is_empty() {
+                    token = Some(PARAMETERS_PHASE.to_string());
+                    continue;
+                }
                 break;
             }
         };
         let mut to_read = Vec::new();
         let mut to_carry: Vec<(u32, ListedSecret)> = Vec::new();
         for listed in page.secrets {
-            if listed.described.deleted.is_some() || !filters.matches(&listed.name, &listed.tags) {
+            if listed.described.deleted.is_some() || !selection.matches(&listed.name, &listed.tags)
+            {
                 continue;
             }
             match previous.as_ref().and_then(|p| p.unchanged(&listed, source)) {
@@ -758,7 +790,7 @@ pub async fn run_backup_with(
                 None => to_read.push(listed),
             }
         }
-        let fetched = read_all(ports.secrets, to_read, filters, params.concurrency).await;
+        let fetched = read_all(api, to_read, selection, params.concurrency).await;
         for item in fetched {
             match item {
                 Fetched::Record(record) => {
@@ -779,7 +811,15 @@ pub async fn run_backup_with(
                 Fetched::FilteredOut => {}
             }
         }
-        token = page.next_token;
+        token = match page.next_token {
+            Some(t) if in_parameters => Some(format!("{PARAMETERS_PHASE}{t}")),
+            Some(t) => Some(t),
+            // The secrets are done: the parameters next, when paths are configured.
+            None if !in_parameters && !filters.parameter_paths.is_empty() => {
+                Some(PARAMETERS_PHASE.to_string())
+            }
+            None => None,
+        };
         if token.is_none() {
             break;
         }
@@ -950,14 +990,15 @@ async fn pause(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::model::SecretValue;
-    use crate::ports::fakes::{FakeKms, FakeSecrets, FakeStore};
+    use crate::domain::model::{SecretValue, SourceKind};
+    use crate::ports::fakes::{FakeKms, FakeParameters, FakeSecrets, FakeStore};
     use crate::ports::ObjectStore;
     use crate::snapshot::reader::{list_snapshots, load_manifest};
     use crate::testing::{backup_params, ACCOUNT, PREFIX, REGION};
 
     struct W {
         secrets: FakeSecrets,
+        parameters: FakeParameters,
         store: FakeStore,
         kms: FakeKms,
     }
@@ -966,6 +1007,7 @@ mod tests {
         fn new(n: usize) -> W {
             let w = W {
                 secrets: FakeSecrets::default(),
+                parameters: FakeParameters::default(),
                 store: FakeStore::default(),
                 kms: FakeKms::default(),
             };
@@ -981,6 +1023,7 @@ mod tests {
         fn ports(&self) -> Ports<'_> {
             Ports {
                 secrets: &self.secrets,
+                parameters: &self.parameters,
                 store: &self.store,
                 keys: &self.kms,
             }
@@ -1171,6 +1214,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parameters_follow_the_secrets_and_a_checkpoint_resumes_in_their_phase() {
+        let w = W::new(3);
+        for i in 0..12 {
+            w.parameters
+                .put(&format!("/prod/p{i:02}"), "SecureString", &format!("v{i}"));
+        }
+        w.parameters.put("/other/p", "String", "outside");
+        let base = checkpoint::checkpoint_prefix(PREFIX, ACCOUNT, REGION);
+        let mut params = backup_params(Filters::default(), 64);
+        params.filters.parameter_paths = vec!["/prod".into()];
+        let control = RunControl {
+            deadline: Some(Instant::now()),
+            margin: Duration::from_secs(60),
+            page_size: 5,
+            resume: None,
+            checkpoint_prefix: base.clone(),
+        };
+        let mut tokens = vec![];
+        let mut resume = None;
+        let report = loop {
+            let c = RunControl {
+                resume: resume.take(),
+                ..control.clone()
+            };
+            match run_backup_with(w.ports(), &params, &c).await.unwrap() {
+                RunOutcome::Complete(r) => break *r,
+                RunOutcome::Paused(_) => {
+                    let (_, cp) = checkpoint::latest(&w.store, &base).await.unwrap().unwrap();
+                    tokens.push(cp.next_token.clone().unwrap());
+                    resume = Some(cp);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        };
+        // One page of secrets, then the parameters five at a time.
+        assert_eq!(tokens, ["parameters:", "parameters:5", "parameters:10"]);
+        assert_eq!(report.head.summary.secrets, 15);
+        let m = w
+            .manifests()
+            .await
+            .into_iter()
+            .find(|m| m.head.snapshot_id == report.head.snapshot_id)
+            .unwrap();
+        let sources: Vec<_> = m.secrets.iter().map(|s| s.source).collect();
+        assert_eq!(
+            sources
+                .iter()
+                .filter(|s| **s == SourceKind::ParameterStore)
+                .count(),
+            12
+        );
+        assert!(!m.secrets.iter().any(|s| s.name == "/other/p"));
+        let records = w.records(&m).await;
+        let p = records.iter().find(|r| r.meta.name == "/prod/p03").unwrap();
+        assert_eq!(p.versions[0].value, SecretValue::string("v3"));
+        assert_eq!(p.meta.parameter.as_ref().unwrap().kind, "SecureString");
+
+        // Without paths: not one Parameter Store call.
+        let calls = w.parameters.total_calls();
+        w.run(&RunControl::default()).await;
+        assert_eq!(w.parameters.total_calls(), calls);
+    }
+
+    #[tokio::test]
     async fn a_checkpoint_is_resumed_only_when_safe() {
         let w = W::new(12);
         let base = checkpoint::checkpoint_prefix(PREFIX, ACCOUNT, REGION);
@@ -1200,6 +1307,7 @@ mod tests {
         let other = Filters {
             name_prefixes: vec!["x".into()],
             tags: vec![],
+            parameter_paths: vec![],
         };
         let why = checkpoint::check_resumable(
             &w.store,

@@ -3,6 +3,7 @@
 
 mod kms;
 mod logs;
+mod parameters;
 mod s3;
 mod secrets;
 mod spokes;
@@ -19,6 +20,7 @@ use crate::ports::{ApiError, ErrorKind, Ports};
 
 pub use kms::KmsKeys;
 pub use logs::CloudWatchDrillLog;
+pub use parameters::{parameter_name, under_path, AwsParameters, PARAMETER_QUOTA};
 pub use s3::S3Store;
 pub use secrets::AwsSecrets;
 pub use spokes::{AwsSpokes, SESSION_NAME};
@@ -35,7 +37,11 @@ where
 {
     let text = lambda_support::describe_sdk_error(&e);
     let kind = match text.code() {
-        "ResourceNotFoundException" | "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
+        "ResourceNotFoundException"
+        | "NoSuchKey"
+        | "NotFound"
+        | "ParameterNotFound"
+        | "ParameterVersionNotFound" => ErrorKind::NotFound,
         "PreconditionFailed" => ErrorKind::AlreadyExists,
         "InvalidCiphertextException" | "IncorrectKeyException" => ErrorKind::InvalidCiphertext,
         "KMSInvalidSignatureException" => ErrorKind::InvalidSignature,
@@ -121,6 +127,9 @@ pub struct Settings {
 pub struct AwsPorts {
     /// Secrets Manager of the source account.
     pub secrets: AwsSecrets,
+    /// Parameter Store of the source account (at 100 % of its quota until
+    /// [`AwsPorts::limit_parameters`]).
+    pub parameters: AwsParameters,
     /// The snapshot bucket.
     pub store: S3Store,
     /// The KMS key of the snapshots.
@@ -153,6 +162,7 @@ impl AwsPorts {
             .unwrap_or_else(|| source_region.clone());
         AwsPorts {
             secrets: AwsSecrets::new(aws_sdk_secretsmanager::Client::new(base)),
+            parameters: AwsParameters::new(aws_sdk_ssm::Client::new(base), 1.0),
             store: S3Store::new(
                 s3_client(&dest, settings.s3_force_path_style),
                 settings.bucket.clone(),
@@ -168,10 +178,16 @@ impl AwsPorts {
         }
     }
 
+    /// Parameter Store's reads limited to `share` (0–1] of its published throughput.
+    pub fn limit_parameters(&mut self, share: f64) {
+        self.parameters = AwsParameters::new(self.parameters.client(), share);
+    }
+
     /// The ports the operations use.
     pub fn ports(&self) -> Ports<'_> {
         Ports {
             secrets: &self.secrets,
+            parameters: &self.parameters,
             store: &self.store,
             keys: &self.keys,
         }

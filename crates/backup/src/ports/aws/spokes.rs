@@ -78,8 +78,11 @@ impl SourceAccess for AwsSpokes {
             self.quota_share,
             PUBLISHED,
         );
+        let parameters =
+            super::AwsParameters::new(aws_sdk_ssm::Client::new(&config), self.quota_share);
         Ok(OpenedSource {
             secrets: Arc::new(secrets),
+            parameters: Arc::new(parameters),
             account,
         })
     }

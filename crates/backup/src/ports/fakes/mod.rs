@@ -4,10 +4,12 @@
 
 mod identity;
 mod kms;
+mod parameters;
 mod secrets;
 mod store;
 
 pub use identity::FakeIdentity;
 pub use kms::{FakeKms, FAKE_KEY_ARN, FAKE_SIGNING_KEY_ARN};
+pub use parameters::{FakeParameterVersion, FakeParameters};
 pub use secrets::{FakeSecret, FakeSecrets, FakeVersion};
 pub use store::{FakeStore, StoredObject};
