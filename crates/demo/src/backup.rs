@@ -16,6 +16,11 @@ use testkit::moto::Moto;
 
 const BUCKET: &str = "demo-secrets-backup";
 
+/// A random token for a demo value.
+fn secret_value_token() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 24)
+}
+
 fn secret_value() -> String {
     format!(
         "{{\"api_key\":\"{}\"}}",
@@ -109,9 +114,35 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
         .await
         .expect("PutResourcePolicy");
 
+    // Parameter Store, the second source: a SecureString and a String under /demo.
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let db_url = format!("postgres://app:{}@db.internal/app", secret_value_token());
+    values.push(db_url.clone());
+    for (name, kind, value) in [
+        (
+            "/demo/app/db-url",
+            aws_sdk_ssm::types::ParameterType::SecureString,
+            db_url,
+        ),
+        (
+            "/demo/app/feature-flags",
+            aws_sdk_ssm::types::ParameterType::String,
+            "checkout=on".to_string(),
+        ),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .r#type(kind)
+            .value(value)
+            .send()
+            .await
+            .expect("PutParameter");
+    }
+
     let mut env = moto.env();
     env.extend(
         [
+            ("BACKUP_PARAMETER_PATHS", "/demo".to_string()),
             ("BACKUP_BUCKET", BUCKET.to_string()),
             ("BACKUP_KMS_KEY_ID", key.clone()),
             ("BACKUP_SIGNING_KEY_ID", signing_key.clone()),
@@ -158,7 +189,15 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
     ok &= code == 0;
     outputs.push(out);
 
-    println!("\nIncident: demo/app-config gets a wrong value, demo/api-key is deleted.");
+    println!(
+        "\nIncident: demo/app-config gets a wrong value, demo/api-key and the parameter \
+         /demo/app/db-url are deleted."
+    );
+    ssm.delete_parameter()
+        .name("/demo/app/db-url")
+        .send()
+        .await
+        .expect("DeleteParameter");
     let wrong = secret_value();
     values.push(wrong.clone());
     sm.put_secret_value()
@@ -193,6 +232,13 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
     }
     let (code, out) = cli(&env, &["verify", "--fail-on-drift"]);
     ok &= code == 0 && out.contains("no differences");
+    outputs.push(out);
+
+    // The auditor's view: each secret's rotation, last backup of its current version, drill and
+    // key, judged against the policy (exit 1 when a secret is out of policy: here, rotation is
+    // off for the backup's demo secrets).
+    let (code, out) = cli(&env, &["report"]);
+    ok &= code == 0 || code == 1;
     outputs.push(out);
 
     // Someone who can write the bucket but not use the keys edits the newest manifest (drops a
