@@ -1,8 +1,9 @@
 //! `template.yaml`'s vault, read as CloudFormation reads it (cfn-lint's decoder, from the tools
 //! virtualenv that `make lint` uses, turns the short-form tags into JSON): the separate writer and
 //! reader roles, the keys and the bucket policy reserved to the break-glass role, no reserved
-//! concurrency and no retries, the alarm on the function's own metric, and the template's rules
-//! evaluated for every pair of day parameters.
+//! concurrency and no retries, the alarm on the function's own metric, the template's rules
+//! evaluated for every pair of day parameters, and the RDS look-ups limited to the account's own
+//! databases.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -517,4 +518,45 @@ fn the_rules_reject_exactly_the_bad_parameter_pairs() {
     let days = |p: &str| t["Parameters"][p]["Default"].as_u64().unwrap();
     assert!(days("BackupNoncurrentDays") >= days("BackupRetentionDays"));
     assert!(days("BackupExpirationDays") > days("BackupTransitionDays"));
+}
+
+/// Every `rds:` action any role of the template allows is limited to this account's database,
+/// cluster, cluster endpoint and global cluster ARNs (any region: a Global Database's members are
+/// looked up in their own regions), never `*`; the rotation role holds the four look-ups
+/// preflight names (`crates/preflight/src/checks/permissions.rs`).
+#[test]
+fn rds_lookups_are_limited_to_the_accounts_databases() {
+    let t = template();
+    let expected: Vec<Value> = [
+        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:db:*",
+        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster:*",
+        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster-endpoint:*",
+        "arn:${AWS::Partition}:rds::${AWS::AccountId}:global-cluster:*",
+    ]
+    .iter()
+    .map(|arn| json!({ "Fn::Sub": arn }))
+    .collect();
+    let mut rds_statements = 0;
+    for (name, resource) in resources(t) {
+        for statement in role_statements(&resource) {
+            let actions = strings(&statement["Action"]);
+            if !actions.iter().any(|a| a.starts_with("rds:")) {
+                continue;
+            }
+            rds_statements += 1;
+            assert_eq!(name, "RotationRole", "{statement}");
+            assert_eq!(list(&statement["Resource"]), expected, "{name}: {statement}");
+            assert_eq!(
+                actions,
+                [
+                    "rds:DescribeDBInstances",
+                    "rds:DescribeDBClusters",
+                    "rds:DescribeDBClusterEndpoints",
+                    "rds:DescribeGlobalClusters"
+                ],
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(rds_statements, 1);
 }
