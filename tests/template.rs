@@ -545,7 +545,11 @@ fn rds_lookups_are_limited_to_the_accounts_databases() {
             }
             rds_statements += 1;
             assert_eq!(name, "RotationRole", "{statement}");
-            assert_eq!(list(&statement["Resource"]), expected, "{name}: {statement}");
+            assert_eq!(
+                list(&statement["Resource"]),
+                expected,
+                "{name}: {statement}"
+            );
             assert_eq!(
                 actions,
                 [
