@@ -5,6 +5,8 @@ CARGO ?= cargo
 VENV := .venv
 TOOLS_VENV := .venv-tools
 BUILD_VENV := .venv-build
+# The pinned SAM CLI (tools/requirements-tools.txt); no telemetry calls.
+SAM := SAM_CLI_TELEMETRY=0 $(CURDIR)/$(TOOLS_VENV)/bin/sam
 EVENT ?= events/rotation-create-secret.json
 FUNCTION ?= rotate-postgres
 
@@ -16,7 +18,7 @@ help: ## List the targets
 demo: venv postgres-majors ## Rotate and back up a secret locally (PostgreSQL + moto + the real Lambda binaries)
 	$(CARGO) run --quiet -p demo
 
-test: venv tools-venv postgres-majors ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries), every major, cfn-lint
+test: venv tools-venv postgres-majors build ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries, the arm64 artifact), every major, cfn-lint, sam validate
 	rm -rf target/compat
 	$(CARGO) build --workspace --bins --quiet
 	TESTKIT_PG_MAJOR=$(NEWEST) $(CARGO) test --workspace --no-fail-fast
@@ -24,6 +26,7 @@ test: venv tools-venv postgres-majors ## Every test: unit, end to end (real Post
 	$(PYTHON) tools/compat-table --check README.md
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml
 	@echo "cfn-lint: template.yaml clean"
+	$(SAM) validate --lint
 
 # The whole suite runs on the newest major; the rotation suites and the compatibility matrix
 # (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others. The
@@ -52,10 +55,11 @@ postgres-majors: ## Fetch the pinned PostgreSQL 13-18 server binaries into .cach
 unit: ## Fast unit tests only (no PostgreSQL, no moto)
 	$(CARGO) test --workspace --lib
 
-lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint
+lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -67,14 +71,14 @@ build: build-venv ## Release build for Lambda (arm64, cargo-lambda + zig, no Doc
 invoke: venv ## Docker-free local invoke: make invoke EVENT=events/x.json [FUNCTION=rotate-postgres]
 	$(CARGO) run --quiet -p testkit --bin lambda-invoke -- --bin $(FUNCTION) --event $(EVENT)
 
-sam-build: build-venv ## sam build (needs the AWS SAM CLI)
-	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" sam build --beta-features
+sam-build: build-venv tools-venv ## sam build (the pinned SAM CLI; cargo-lambda + zig, no Docker; samconfig.toml)
+	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(SAM) build
 
-sam-invoke: sam-build ## sam local invoke with an event (needs the SAM CLI and Docker)
-	sam local invoke RotationFunction -e $(EVENT)
+sam-invoke: sam-build ## sam local invoke with an event (needs Docker)
+	$(SAM) local invoke RotationFunction -e $(EVENT)
 
-deploy: sam-build ## sam deploy --guided (needs the SAM CLI and AWS credentials)
-	sam deploy --guided
+deploy: sam-build ## sam deploy --guided (needs AWS credentials)
+	$(SAM) deploy --guided
 
 bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size, application load during rotations (BENCH_PART=cold-rotation|load: one part)
 	$(CARGO) run --quiet -p demo --bin bench

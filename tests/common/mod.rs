@@ -176,6 +176,26 @@ impl World {
         Lambda { host }
     }
 
+    /// Starts `artifact` (an arm64 `bootstrap` from `make build`) behind a Lambda Runtime API,
+    /// run by `emulator` (`testkit::arm64`), with the environment of [`World::rotation_lambda`].
+    pub async fn emulated_rotation_lambda(
+        &self,
+        emulator: &testkit::arm64::Emulator,
+        artifact: &std::path::Path,
+        extra_env: &[(&str, &str)],
+    ) -> Lambda {
+        let env = self.lambda_env(extra_env);
+        let launcher = emulator.launcher();
+        let artifact = artifact.to_path_buf();
+        let host = tokio::task::spawn_blocking(move || {
+            LambdaHost::start_launched(&launcher, &artifact, &env)
+        })
+        .await
+        .unwrap();
+        self.seen.lock().unwrap().outputs.push(host.output_log());
+        Lambda { host }
+    }
+
     /// Like [`World::rotation_lambda`], with `hosts` (names nothing resolves, such as the RDS
     /// endpoints moto reports) resolving to 127.0.0.1 for the function only
     /// ([`LambdaHost::start_with_hosts`]).

@@ -7,6 +7,8 @@
 //!   environment a child process needs to reach it.
 //! - [`lambda::LambdaHost`]: a local Lambda Runtime API that runs a compiled Lambda binary the way
 //!   Lambda does.
+//! - [`arm64`]: `make build`'s arm64 binaries run by user-mode emulation (qemu-user and the
+//!   arm64 C library).
 //! - [`latency::LatencyProxy`]: a TCP proxy adding a fixed delay per request (AWS-like latency
 //!   for the benchmarks).
 //! - [`faults`]: faults in dependencies: [`faults::AwsFaults`] (throttling, 500s, resets, slow
@@ -44,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arm64;
 pub mod certs;
 pub mod cleanup;
 pub mod failpoints;
