@@ -24,8 +24,8 @@ test: venv tools-venv postgres-majors build ## Every test: unit, end to end (rea
 	TESTKIT_PG_MAJOR=$(NEWEST) $(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory test-majors
 	$(PYTHON) tools/compat-table --check README.md
-	$(TOOLS_VENV)/bin/cfn-lint template.yaml
-	@echo "cfn-lint: template.yaml clean"
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
+	@echo "cfn-lint: template.yaml and vault-source-roles.yaml clean"
 	$(SAM) validate --lint
 
 # The whole suite runs on the newest major; the rotation suites and the compatibility matrix
@@ -58,7 +58,7 @@ unit: ## Fast unit tests only (no PostgreSQL, no moto)
 lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(TOOLS_VENV)/bin/cfn-lint template.yaml
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
 	$(SAM) validate --lint
 
 fmt: ## Format the code
@@ -80,7 +80,7 @@ sam-invoke: sam-build ## sam local invoke with an event (needs Docker)
 deploy: sam-build ## sam deploy --guided (needs AWS credentials)
 	$(SAM) deploy --guided
 
-bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size, application load during rotations (BENCH_PART=cold-rotation|load: one part)
+bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size, application load during rotations (BENCH_PART=cold-rotation|load: one part; BENCH_PART=scale: backup at 1k/10k/100k secrets against the quota emulator)
 	$(CARGO) run --quiet -p demo --bin bench
 
 clean: ## Remove build output and virtualenvs

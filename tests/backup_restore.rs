@@ -148,12 +148,7 @@ async fn backup_verify_diff_restore_round_trip() {
         .unwrap();
     let forced = ["app/svc-010", "app/svc-035", "app/svc-039", "app/svc-052"];
     for name in forced {
-        w.sm.delete_secret()
-            .secret_id(name)
-            .force_delete_without_recovery(true)
-            .send()
-            .await
-            .unwrap();
+        w.delete_for_good(name).await;
     }
     w.sm.delete_secret()
         .secret_id("app/svc-011")
@@ -286,14 +281,11 @@ async fn backup_verify_diff_restore_round_trip() {
             before[name].as_ref().unwrap(),
             after[name].as_ref().unwrap(),
         );
-        let strip = |s: &SecretState| {
-            s.labels
-                .iter()
-                .filter(|(l, _)| *l != "AWSPENDING")
-                .map(|(l, v)| (l.clone(), v.clone()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        assert_eq!(strip(a), strip(b), "{name}: versions differ after recreate");
+        assert_eq!(
+            a.recreatable_labels(),
+            b.recreatable_labels(),
+            "{name}: versions differ after recreate"
+        );
     }
     // History kept: the overwritten value is still there as AWSPREVIOUS.
     let d1 = damaged["app/svc-001"].as_ref().unwrap();

@@ -120,12 +120,7 @@ async fn delete_replicated(w: &BackupWorld, name: &str) {
         .send()
         .await
         .unwrap();
-    w.sm.delete_secret()
-        .secret_id(name)
-        .force_delete_without_recovery(true)
-        .send()
-        .await
-        .unwrap();
+    w.delete_for_good(name).await;
 }
 
 /// The CLI in the other region (the snapshot bucket and key stay in us-east-1).

@@ -127,12 +127,7 @@ async fn damage(w: &BackupWorld) {
         .await
         .unwrap();
     for i in [8, 9, 10] {
-        w.sm.delete_secret()
-            .secret_id(name(i))
-            .force_delete_without_recovery(true)
-            .send()
-            .await
-            .unwrap();
+        w.delete_for_good(&name(i)).await;
     }
     w.sm.delete_secret()
         .secret_id(name(11))
@@ -169,21 +164,14 @@ async fn assert_recreated(
     recreated: &BTreeSet<String>,
     when: &str,
 ) {
-    let strip = |s: &SecretState| {
-        s.labels
-            .iter()
-            .filter(|(l, _)| *l != "AWSPENDING")
-            .map(|(l, v)| (l.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>()
-    };
     for n in recreated {
         let now = w
             .state(n)
             .await
             .unwrap_or_else(|| panic!("{when}: {n} not recreated"));
         assert_eq!(
-            strip(&now),
-            strip(original[n].as_ref().unwrap()),
+            now.recreatable_labels(),
+            original[n].as_ref().unwrap().recreatable_labels(),
             "{when}: {n}: labels and versions after recreation"
         );
         assert!(!now.tags.contains_key(MARKER), "{when}: {n}: marker left");

@@ -1,4 +1,5 @@
-//! `template.yaml`'s vault, read as CloudFormation reads it (cfn-lint's decoder, from the tools
+//! `template.yaml`'s vault (and `vault-source-roles.yaml`, a shared vault's roles of another
+//! account), read as CloudFormation reads it (cfn-lint's decoder, from the tools
 //! virtualenv that `make lint` uses, turns the short-form tags into JSON): the separate writer and
 //! reader roles, the keys and the bucket policy reserved to the break-glass role, no reserved
 //! concurrency and no retries, the alarm on the function's own metric, the template's rules
@@ -19,10 +20,16 @@ fn root() -> PathBuf {
 /// The template as JSON (intrinsics as `{"Ref": …}`, `{"Fn::If": …}`), decoded once.
 fn template() -> &'static Value {
     static TEMPLATE: OnceLock<Value> = OnceLock::new();
-    TEMPLATE.get_or_init(decode)
+    TEMPLATE.get_or_init(|| decode("template.yaml"))
 }
 
-fn decode() -> Value {
+/// `vault-source-roles.yaml`: a shared vault's roles of one other source account.
+fn source_roles_template() -> &'static Value {
+    static TEMPLATE: OnceLock<Value> = OnceLock::new();
+    TEMPLATE.get_or_init(|| decode("vault-source-roles.yaml"))
+}
+
+fn decode(file: &str) -> Value {
     let python = root().join(".venv-tools/bin/python");
     assert!(
         python.exists(),
@@ -35,9 +42,10 @@ fn decode() -> Value {
             "-c",
             "import json, sys\n\
              from cfnlint.decode import decode\n\
-             t, problems = decode('template.yaml')\n\
+             t, problems = decode(sys.argv[1])\n\
              assert not problems, problems\n\
              json.dump(t, sys.stdout)",
+            file,
         ])
         .output()
         .expect("the tools virtualenv's python");
@@ -49,19 +57,14 @@ fn decode() -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
-/// Every resource by logical id, those made by `Fn::ForEach` under their id pattern.
+/// Every resource by logical id.
 fn resources(t: &Value) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for (id, r) in t["Resources"].as_object().unwrap() {
-        if id.starts_with("Fn::ForEach::") {
-            for (inner, r) in r[2].as_object().unwrap() {
-                out.insert(inner.clone(), r.clone());
-            }
-        } else {
-            out.insert(id.clone(), r.clone());
-        }
-    }
-    out
+    t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, r)| (id.clone(), r.clone()))
+        .collect()
 }
 
 fn list(v: &Value) -> Vec<Value> {
@@ -114,8 +117,11 @@ fn allowed(statements: &[Value], action: &str) -> Vec<Value> {
 fn writers_only_write_and_readers_only_read_each_their_own_account() {
     let t = template();
     let res = resources(t);
+    // A shared vault's roles of another source account, from their own template.
+    let source_roles = resources(source_roles_template());
     let roles: Vec<(&String, &Value)> = res
         .iter()
+        .chain(&source_roles)
         .filter(|(_, r)| tag(r, "secrets-backup:role").is_some())
         .collect();
     let names: Vec<&str> = roles.iter().map(|(n, _)| n.as_str()).collect();
@@ -125,14 +131,14 @@ fn writers_only_write_and_readers_only_read_each_their_own_account() {
             "BackupDrillRole",
             "BackupRole",
             "VaultRestoreRole",
-            "VaultSourceReaderRole${AccountId}",
-            "VaultSourceWriterRole${AccountId}"
+            "VaultSourceReaderRole",
+            "VaultSourceWriterRole"
         ]
     );
     for (name, role) in roles {
         let kind = tag(role, "secrets-backup:role").unwrap();
         let account = tag(role, "secrets-backup:source-account").unwrap();
-        let account_expr = if name.contains("${AccountId}") {
+        let account_expr = if source_roles.contains_key(name.as_str()) {
             assert_eq!(account, json!({"Ref": "AccountId"}), "{name}");
             "${AccountId}"
         } else {

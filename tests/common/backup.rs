@@ -97,6 +97,17 @@ impl SecretState {
                 .collect(),
         }
     }
+
+    /// What a recreated secret must have again: every label (AWSPREVIOUS and custom ones
+    /// included) on the snapshot's version id with its value; AWSPENDING (a rotation in flight)
+    /// is not recreated.
+    pub fn recreatable_labels(&self) -> BTreeMap<&str, &(String, Vec<u8>)> {
+        self.labels
+            .iter()
+            .filter(|(l, _)| *l != "AWSPENDING")
+            .map(|(l, v)| (l.as_str(), v))
+            .collect()
+    }
 }
 
 /// What a run of the CLI gave.
@@ -160,6 +171,17 @@ impl Drop for BackupWorld {
 }
 
 impl BackupWorld {
+    /// Deletes `name` for good (no recovery window).
+    pub async fn delete_for_good(&self, name: &str) {
+        self.sm
+            .delete_secret()
+            .secret_id(name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DeleteSecret {name}: {e:?}"));
+    }
+
     /// moto, a versioned Object Lock bucket (governance, 1 day), a KMS key and a signing key.
     pub async fn start() -> BackupWorld {
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
@@ -194,6 +216,9 @@ impl BackupWorld {
                 ("BACKUP_SIGNING_KEY_ID", self.signing_key_arn.as_str()),
                 ("BACKUP_CONCURRENCY", "16"),
                 ("BACKUP_PART_SIZE", "16KiB"),
+                // The whole quotas: moto is the only client here (tests/backup_scale_path.rs
+                // checks the default share's limiter).
+                ("BACKUP_QUOTA_SHARE", "100"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
@@ -572,15 +597,61 @@ pub fn scheduled_event() -> Value {
 }
 
 /// An HTTP/1.1 proxy in front of Secrets Manager that answers `GetSecretValue` for secrets
-/// whose id contains `deny` with `AccessDeniedException`, and forwards everything else to
-/// `upstream`. Point a process at it with `AWS_ENDPOINT_URL_SECRETS_MANAGER`. One thread per
-/// connection (the SDK keeps up to `BACKUP_CONCURRENCY` connections open).
+/// whose id contains `deny` with `AccessDeniedException` (and, in a `BatchGetSecretValue`
+/// answer, moves them from `SecretValues` to `Errors` with that code, as AWS does for a secret
+/// the caller may not read), and forwards everything else to `upstream`. Every call is recorded
+/// with its time and operation (`calls`). Point a process at it with
+/// `AWS_ENDPOINT_URL_SECRETS_MANAGER`. One thread per connection (the SDK keeps up to
+/// `BACKUP_CONCURRENCY` connections open).
 pub struct FaultProxy {
     addr: std::net::SocketAddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
     accept: Option<JoinHandle<()>>,
-    /// How many `GetSecretValue` calls were denied.
+    /// How many `GetSecretValue` calls (or secrets in `BatchGetSecretValue` answers) were denied.
     pub denied: Arc<Mutex<u32>>,
+    /// Every call: when it arrived and its operation (`X-Amz-Target` without the service).
+    pub calls: Calls,
+}
+
+/// The calls a [`FaultProxy`] saw.
+pub type Calls = Arc<Mutex<Vec<(std::time::Instant, String)>>>;
+
+impl FaultProxy {
+    /// How many calls of `op` (`ListSecrets`, `BatchGetSecretValue`, …) it saw.
+    pub fn count(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| o == op)
+            .count()
+    }
+
+    /// The most calls of `op` within any window of `window` (from each call's arrival).
+    pub fn max_in_window(&self, op: &str, window: std::time::Duration) -> usize {
+        let times: Vec<_> = self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| o == op)
+            .map(|(t, _)| *t)
+            .collect();
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t - times[i] < window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Forgets the calls seen so far.
+    pub fn reset_calls(&self) {
+        self.calls.lock().unwrap().clear();
+    }
 }
 
 impl FaultProxy {
@@ -589,16 +660,23 @@ impl FaultProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listens");
         let addr = listener.local_addr().unwrap();
         let denied = Arc::new(Mutex::new(0));
+        let calls: Calls = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (deny, d, st) = (deny.to_string(), denied.clone(), stop.clone());
+        let (deny, d, st, c) = (
+            deny.to_string(),
+            denied.clone(),
+            stop.clone(),
+            calls.clone(),
+        );
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (upstream, deny, denied) = (upstream.clone(), deny.clone(), d.clone());
-                std::thread::spawn(move || serve(conn, &upstream, &deny, &denied));
+                let (upstream, deny, denied, calls) =
+                    (upstream.clone(), deny.clone(), d.clone(), c.clone());
+                std::thread::spawn(move || serve(conn, &upstream, &deny, &denied, &calls));
             }
         });
         FaultProxy {
@@ -606,6 +684,7 @@ impl FaultProxy {
             stop,
             accept: Some(accept),
             denied,
+            calls,
         }
     }
 
@@ -626,7 +705,13 @@ impl Drop for FaultProxy {
 }
 
 /// Serve one keep-alive connection until the client closes it.
-fn serve(conn: std::net::TcpStream, upstream: &str, deny: &str, denied: &Mutex<u32>) {
+fn serve(
+    conn: std::net::TcpStream,
+    upstream: &str,
+    deny: &str,
+    denied: &Mutex<u32>,
+    calls: &Mutex<Vec<(std::time::Instant, String)>>,
+) {
     use std::io::{BufRead, BufReader, Write};
     let agent = ureq::AgentBuilder::new().build();
     let mut writer = conn.try_clone().expect("clone the connection");
@@ -668,7 +753,13 @@ fn serve(conn: std::net::TcpStream, upstream: &str, deny: &str, denied: &Mutex<u
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let (status, resp_headers, resp_body) = if header("x-amz-target")
+        let target = header("x-amz-target").unwrap_or_default().to_string();
+        let op = target.rsplit('.').next().unwrap_or_default().to_string();
+        calls
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), op.clone()));
+        let (status, resp_headers, mut resp_body) = if header("x-amz-target")
             == Some("secretsmanager.GetSecretValue")
             && serde_json::from_slice::<Value>(&body)
                 .ok()
@@ -722,6 +813,29 @@ fn serve(conn: std::net::TcpStream, upstream: &str, deny: &str, denied: &Mutex<u
             let _ = resp.into_reader().read_to_end(&mut data);
             (status, hs, data)
         };
+        if op == "BatchGetSecretValue" && status == 200 {
+            if let Ok(mut answer) = serde_json::from_slice::<Value>(&resp_body) {
+                let values = answer["SecretValues"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let (refused, kept): (Vec<Value>, Vec<Value>) = values.into_iter().partition(|v| {
+                    v["ARN"].as_str().is_some_and(|a| a.contains(deny))
+                        || v["Name"].as_str().is_some_and(|n| n.contains(deny))
+                });
+                if !refused.is_empty() {
+                    *denied.lock().unwrap() += refused.len() as u32;
+                    let mut errors = answer["Errors"].as_array().cloned().unwrap_or_default();
+                    errors.extend(refused.iter().map(|v| {
+                        json!({"SecretId": v["ARN"], "ErrorCode": "AccessDeniedException",
+                            "Message": "User is not authorized to perform secretsmanager:GetSecretValue (injected by the test proxy)"})
+                    }));
+                    answer["SecretValues"] = Value::Array(kept);
+                    answer["Errors"] = Value::Array(errors);
+                    resp_body = answer.to_string().into_bytes();
+                }
+            }
+        }
         let mut out = format!("HTTP/1.1 {status} X\r\n");
         for (k, v) in resp_headers {
             out.push_str(&format!("{k}: {v}\r\n"));

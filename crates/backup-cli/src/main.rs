@@ -30,6 +30,9 @@ use backup::snapshot::reader::{list_snapshots, parse_time, Selector};
 use backup::snapshot::trust::{
     catalogue, chain_problems, check_source, select_trusted, ChooseError, Preference,
 };
+use std::sync::Arc;
+
+use backup::ports::limited::{RateLimited, PUBLISHED};
 use backup::snapshot::writer::{run_backup, BackupParams};
 use clap::{Args, Parser, Subcommand};
 use lambda_support::env::{non_empty, parse_bool};
@@ -171,6 +174,10 @@ enum Command {
         #[arg(long, env = "BACKUP_EXPECTED_UNREADABLE", value_name = "NAME|PREFIX*,...",
               value_parser = |s: &str| ExpectedUnreadable::parse(s))]
         expected_unreadable: Option<ExpectedUnreadable>,
+        /// Percentage of each published Secrets Manager quota the reads may use (1-100).
+        #[arg(long, env = "BACKUP_QUOTA_SHARE", default_value_t = 20,
+              value_parser = clap::value_parser!(u32).range(1..=100))]
+        quota_share: u32,
     },
 }
 
@@ -560,6 +567,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             tags,
             part_size,
             expected_unreadable,
+            quota_share,
             ..
         } => {
             let params = BackupParams {
@@ -585,7 +593,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 part_size,
                 expected_unreadable: expected_unreadable.unwrap_or_default(),
             };
-            let report = run_backup(ctx.ports.ports(), &params).await?;
+            // The reads within a share of the quotas, as the function's
+            // (`crates/backup/src/ports/limited.rs`).
+            let limited = RateLimited::new(
+                Arc::new(ctx.ports.secrets.clone()),
+                f64::from(quota_share) / 100.0,
+                PUBLISHED,
+            );
+            let mut ports = ctx.ports.ports();
+            ports.secrets = &limited;
+            let report = run_backup(ports, &params).await?;
             for w in &report.chain_warnings {
                 eprintln!("warning: not linked into the chain: {w}");
             }
@@ -594,10 +611,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 let s = &report.head.summary;
                 println!(
-                    "snapshot {} written to {}: {} secrets, {} versions, {} parts, {} failures",
+                    "snapshot {} written to {}: {} secrets ({} read, {} carried over), {} versions, {} parts, {} failures",
                     params.snapshot_id,
                     report.location(),
                     s.secrets,
+                    s.read,
+                    s.carried_over,
                     s.versions,
                     s.parts,
                     s.failures

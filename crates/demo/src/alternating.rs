@@ -30,12 +30,18 @@ pub async fn run(pg: &PgServer, moto: &Moto, sm: &aws_sdk_secretsmanager::Client
     pg.exec(&format!(
         "CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}; \
          CREATE ROLE {} LOGIN CONNECTION LIMIT 20 PASSWORD {}; \
-         ALTER ROLE {} SET statement_timeout TO '30s'",
+         ALTER ROLE {} SET statement_timeout TO '30s'; \
+         GRANT {} TO {} WITH ADMIN OPTION",
         escape_identifier("master"),
         escape_literal(&master_pw),
         escape_identifier("report"),
         escape_literal(&user_pw),
         escape_identifier("report"),
+        // PostgreSQL 16+: a CREATEROLE master alters only the roles it has ADMIN OPTION on (as
+        // RDS's master has on the roles it created); the README's "PostgreSQL versions and the
+        // master's privileges" says so, and preflight asks for this grant.
+        escape_identifier("report"),
+        escape_identifier("master"),
     ))
     .await;
     let base =

@@ -12,12 +12,17 @@
 //! * what applications feel while rotations run: K clients with cached credentials, the window
 //!   in which AWSCURRENT does not log in (`load/mod.rs`; `BENCH_PART=load` runs only this part)
 //!
+//! * backup at scale (`BENCH_PART=scale`, not part of the default run: it takes about half an
+//!   hour): the release backup-lambda against the quota emulator for 1,000 / 10,000 / 100,000
+//!   secrets, an incremental run, the targets and a projection (`scale_bench.rs`)
+//!
 //! Figures are printed, never asserted: timings depend on the machine.
 
 use clap::Parser;
 
 mod backup_bench; // backup-lambda: memory as secrets grow, cold init
 mod load; // application clients while rotations run
+mod scale_bench; // backup-lambda at 1,000 / 10,000 / 100,000 secrets against the quota emulator
 
 use serde_json::json;
 use std::path::Path;
@@ -94,7 +99,8 @@ fn verdict(ok: bool) -> &'static str {
 /// SIGTERM (exit status 130 / 143).
 ///
 /// Environment: BENCH_ROTATE_BINARY=path measures another build of rotate-postgres;
-/// BENCH_PART=cold-rotation runs only the cold rotations.
+/// BENCH_PART=cold-rotation runs only the cold rotations; BENCH_PART=load only the application
+/// clients; BENCH_PART=scale only the backup at scale (BENCH_SCALE_* in scale_bench.rs).
 #[derive(Parser)]
 #[command(name = "bench")]
 struct Args {}
@@ -108,6 +114,11 @@ fn main() {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn run() {
+    // BENCH_PART=scale: the backup at scale needs neither PostgreSQL nor the rotation function.
+    if std::env::var("BENCH_PART").as_deref() == Ok("scale") {
+        scale_bench::run().await;
+        return;
+    }
     println!("== make bench: rotate-postgres (release build, this machine) ==\n");
     // BENCH_ROTATE_BINARY: measure another build (e.g. an older commit's) with the same bench.
     let binary = std::env::var_os("BENCH_ROTATE_BINARY")
@@ -134,7 +145,7 @@ async fn run() {
             return;
         }
         Ok(part) if !part.is_empty() => {
-            panic!("BENCH_PART={part:?}: the parts are cold-rotation and load (unset: everything)")
+            panic!("BENCH_PART={part:?}: the parts are cold-rotation, load and scale (unset: everything but scale)")
         }
         _ => {}
     }

@@ -43,6 +43,12 @@ Manager API reference: PutResourcePolicy, RotateSecret):
 * UpdateSecretVersionStage moving AWSCURRENT makes the target version the secret's current one
   for moto's later calls too (moto moves the label but keeps its own record of the current
   version, so a later PutSecretValue labelled a second version AWSCURRENT).
+* LastChangedDate ("the last date and time that this secret was modified in any way", ListSecrets
+  and DescribeSecret) moves on every change of the secret: moto moves it only when a value or
+  the description, tags or key change through UpdateSecret; here PutResourcePolicy,
+  DeleteResourcePolicy, TagResource, UntagResource, UpdateSecretVersionStage, RotateSecret,
+  ReplicateSecretToRegions and RemoveRegionsFromReplication move it too (the backup carries a
+  secret over from its previous snapshot when this date and its version ids are unchanged).
 * GetResourcePolicy on a replica returns the primary's policy (AWS replicates resource policies
   with the secret; moto refuses the call with OperationNotPermittedOnReplica). Writes to a
   replica stay refused, as moto does.
@@ -229,6 +235,34 @@ def _install_secrets(responses):
         return result
 
     SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+    def _touching(name):
+        original = getattr(SecretsManagerBackend, name)
+
+        def touching(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            secret_id = args[0] if args else kwargs.get("secret_id", kwargs.get("arn"))
+            try:
+                secret = self.secrets[secret_id]
+            except Exception:
+                return result
+            if not isinstance(secret, ReplicaSecret):
+                secret.last_changed_date = int(time.time())
+            return result
+
+        setattr(SecretsManagerBackend, name, touching)
+
+    for _name in (
+        "put_resource_policy",
+        "delete_resource_policy",
+        "tag_resource",
+        "untag_resource",
+        "update_secret_version_stage",
+        "rotate_secret",
+        "replicate_secret_to_regions",
+        "remove_regions_from_replication",
+    ):
+        _touching(_name)
 
     original_put = responses.SecretsManagerResponse.put_resource_policy
     original_rotate = responses.SecretsManagerResponse.rotate_secret

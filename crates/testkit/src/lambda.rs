@@ -306,7 +306,25 @@ impl LambdaHost {
     /// posted to `/runtime/init/error`. Panics with the tail of the function's output when no
     /// answer comes within 120 s.
     pub fn invoke(&self, event: &Value) -> Result<Value, InvokeError> {
-        let result = self.invoke_once(event);
+        self.invoke_within(event, INVOKE_TIMEOUT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} did not answer within {INVOKE_TIMEOUT:?}; output:\n{}",
+                    self.function_name,
+                    crate::tail(&self.output(), OUTPUT_TAIL)
+                )
+            })
+    }
+
+    /// Like [`LambdaHost::invoke`], waiting at most `limit`: `None` when no answer came by then
+    /// (the invocation goes on; [`LambdaHost::stop`] ends it). For long runs (`make bench`'s
+    /// scale part), which give up on a time budget.
+    pub fn invoke_within(
+        &self,
+        event: &Value,
+        limit: Duration,
+    ) -> Option<Result<Value, InvokeError>> {
+        let result = self.invoke_once(event, limit);
         *self
             .last_answer
             .lock()
@@ -314,7 +332,7 @@ impl LambdaHost {
         result
     }
 
-    fn invoke_once(&self, event: &Value) -> Result<Value, InvokeError> {
+    fn invoke_once(&self, event: &Value, limit: Duration) -> Option<Result<Value, InvokeError>> {
         let _turn = self
             .invoke_turn
             .lock()
@@ -324,7 +342,7 @@ impl LambdaHost {
         {
             let mut state = self.shared.lock();
             if let Some(error) = state.init_error.clone() {
-                return Err(error);
+                return Some(Err(error));
             }
             state.queue.push_back(Queued {
                 request_id: request_id.clone(),
@@ -332,39 +350,34 @@ impl LambdaHost {
             });
             self.shared.changed.notify_all();
         }
-        let deadline = Instant::now() + INVOKE_TIMEOUT;
+        let deadline = Instant::now() + limit;
         loop {
             {
                 let mut state = self.shared.lock();
                 if let Some(result) = state.results.remove(&request_id) {
-                    return result;
+                    return Some(result);
                 }
                 if let Some(error) = state.init_error.clone() {
                     state.queue.retain(|queued| queued.request_id != request_id);
-                    return Err(error);
+                    return Some(Err(error));
                 }
             }
             if let Some(status) = self.exit_status() {
                 let mut state = self.shared.lock();
                 // The answer may have arrived just before the process exited.
                 if let Some(result) = state.results.remove(&request_id) {
-                    return result;
+                    return Some(result);
                 }
                 state.queue.retain(|queued| queued.request_id != request_id);
                 state.in_flight.remove(&request_id);
                 if let Some(error) = state.init_error.clone() {
-                    return Err(error);
+                    return Some(Err(error));
                 }
                 drop(state);
-                return Err(self.exit_error(status));
+                return Some(Err(self.exit_error(status)));
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "{} did not answer invocation {request_id} within {INVOKE_TIMEOUT:?}; \
-                     output:\n{}",
-                    self.function_name,
-                    crate::tail(&self.output(), OUTPUT_TAIL)
-                );
+                return None;
             }
             let state = self.shared.lock();
             if !state.results.contains_key(&request_id) {
@@ -431,6 +444,28 @@ impl LambdaHost {
             .lines()
             .find_map(|line| line.strip_prefix("VmHWM:"))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The function process's id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .id()
+    }
+
+    /// CPU time (user + system, every thread) the function process used so far, from
+    /// `/proc/<pid>/stat` (Linux, in clock ticks of 10 ms). `None` once the process has gone.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the command name (which may hold spaces, in parentheses): state is the
+        // 3rd field of the line, utime the 14th and stime the 15th.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ is 100 on every Linux architecture.
+        Some(Duration::from_millis(ticks * 10))
     }
 
     /// The process's exit status, if it has exited.

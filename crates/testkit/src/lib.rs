@@ -11,6 +11,9 @@
 //!   arm64 C library).
 //! - [`latency::LatencyProxy`]: a TCP proxy adding a fixed delay per request (AWS-like latency
 //!   for the benchmarks).
+//! - [`quota_emulator::QuotaEmulator`]: Secrets Manager and Parameter Store reads at 100,000+
+//!   secrets, with token buckets at the published per-account quotas (throttling in the wire
+//!   shape), a latency per call and counters per operation (`make bench`'s scale part).
 //! - [`faults`]: faults in dependencies: [`faults::AwsFaults`] (throttling, 500s, resets, slow
 //!   answers in each protocol's wire shape, at a seeded rate, counted) in front of moto, and
 //!   [`faults::DbSwitch`] (pass, refuse, hang, down) in front of PostgreSQL.
@@ -56,6 +59,7 @@ pub mod latency;
 pub mod moto;
 pub mod pgdist;
 pub mod postgres;
+pub mod quota_emulator;
 pub mod rotation;
 pub mod secrets;
 pub mod vault;

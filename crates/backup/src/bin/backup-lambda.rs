@@ -7,6 +7,7 @@ use std::sync::Arc;
 use backup::lambda::config::BackupConfig;
 use backup::lambda::function::Function;
 use backup::ports::aws::{base_config, AwsPorts};
+use backup::ports::limited::{RateLimited, PUBLISHED};
 use lambda_runtime::{service_fn, LambdaEvent};
 use lambda_support::InvocationError;
 use serde_json::Value;
@@ -24,6 +25,7 @@ BACKUP_KMS_KEY_ID (required for backups), BACKUP_PREFIX,
 BACKUP_S3_KMS_KEY_ID, BACKUP_ROLE_ARN, BACKUP_ROLE_EXTERNAL_ID, BACKUP_REGION,
 BACKUP_S3_FORCE_PATH_STYLE, BACKUP_NAME_PREFIXES, BACKUP_TAGS, BACKUP_CONCURRENCY,
 BACKUP_PART_SIZE, BACKUP_METRICS_NAMESPACE, BACKUP_EXPECTED_UNREADABLE, BACKUP_LEASE_SECONDS,
+BACKUP_QUOTA_SHARE, BACKUP_DEADLINE_MARGIN_SECONDS, BACKUP_LIST_PAGE_SIZE,
 AWS_LAMBDA_LOG_LEVEL; and the AWS SDK's variables.
 See the README.
 ";
@@ -42,8 +44,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let base = base_config(&config.sdk).await;
     let ports = AwsPorts::new(&base, &config.aws_settings()).await;
+    // Every Secrets Manager read through the limiter: BACKUP_QUOTA_SHARE of the quotas.
+    let secrets = RateLimited::new(
+        Arc::new(ports.secrets),
+        f64::from(config.quota_share_percent) / 100.0,
+        PUBLISHED,
+    );
     let function = Function {
-        secrets: Arc::new(ports.secrets),
+        secrets: Arc::new(secrets),
         store: Arc::new(ports.store),
         keys: Arc::new(ports.keys),
         identity: Arc::new(ports.identity),
@@ -54,7 +62,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let result = function.handle(event.payload).await;
+        // The invocation's deadline (milliseconds since the epoch) as an Instant.
+        let left = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
+        let deadline = left
+            .duration_since(std::time::SystemTime::now())
+            .ok()
+            .map(|d| std::time::Instant::now() + d);
+        let result = function.handle_until(event.payload, deadline).await;
         if let Err(e) = &result {
             tracing::error!(error_type = %e.error_type, error = %e.message, "invocation failed");
         }

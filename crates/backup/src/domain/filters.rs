@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::model::Tag;
+use crate::domain::settings::list_entries;
 
 /// A tag the secret must carry: `key=value`, or just `key` for any value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +137,7 @@ impl ExpectedUnreadable {
     /// Parses the comma-separated list; errors say what is wrong with which entry.
     pub fn parse(v: &str) -> Result<Self, String> {
         let mut out = ExpectedUnreadable::default();
-        for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in list_entries(v) {
             match entry.strip_suffix('*') {
                 _ if entry.matches('*').count() > 1
                     || entry.trim_end_matches('*').contains('*') =>

@@ -14,6 +14,13 @@ pub const MAX_PART_SIZE: usize = 64 * 1024 * 1024;
 /// Largest accepted concurrency.
 pub const MAX_CONCURRENCY: usize = 64;
 
+/// The entries of a comma-separated list (`a, b,,c`), trimmed, empty ones skipped: the syntax of
+/// every list setting (`BACKUP_NAME_PREFIXES`, `BACKUP_TAGS`, `BACKUP_EXPECTED_UNREADABLE`,
+/// `--kms-key-map`).
+pub fn list_entries(v: &str) -> impl Iterator<Item = &str> {
+    v.split(',').map(str::trim).filter(|e| !e.is_empty())
+}
+
 /// `a/b/` and `/a/b` both become `a/b`.
 pub fn normalize_prefix(p: &str) -> String {
     p.trim().trim_matches('/').to_string()

@@ -10,8 +10,8 @@ use lambda_support::SdkLimits;
 pub use crate::domain::filters::ExpectedUnreadable;
 use crate::domain::filters::{Filters, TagFilter};
 use crate::domain::settings::{
-    normalize_prefix, parse_concurrency, parse_part_size, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE,
-    DEFAULT_PREFIX,
+    list_entries, normalize_prefix, parse_concurrency, parse_part_size, DEFAULT_CONCURRENCY,
+    DEFAULT_PART_SIZE, DEFAULT_PREFIX,
 };
 use crate::lambda::metrics::DEFAULT_NAMESPACE;
 use crate::ports::aws::Settings;
@@ -56,7 +56,23 @@ pub struct BackupConfig {
     /// `BACKUP_LEASE_SECONDS`, default [`DEFAULT_LEASE_SECONDS`]: how long a run's lease on its
     /// source holds if the run never releases it (killed); 0 = no lease.
     pub lease_seconds: u64,
+    // --- The read path (issue 11): quotas, checkpoints ---
+    /// `BACKUP_QUOTA_SHARE`, percent of each published quota, default
+    /// [`DEFAULT_QUOTA_SHARE_PERCENT`].
+    pub quota_share_percent: u32,
+    /// `BACKUP_DEADLINE_MARGIN_SECONDS`, default [`DEFAULT_DEADLINE_MARGIN_SECONDS`].
+    pub deadline_margin_seconds: u64,
+    /// `BACKUP_LIST_PAGE_SIZE`, 1–100, default 100: secrets per ListSecrets page (the deadline
+    /// is checked between pages).
+    pub list_page_size: i32,
 }
+
+/// The default of `BACKUP_QUOTA_SHARE`: the percentage of each published Secrets Manager quota a
+/// run may use (`crates/backup/src/ports/limited.rs`).
+pub const DEFAULT_QUOTA_SHARE_PERCENT: u32 = 20;
+/// The default of `BACKUP_DEADLINE_MARGIN_SECONDS`: time left before the Lambda deadline at
+/// which a run checkpoints (enough to upload a part and the checkpoint).
+pub const DEFAULT_DEADLINE_MARGIN_SECONDS: u64 = 60;
 
 /// The default of `BACKUP_LEASE_SECONDS`: Lambda's largest timeout, so no run outlives its lease.
 pub const DEFAULT_LEASE_SECONDS: u64 = 900;
@@ -125,6 +141,42 @@ impl BackupConfig {
                         )
                     })?,
             },
+            // --- The read path ---
+            quota_share_percent: match get("BACKUP_QUOTA_SHARE") {
+                None => DEFAULT_QUOTA_SHARE_PERCENT,
+                Some(v) => v
+                    .trim_end_matches('%')
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| (1..=100).contains(p))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "BACKUP_QUOTA_SHARE",
+                            v,
+                            "a whole percentage from 1 to 100",
+                        )
+                    })?,
+            },
+            deadline_margin_seconds: match get("BACKUP_DEADLINE_MARGIN_SECONDS") {
+                None => DEFAULT_DEADLINE_MARGIN_SECONDS,
+                Some(v) => v.parse::<u64>().ok().filter(|s| *s <= 900).ok_or_else(|| {
+                    ConfigError::invalid(
+                        "BACKUP_DEADLINE_MARGIN_SECONDS",
+                        v,
+                        "whole seconds from 0 to 900",
+                    )
+                })?,
+            },
+            list_page_size: match get("BACKUP_LIST_PAGE_SIZE") {
+                None => 100,
+                Some(v) => v
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|s| (1..=100).contains(s))
+                    .ok_or_else(|| {
+                        ConfigError::invalid("BACKUP_LIST_PAGE_SIZE", v, "a number from 1 to 100")
+                    })?,
+            },
         })
     }
 
@@ -148,13 +200,12 @@ impl BackupConfig {
 pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, ConfigError> {
     let get = |name: &str| non_empty(&lookup, name);
     let name_prefixes = get("BACKUP_NAME_PREFIXES")
-        .map(|v| split_list(&v))
+        .map(|v| list_entries(&v).map(String::from).collect())
         .unwrap_or_default();
     let tags = match get("BACKUP_TAGS") {
         None => vec![],
-        Some(v) => split_list(&v)
-            .iter()
-            .map(|t| TagFilter::parse(t))
+        Some(v) => list_entries(&v)
+            .map(TagFilter::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|expected| ConfigError::invalid("BACKUP_TAGS", v, expected))?,
     };
@@ -162,14 +213,6 @@ pub fn filters_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Filters, 
         name_prefixes,
         tags,
     })
-}
-
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 #[cfg(test)]
@@ -289,6 +332,37 @@ mod tests {
                 .metrics_namespace,
             "SecretsBackup"
         );
+    }
+
+    // --- The read path ---
+    #[test]
+    fn quota_share_margin_and_page_size() {
+        let c = cfg(&[("BACKUP_BUCKET", "b"), SIGNING]).unwrap();
+        assert_eq!(c.quota_share_percent, 20);
+        assert_eq!(c.deadline_margin_seconds, 60);
+        assert_eq!(c.list_page_size, 100);
+        let c = cfg(&[
+            ("BACKUP_BUCKET", "b"),
+            SIGNING,
+            ("BACKUP_QUOTA_SHARE", "5%"),
+            ("BACKUP_DEADLINE_MARGIN_SECONDS", "120"),
+            ("BACKUP_LIST_PAGE_SIZE", "10"),
+        ])
+        .unwrap();
+        assert_eq!(c.quota_share_percent, 5);
+        assert_eq!(c.deadline_margin_seconds, 120);
+        assert_eq!(c.list_page_size, 10);
+        for (name, bad) in [
+            ("BACKUP_QUOTA_SHARE", "0"),
+            ("BACKUP_QUOTA_SHARE", "101"),
+            ("BACKUP_QUOTA_SHARE", "lots"),
+            ("BACKUP_DEADLINE_MARGIN_SECONDS", "901"),
+            ("BACKUP_LIST_PAGE_SIZE", "0"),
+            ("BACKUP_LIST_PAGE_SIZE", "101"),
+        ] {
+            let err = cfg(&[("BACKUP_BUCKET", "b"), SIGNING, (name, bad)]).unwrap_err();
+            assert_eq!(err.name(), name, "{bad}");
+        }
     }
 
     // --- The vault's guards ---

@@ -15,16 +15,18 @@ use crate::lambda::event::{self, Mode, Request};
 use crate::lambda::lease::{self, LeaseError, LeaseSource};
 use crate::lambda::metrics::{emf_line, Metric, Unit};
 use crate::lambda::summary::{
-    BackupOutcome, BackupSummary, Difference, FailedPart, FailedSecret, RunSummary, Totals,
-    VerifyOutcome, VerifySummary, Written,
+    BackupOutcome, BackupSummary, Difference, FailedPart, FailedSecret, ReadPath, RunSummary,
+    Totals, VerifyOutcome, VerifySummary, Written,
 };
 use crate::operations::verify::verify;
 use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi};
+use crate::snapshot::checkpoint::{self, check_resumable, checkpoint_prefix, Expect};
 use crate::snapshot::layout::account_region_prefix;
 use crate::snapshot::manifest::{Destination, Source};
 use crate::snapshot::reader::{list_snapshots, Selector};
+use crate::snapshot::trust::latest_verified;
 use crate::snapshot::trust::{chain_problems, select_trusted, ChooseError, Preference};
-use crate::snapshot::writer::{run_backup, BackupParams};
+use crate::snapshot::writer::{run_backup_with, BackupParams, RunControl, RunOutcome};
 
 /// The function: its configuration and its ports, built once per execution environment.
 pub struct Function {
@@ -57,8 +59,19 @@ fn duration(started: Instant) -> Metric {
 }
 
 impl Function {
-    /// Handles one event: a backup (the default) or a verify.
+    /// Handles one event: a backup (the default) or a verify, without a deadline.
     pub async fn handle(&self, event: Value) -> Result<RunSummary, InvocationError> {
+        self.handle_until(event, None).await
+    }
+
+    /// Handles one event; a backup checkpoints and returns outcome `continue` when less than
+    /// `BACKUP_DEADLINE_MARGIN_SECONDS` is left before `deadline` (the invocation's, from the
+    /// Lambda context).
+    pub async fn handle_until(
+        &self,
+        event: Value,
+        deadline: Option<Instant>,
+    ) -> Result<RunSummary, InvocationError> {
         let started = Instant::now();
         let request =
             event::parse(&event).map_err(|e| InvocationError::invalid_event(e.to_string()))?;
@@ -69,7 +82,7 @@ impl Function {
             .map_err(|e| InvocationError::new("SourceAccountUnknown", format!("STS: {e}")))?;
         match request.mode {
             Mode::Backup => self
-                .backup(&request, account, started)
+                .backup(&request, account, started, deadline)
                 .await
                 .map(RunSummary::Backup),
             Mode::Verify => self
@@ -103,6 +116,7 @@ impl Function {
         request: &Request,
         account: String,
         started: Instant,
+        deadline: Option<Instant>,
     ) -> Result<BackupSummary, InvocationError> {
         let kms_key_id = self.config.kms_key_id.clone().ok_or_else(|| {
             InvocationError::new("ConfigurationError", "BACKUP_KMS_KEY_ID is not set")
@@ -168,7 +182,8 @@ impl Function {
                 }
             }
         };
-        let result = run_backup(self.ports(), &params).await;
+        let control = self.run_control(&params, deadline).await;
+        let result = run_backup_with(self.ports(), &params, &control).await;
         if let Some(l) = &lease {
             if let Err(e) = lease::release(self.store.as_ref(), l).await {
                 // The claim lapses on its own at its expiry.
@@ -177,7 +192,31 @@ impl Function {
         }
         let elapsed = duration(started);
         let report = match result {
-            Ok(r) => r,
+            Ok(RunOutcome::Complete(r)) => *r,
+            Ok(RunOutcome::Paused(p)) => {
+                let mut summary = BackupSummary::new(
+                    p.snapshot_id.clone(),
+                    request.trigger.clone(),
+                    BackupOutcome::Continue,
+                );
+                summary.read_path = Some(ReadPath {
+                    read: p.summary.read,
+                    carried_over: p.summary.carried_over,
+                    invocations: p.invocations,
+                });
+                summary.checkpoint = Some(p.checkpoint_key.clone());
+                self.emit(
+                    "backup",
+                    &[
+                        Metric::count("Checkpoints", 1),
+                        Metric::count("SecretsRead", p.summary.read),
+                        Metric::count("SecretsCarriedOver", p.summary.carried_over),
+                        elapsed,
+                    ],
+                    &summary,
+                );
+                return Ok(summary);
+            }
             Err(e) => {
                 let mut summary = BackupSummary::new(
                     params.snapshot_id.clone(),
@@ -202,6 +241,12 @@ impl Function {
                 BackupOutcome::Incomplete
             },
         );
+        let invocations = control.resume.as_ref().map_or(1, |c| c.invocations + 1);
+        summary.read_path = Some(ReadPath {
+            read: s.read,
+            carried_over: s.carried_over,
+            invocations,
+        });
         summary.written = Some(Written {
             location: report.location(),
             manifest: report.manifest_key.clone(),
@@ -233,6 +278,8 @@ impl Function {
                 // Failures the alarm counts; the expected ones apart.
                 Metric::count("Failures", failures.len() as u64),
                 Metric::count("ExpectedFailures", expected_failures.len() as u64),
+                Metric::count("SecretsRead", s.read),
+                Metric::count("SecretsCarriedOver", s.carried_over),
                 elapsed,
             ],
             &summary,
@@ -273,6 +320,68 @@ impl Function {
             duration_ms: elapsed.value,
         });
         Ok(summary)
+    }
+
+    /// The deadline, the page size, and the checkpoint to resume: the last one of the source,
+    /// when [`check_resumable`] accepts it (otherwise it is discarded, with a warning).
+    async fn run_control(&self, params: &BackupParams, deadline: Option<Instant>) -> RunControl {
+        let base = checkpoint_prefix(
+            &self.config.prefix,
+            &params.source.account_id,
+            &params.source.region,
+        );
+        let mut control = RunControl {
+            deadline,
+            margin: std::time::Duration::from_secs(self.config.deadline_margin_seconds),
+            page_size: self.config.list_page_size,
+            resume: None,
+            checkpoint_prefix: base.clone(),
+        };
+        let found = match checkpoint::latest(self.store.as_ref(), &base).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoints unreadable: starting a new snapshot");
+                return control;
+            }
+        };
+        let Some((key, cp)) = found else {
+            return control;
+        };
+        let previous = match latest_verified(
+            self.store.as_ref(),
+            self.keys.as_ref(),
+            &params.signing_key_id,
+            &params.prefix,
+            &params.source.account_id,
+            &params.source.region,
+        )
+        .await
+        {
+            Ok((link, _)) => link,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint {key} not resumed: the chain is unreadable");
+                return control;
+            }
+        };
+        let expect = Expect {
+            filters: &params.filters,
+            kms_key_id: &params.kms_key_id,
+            signing_key_id: &params.signing_key_id,
+            part_size: params.part_size as u64,
+            previous: previous.as_ref(),
+            now: Utc::now(),
+        };
+        match check_resumable(self.store.as_ref(), &cp, expect).await {
+            Ok(()) => control.resume = Some(cp),
+            Err(why) if why.ends_with("is complete") => {}
+            Err(why) => tracing::warn!(
+                checkpoint = %key,
+                snapshot = %cp.snapshot_id,
+                reason = %why,
+                "checkpoint discarded: starting a new snapshot"
+            ),
+        }
+        control
     }
 
     async fn verify(

@@ -35,6 +35,9 @@ pub enum BackupOutcome {
     Incomplete,
     /// No snapshot was completed.
     Error,
+    /// The deadline was near: the run left a checkpoint and continues in the next invocation
+    /// (the state machine of `template.yaml` invokes the function again at once).
+    Continue,
 }
 
 /// A backup run.
@@ -55,10 +58,29 @@ pub struct BackupSummary {
     /// What was written (absent with outcome `error`).
     #[serde(flatten)]
     pub written: Option<Written>,
+    /// Secrets read from Secrets Manager and carried over from the previous snapshot (absent
+    /// with outcome `error`).
+    #[serde(flatten)]
+    pub read_path: Option<ReadPath>,
+    /// Where a run that continues stopped (outcome `continue`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
     /// The totals (in the function's output, not in the metrics line, which has them as
     /// metrics).
     #[serde(flatten)]
     pub totals: Option<Totals>,
+}
+
+/// How the secrets of a run were obtained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadPath {
+    /// Read from Secrets Manager.
+    pub read: u64,
+    /// Unchanged since the previous verified snapshot, carried over from its parts.
+    pub carried_over: u64,
+    /// Invocations the run took (more than 1 after checkpoints).
+    pub invocations: u32,
 }
 
 impl BackupSummary {
@@ -71,6 +93,8 @@ impl BackupSummary {
             outcome,
             error: None,
             written: None,
+            read_path: None,
+            checkpoint: None,
             totals: None,
         }
     }

@@ -35,6 +35,7 @@ use serde::Serialize;
 
 use crate::domain::filters::{matches_any, NamePattern};
 use crate::domain::model::*;
+use crate::domain::settings::list_entries;
 use crate::operations::diff::{self, new_secrets, Change, Live, SecretDiff, Status};
 use crate::operations::policy::widening;
 use crate::operations::Progress;
@@ -58,7 +59,7 @@ impl KeyMap {
     /// Parses `old=new,old=new`; each side a key id, key ARN or alias.
     pub fn parse(text: &str) -> Result<KeyMap, String> {
         let mut map = BTreeMap::new();
-        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for pair in list_entries(text) {
             match pair.split_once('=') {
                 Some((old, new)) if !old.trim().is_empty() && !new.trim().is_empty() => {
                     if map

@@ -4,12 +4,13 @@
 pub mod aws;
 #[cfg(any(test, feature = "testing"))]
 pub mod fakes;
+pub mod limited;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
 use zeroize::Zeroizing;
 
 use crate::domain::model::{
@@ -38,6 +39,9 @@ pub enum ErrorKind {
     InvalidCiphertext,
     /// KMS `Verify`: the signature does not verify with that key.
     InvalidSignature,
+    /// The service throttled the call (`ThrottlingException`, `TooManyRequestsException`,
+    /// `SlowDown`, …) after the SDK's own retries.
+    Throttled,
     /// Anything else.
     Other,
 }
@@ -62,16 +66,43 @@ impl ApiError {
     }
 }
 
-/// A secret as ListSecrets returns it: enough to apply filters before reading it.
+/// A secret as ListSecrets returns it: everything DescribeSecret would say (name, ARN, tags,
+/// KMS key, rotation, owning service, primary region, replication, dates) and its labelled
+/// versions (`SecretVersionsToStages`), so the backup needs no DescribeSecret per secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedSecret {
     /// Its name.
     pub name: String,
     /// Its ARN.
     pub arn: String,
-    /// Its tags as listed (DescribeSecret's are authoritative).
+    /// Its tags as listed.
     pub tags: Vec<Tag>,
+    /// Its metadata (no resource policy: ListSecrets does not return it) and the versions that
+    /// carry a label, sorted by version id.
+    pub described: Described,
 }
+
+/// One page of ListSecrets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The secrets on the page.
+    pub secrets: Vec<ListedSecret>,
+    /// The token of the next page (`None`: this was the last).
+    pub next_token: Option<String>,
+}
+
+/// One secret's answer in a BatchGetSecretValue call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchValue {
+    /// The secret id as asked (its ARN).
+    pub id: String,
+    /// The `AWSCURRENT` version's id and value, or the per-secret error (`Errors` in the
+    /// answer).
+    pub result: Result<(String, VersionValue), ApiError>,
+}
+
+/// The most secrets one BatchGetSecretValue call takes by id (`SecretIdList`: 1–20).
+pub const BATCH_GET_MAX: usize = 20;
 
 /// Everything needed to create a secret again.
 #[derive(Clone, Debug)]
@@ -99,12 +130,37 @@ pub trait SecretsApi: Send + Sync {
     fn source(&self) -> SourceKind {
         SourceKind::SecretsManager
     }
-    /// Secrets (not those scheduled for deletion), optionally narrowed server-side by
+    /// One page of ListSecrets (not those scheduled for deletion), from `token` (`None`: the
+    /// first page), at most `page_size` secrets, optionally narrowed server-side by
     /// case-insensitive name prefixes; callers apply the exact filters.
+    async fn list_page(
+        &self,
+        name_prefixes: &[String],
+        page_size: i32,
+        token: Option<String>,
+    ) -> Result<ListPage, ApiError>;
+    /// Every secret, page after page (100 a page); the stream ends after an error.
     fn list<'a>(
         &'a self,
         name_prefixes: &'a [String],
-    ) -> BoxStream<'a, Result<ListedSecret, ApiError>>;
+    ) -> BoxStream<'a, Result<ListedSecret, ApiError>> {
+        futures::stream::unfold(Some(None::<String>), move |state| async move {
+            let token = state?;
+            match self.list_page(name_prefixes, 100, token).await {
+                Ok(page) => {
+                    let next = page.next_token.map(Some);
+                    let items: Vec<_> = page.secrets.into_iter().map(Ok).collect();
+                    Some((futures::stream::iter(items), next))
+                }
+                Err(e) => Some((futures::stream::iter(vec![Err(e)]), None)),
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+    /// BatchGetSecretValue by id (at most [`BATCH_GET_MAX`]): each secret's `AWSCURRENT`
+    /// version id, value and creation date. An `Err` is a failure of the whole call.
+    async fn batch_current(&self, ids: &[String]) -> Result<Vec<BatchValue>, ApiError>;
     /// `Ok(None)` when the secret does not exist.
     async fn describe(&self, id: &str) -> Result<Option<Described>, ApiError>;
     /// The resource policy, `Ok(None)` when there is none.

@@ -60,6 +60,14 @@ pub struct Summary {
     pub failures: u64,
     /// Secrets deleted between listing and reading.
     pub skipped: u64,
+    /// Secrets read from Secrets Manager in this run (absent in manifests written before
+    /// incremental runs).
+    #[serde(default)]
+    pub read: u64,
+    /// Secrets unchanged since the previous snapshot, carried over from its parts (re-sealed
+    /// under this snapshot's keys) instead of read again.
+    #[serde(default)]
+    pub carried_over: u64,
 }
 
 /// One part object.
@@ -138,6 +146,10 @@ pub struct ManifestSecret {
     pub arn: String,
     /// The part that holds it.
     pub part: u32,
+    /// When it last changed, as Secrets Manager reported it (what the next run compares to
+    /// carry it over; absent in manifests written before incremental runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_changed: Option<DateTime<Utc>>,
     /// Its labelled versions.
     pub versions: Vec<ManifestVersion>,
 }
@@ -150,6 +162,7 @@ impl ManifestSecret {
             name: record.meta.name.clone(),
             arn: record.meta.arn.clone(),
             part,
+            last_changed: record.meta.last_changed,
             versions: record
                 .versions
                 .iter()
@@ -257,6 +270,21 @@ impl ManifestSpool {
         Ok(())
     }
 
+    /// Every entry so far, read back from the spool (a checkpoint records them).
+    pub fn entries(&mut self) -> std::io::Result<Vec<ManifestSecret>> {
+        use std::io::Read;
+        self.entries.flush()?;
+        let file = self.entries.get_mut();
+        let end = file.stream_position()?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut text = Vec::with_capacity(end as usize + 2);
+        text.push(b'[');
+        (&mut *file).take(end).read_to_end(&mut text)?;
+        text.push(b']');
+        file.seek(SeekFrom::Start(end))?;
+        Ok(serde_json::from_slice(&text)?)
+    }
+
     /// Entries so far.
     pub fn len(&self) -> u64 {
         self.count
@@ -361,6 +389,7 @@ mod tests {
             name: "app/db".into(),
             arn: "arn:x".into(),
             part: 1,
+            last_changed: None,
             versions: vec![],
         };
         let json = serde_json::to_value(&entry).unwrap();

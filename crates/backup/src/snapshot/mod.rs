@@ -4,6 +4,7 @@
 //! integrity check ([`reader`]) once it is trusted ([`trust`]: signature, part list, chain,
 //! source).
 
+pub mod checkpoint;
 pub mod crypto;
 pub mod layout;
 pub mod manifest;

@@ -168,6 +168,21 @@ pub async fn latest_verified(
     account: &str,
     region: &str,
 ) -> Result<(Option<ChainLink>, Vec<String>), ApiError> {
+    let (signed, warnings) =
+        latest_verified_signed(store, keys, signing_key, prefix, account, region).await?;
+    Ok((signed.map(|s| s.link()), warnings))
+}
+
+/// Like [`latest_verified`], with the verified manifest itself (what an incremental run
+/// carries unchanged secrets over from).
+pub async fn latest_verified_signed(
+    store: &dyn ObjectStore,
+    keys: &dyn KeyService,
+    signing_key: &str,
+    prefix: &str,
+    account: &str,
+    region: &str,
+) -> Result<(Option<Signed>, Vec<String>), ApiError> {
     let list = list_snapshots(store, prefix, account, region).await?;
     let mut warnings = vec![];
     for info in list.iter().rev() {
@@ -176,7 +191,7 @@ pub async fn latest_verified(
             continue;
         }
         match load_signed(store, keys, signing_key, info).await {
-            Ok(signed) => return Ok((Some(signed.link()), warnings)),
+            Ok(signed) => return Ok((Some(signed), warnings)),
             Err(TrustError::Signature {
                 problem: SignatureProblem::Kms(e),
                 ..
@@ -605,16 +620,19 @@ mod tests {
                 .unwrap()
         }
 
-        async fn choose(&self, sel: Selector, pref: Preference<'_>) -> Chosen {
+        /// "latest" for a deployment with `filters`.
+        async fn latest_for(&self, filters: &Filters) -> Chosen {
             let list = self.list().await;
             select_trusted(
                 &self.store,
                 &self.kms,
                 FAKE_SIGNING_KEY_ARN,
                 &list,
-                &sel,
+                &Selector::Latest,
                 "x",
-                pref,
+                Preference {
+                    filters: Some(filters),
+                },
             )
             .await
             .unwrap()
@@ -640,14 +658,7 @@ mod tests {
         };
         let by_hand = w.backup(partial.clone()).await;
         let deployment = Filters::default();
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&deployment),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&deployment).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             own.head.snapshot_id
@@ -658,14 +669,7 @@ mod tests {
             chosen.notes
         );
         // Only the partial one matches a deployment with those filters: chosen, nothing noted.
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&partial),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&partial).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             by_hand.head.snapshot_id
@@ -676,14 +680,7 @@ mod tests {
             name_prefixes: vec!["zzz/".into()],
             tags: vec![],
         };
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&none_match),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&none_match).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             by_hand.head.snapshot_id
@@ -697,14 +694,7 @@ mod tests {
         w.secrets.unreadable.lock().unwrap().insert("app/s3".into());
         let failed = w.backup(Filters::default()).await;
         assert_eq!(failed.head.failures.len(), 1);
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&deployment),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&deployment).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id,
             own.head.snapshot_id
@@ -727,14 +717,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("app/s3", true)]
         );
-        let chosen = w
-            .choose(
-                Selector::Latest,
-                Preference {
-                    filters: Some(&deployment),
-                },
-            )
-            .await;
+        let chosen = w.latest_for(&deployment).await;
         assert_eq!(
             chosen.signed.manifest.head.snapshot_id, expected.head.snapshot_id,
             "{:?}",

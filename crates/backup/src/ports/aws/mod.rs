@@ -35,6 +35,11 @@ where
         "PreconditionFailed" => ErrorKind::AlreadyExists,
         "InvalidCiphertextException" | "IncorrectKeyException" => ErrorKind::InvalidCiphertext,
         "KMSInvalidSignatureException" => ErrorKind::InvalidSignature,
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "SlowDown"
+        | "RequestLimitExceeded" => ErrorKind::Throttled,
         _ => ErrorKind::Other,
     };
     ApiError::new(kind, format!("{op}: {text}"))

@@ -3,14 +3,15 @@
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_types::Blob;
-use futures::stream::{self, BoxStream, StreamExt};
 use zeroize::Zeroizing;
 
 use super::{api_err, to_chrono};
 use crate::domain::model::{
     Described, Replica, Rotation, SecretMeta, SecretValue, Tag, VersionLabels, VersionValue,
 };
-use crate::ports::{ApiError, ListedSecret, NewSecret, SecretsApi};
+use crate::ports::{
+    ApiError, BatchValue, ErrorKind, ListPage, ListedSecret, NewSecret, SecretsApi,
+};
 
 /// Secrets Manager over the SDK.
 #[derive(Clone, Debug)]
@@ -43,11 +44,17 @@ fn to_sm_tag(t: &Tag) -> aws_sdk_secretsmanager::types::Tag {
 
 #[async_trait]
 impl SecretsApi for AwsSecrets {
-    fn list<'a>(
-        &'a self,
-        name_prefixes: &'a [String],
-    ) -> BoxStream<'a, Result<ListedSecret, ApiError>> {
-        let mut req = self.client.list_secrets().max_results(100);
+    async fn list_page(
+        &self,
+        name_prefixes: &[String],
+        page_size: i32,
+        token: Option<String>,
+    ) -> Result<ListPage, ApiError> {
+        let mut req = self
+            .client
+            .list_secrets()
+            .max_results(page_size.clamp(1, 100))
+            .set_next_token(token);
         // The server-side `name` filter only narrows (callers check exactly); use it when
         // ListSecrets accepts the values: at most 10, no leading `!` (negation), its charset.
         let server_side = !name_prefixes.is_empty()
@@ -65,30 +72,127 @@ impl SecretsApi for AwsSecrets {
                     .build(),
             );
         }
-        let pages = req.into_paginator().send();
-        stream::unfold(Some(pages), |pages| async move {
-            let mut pages = pages?;
-            match pages.next().await? {
-                Ok(page) => {
-                    let items: Vec<_> = page
-                        .secret_list()
-                        .iter()
-                        .map(|s| {
-                            Ok(ListedSecret {
-                                name: s.name().unwrap_or_default().to_string(),
-                                arn: s.arn().unwrap_or_default().to_string(),
-                                tags: sm_tags(s.tags()),
+        let page = req.send().await.map_err(|e| api_err("ListSecrets", e))?;
+        let secrets = page
+            .secret_list()
+            .iter()
+            .map(|s| {
+                let rules = s.rotation_rules();
+                let mut versions: Vec<VersionLabels> = s
+                    .secret_versions_to_stages()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(_, labels)| !labels.is_empty())
+                            .map(|(id, labels)| VersionLabels {
+                                version_id: id.clone(),
+                                labels: labels.clone(),
+                                created: None,
                             })
-                        })
-                        .collect();
-                    Some((stream::iter(items), Some(pages)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                versions.sort_by(|a, b| a.version_id.cmp(&b.version_id));
+                let meta = SecretMeta {
+                    name: s.name().unwrap_or_default().to_string(),
+                    arn: s.arn().unwrap_or_default().to_string(),
+                    description: s.description().map(String::from),
+                    kms_key_id: s.kms_key_id().map(String::from),
+                    tags: sm_tags(s.tags()),
+                    resource_policy: None,
+                    rotation: Rotation {
+                        enabled: s.rotation_enabled().unwrap_or(false),
+                        lambda_arn: s.rotation_lambda_arn().map(String::from),
+                        automatically_after_days: rules.and_then(|r| r.automatically_after_days()),
+                        schedule_expression: rules
+                            .and_then(|r| r.schedule_expression())
+                            .map(String::from),
+                        duration: rules.and_then(|r| r.duration()).map(String::from),
+                    },
+                    owning_service: s.owning_service().map(String::from),
+                    created: s.created_date().and_then(to_chrono),
+                    last_rotated: s.last_rotated_date().and_then(to_chrono),
+                    last_changed: s.last_changed_date().and_then(to_chrono),
+                    primary_region: s.primary_region().map(String::from),
+                    // ListSecrets does not return ReplicationStatus (DescribeSecret does).
+                    replication: vec![],
+                };
+                ListedSecret {
+                    name: meta.name.clone(),
+                    arn: meta.arn.clone(),
+                    tags: meta.tags.clone(),
+                    described: Described {
+                        meta,
+                        versions,
+                        deleted: s.deleted_date().and_then(to_chrono),
+                    },
                 }
-                // Stop after an error: the caller records it.
-                Err(e) => Some((stream::iter(vec![Err(api_err("ListSecrets", e))]), None)),
-            }
+            })
+            .collect();
+        Ok(ListPage {
+            secrets,
+            next_token: page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(String::from),
         })
-        .flatten()
-        .boxed()
+    }
+
+    async fn batch_current(&self, ids: &[String]) -> Result<Vec<BatchValue>, ApiError> {
+        let out = self
+            .client
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| api_err("BatchGetSecretValue", e))?;
+        let mut answers: Vec<BatchValue> = Vec::with_capacity(ids.len());
+        for v in out.secret_values() {
+            let asked = ids
+                .iter()
+                .find(|id| Some(id.as_str()) == v.arn() || Some(id.as_str()) == v.name())
+                .cloned()
+                .unwrap_or_else(|| v.arn().unwrap_or_default().to_string());
+            let value = if let Some(s) = v.secret_string() {
+                Some(SecretValue::String(Zeroizing::new(s.to_string())))
+            } else {
+                v.secret_binary()
+                    .map(|b| SecretValue::Binary(Zeroizing::new(b.as_ref().to_vec())))
+            };
+            answers.push(BatchValue {
+                id: asked,
+                result: match value {
+                    Some(value) => Ok((
+                        v.version_id().unwrap_or_default().to_string(),
+                        VersionValue {
+                            value,
+                            created: v.created_date().and_then(to_chrono),
+                        },
+                    )),
+                    None => Err(ApiError::other(
+                        "BatchGetSecretValue: the AWSCURRENT version has no value",
+                    )),
+                },
+            });
+        }
+        for e in out.errors() {
+            let code = e.error_code().unwrap_or_default();
+            let kind = match code {
+                "ResourceNotFoundException" => ErrorKind::NotFound,
+                "ThrottlingException" => ErrorKind::Throttled,
+                _ => ErrorKind::Other,
+            };
+            answers.push(BatchValue {
+                id: e.secret_id().unwrap_or_default().to_string(),
+                result: Err(ApiError::new(
+                    kind,
+                    format!(
+                        "BatchGetSecretValue: {code}: {}",
+                        e.message().unwrap_or_default()
+                    ),
+                )),
+            });
+        }
+        Ok(answers)
     }
 
     async fn describe(&self, id: &str) -> Result<Option<Described>, ApiError> {

@@ -1,17 +1,19 @@
 //! Secrets Manager in memory, with its staging-label rules.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::domain::model::{
-    Described, Rotation, SecretMeta, SecretValue, Tag, VersionLabels, AWSCURRENT, AWSPREVIOUS,
+    Described, Rotation, SecretMeta, SecretValue, Tag, VersionLabels, VersionValue, AWSCURRENT,
+    AWSPREVIOUS,
 };
-use crate::ports::{ApiError, ErrorKind, ListedSecret, NewSecret, SecretsApi};
+use crate::ports::{
+    ApiError, BatchValue, ErrorKind, ListPage, ListedSecret, NewSecret, SecretsApi,
+};
 
 /// A version of a fake secret.
 #[derive(Clone, Debug)]
@@ -45,6 +47,7 @@ pub struct FakeSecrets {
     counter: AtomicUsize,
     /// Write calls made so far.
     pub writes: AtomicUsize,
+    calls: Mutex<HashMap<&'static str, usize>>,
 }
 
 impl FakeSecrets {
@@ -112,6 +115,34 @@ impl FakeSecrets {
             .find(|s| s.meta.name == id || s.meta.arn == id)
     }
 
+    fn read(&self, id: &str, version_id: &str) -> Result<SecretValue, ApiError> {
+        let mut all = self.secrets.lock().unwrap();
+        let s = Self::find(&mut all, id).ok_or_else(|| not_found(id))?;
+        if self.unreadable.lock().unwrap().contains(&s.meta.name) {
+            return Err(ApiError::other(
+                "AccessDeniedException: not authorized to perform secretsmanager:GetSecretValue",
+            ));
+        }
+        if s.deleted.is_some() {
+            return Err(ApiError::other("InvalidRequestException: marked deleted"));
+        }
+        s.versions
+            .iter()
+            .find(|v| v.id == version_id)
+            .map(|v| v.value.clone())
+            .ok_or_else(|| not_found(version_id))
+    }
+
+    fn count(&self, op: &'static str) {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+    }
+
+    /// How many calls of the read operation `op` (`ListSecrets`, `DescribeSecret`,
+    /// `GetSecretValue`, `BatchGetSecretValue`, `GetResourcePolicy`) were made so far.
+    pub fn calls(&self, op: &str) -> usize {
+        self.calls.lock().unwrap().get(op).copied().unwrap_or(0)
+    }
+
     fn wrote(&self) {
         self.writes.fetch_add(1, Ordering::SeqCst);
     }
@@ -124,7 +155,23 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
+fn labelled(s: &FakeSecret) -> Vec<VersionLabels> {
+    let mut v: Vec<VersionLabels> = s
+        .versions
+        .iter()
+        .filter(|v| !v.labels.is_empty())
+        .map(|v| VersionLabels {
+            version_id: v.id.clone(),
+            labels: v.labels.clone(),
+            created: None,
+        })
+        .collect();
+    v.sort_by(|a, b| a.version_id.cmp(&b.version_id));
+    v
+}
+
 fn apply_put(s: &mut FakeSecret, id: &str, value: SecretValue, mut labels: Vec<String>) {
+    s.meta.last_changed = Some(Utc::now());
     if s.versions.is_empty() && !labels.iter().any(|l| l == AWSCURRENT) {
         labels.push(AWSCURRENT.into());
     }
@@ -154,8 +201,15 @@ fn apply_put(s: &mut FakeSecret, id: &str, value: SecretValue, mut labels: Vec<S
 
 #[async_trait]
 impl SecretsApi for FakeSecrets {
-    fn list<'a>(&'a self, prefixes: &'a [String]) -> BoxStream<'a, Result<ListedSecret, ApiError>> {
-        let items: Vec<_> = self
+    async fn list_page(
+        &self,
+        prefixes: &[String],
+        page_size: i32,
+        token: Option<String>,
+    ) -> Result<ListPage, ApiError> {
+        self.count("ListSecrets");
+        let from: usize = token.as_deref().map_or(0, |t| t.parse().unwrap_or(0));
+        let all: Vec<ListedSecret> = self
             .secrets
             .lock()
             .unwrap()
@@ -168,60 +222,86 @@ impl SecretsApi for FakeSecrets {
                         .any(|p| s.meta.name.to_lowercase().starts_with(&p.to_lowercase()))
             })
             .map(|s| {
-                Ok(ListedSecret {
+                let mut meta = s.meta.clone();
+                meta.resource_policy = None;
+                meta.replication = vec![];
+                ListedSecret {
                     name: s.meta.name.clone(),
                     arn: s.meta.arn.clone(),
                     tags: s.meta.tags.clone(),
-                })
+                    described: Described {
+                        meta,
+                        versions: labelled(s),
+                        deleted: s.deleted,
+                    },
+                }
             })
             .collect();
-        stream::iter(items).boxed()
+        let size = page_size.clamp(1, 100) as usize;
+        let end = (from + size).min(all.len());
+        Ok(ListPage {
+            secrets: all[from.min(end)..end].to_vec(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        })
+    }
+
+    async fn batch_current(&self, ids: &[String]) -> Result<Vec<BatchValue>, ApiError> {
+        self.count("BatchGetSecretValue");
+        let mut out = vec![];
+        for id in ids {
+            let current = {
+                let mut all = self.secrets.lock().unwrap();
+                Self::find(&mut all, id).and_then(|s| {
+                    s.versions
+                        .iter()
+                        .find(|v| v.labels.iter().any(|l| l == AWSCURRENT))
+                        .map(|v| v.id.clone())
+                })
+            };
+            let result = match current {
+                None => Err(not_found(id)),
+                Some(vid) => self.read(id, &vid).map(|value| {
+                    (
+                        vid,
+                        VersionValue {
+                            value,
+                            created: None,
+                        },
+                    )
+                }),
+            };
+            out.push(BatchValue {
+                id: id.clone(),
+                result,
+            });
+        }
+        Ok(out)
     }
 
     async fn describe(&self, id: &str) -> Result<Option<Described>, ApiError> {
+        self.count("DescribeSecret");
         let mut all = self.secrets.lock().unwrap();
         Ok(Self::find(&mut all, id).map(|s| {
             let mut meta = s.meta.clone();
             meta.resource_policy = None;
             Described {
                 meta,
-                versions: s
-                    .versions
-                    .iter()
-                    .filter(|v| !v.labels.is_empty())
-                    .map(|v| VersionLabels {
-                        version_id: v.id.clone(),
-                        labels: v.labels.clone(),
-                        created: None,
-                    })
-                    .collect(),
+                versions: labelled(s),
                 deleted: s.deleted,
             }
         }))
     }
 
     async fn resource_policy(&self, id: &str) -> Result<Option<String>, ApiError> {
+        self.count("GetResourcePolicy");
         let mut all = self.secrets.lock().unwrap();
         let s = Self::find(&mut all, id).ok_or_else(|| not_found(id))?;
         Ok(s.meta.resource_policy.clone())
     }
 
     async fn get_value(&self, id: &str, version_id: &str) -> Result<SecretValue, ApiError> {
-        let mut all = self.secrets.lock().unwrap();
-        let s = Self::find(&mut all, id).ok_or_else(|| not_found(id))?;
-        if self.unreadable.lock().unwrap().contains(&s.meta.name) {
-            return Err(ApiError::other(
-                "AccessDeniedException: not authorized to perform secretsmanager:GetSecretValue",
-            ));
-        }
-        if s.deleted.is_some() {
-            return Err(ApiError::other("InvalidRequestException: marked deleted"));
-        }
-        s.versions
-            .iter()
-            .find(|v| v.id == version_id)
-            .map(|v| v.value.clone())
-            .ok_or_else(|| not_found(version_id))
+        self.count("GetSecretValue");
+        self.read(id, version_id)
     }
 
     async fn create(&self, new: NewSecret<'_>) -> Result<String, ApiError> {
