@@ -11,6 +11,7 @@ EVENT ?= events/rotation-create-secret.json
 FUNCTION ?= rotate-postgres
 
 .PHONY: help demo test test-majors compat-table postgres-majors unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
+.PHONY: build-RotationFunction build-BackupFunction build-BackupDrillFunction
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -27,6 +28,7 @@ test: venv tools-venv postgres-majors build ## Every test: unit, end to end (rea
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
 	@echo "cfn-lint: template.yaml and vault-source-roles.yaml clean"
 	$(SAM) validate --lint
+	$(SAM) validate --lint --template vault-source-roles.yaml
 
 # The whole suite runs on the newest major; the rotation suites and the compatibility matrix
 # (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others. The
@@ -55,11 +57,12 @@ postgres-majors: ## Fetch the pinned PostgreSQL 13-18 server binaries into .cach
 unit: ## Fast unit tests only (no PostgreSQL, no moto)
 	$(CARGO) test --workspace --lib
 
-lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --lint
+lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --lint (both templates)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
 	$(SAM) validate --lint
+	$(SAM) validate --lint --template vault-source-roles.yaml
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -71,8 +74,19 @@ build: build-venv ## Release build for Lambda (arm64, cargo-lambda + zig, no Doc
 invoke: venv ## Docker-free local invoke: make invoke EVENT=events/x.json [FUNCTION=rotate-postgres]
 	$(CARGO) run --quiet -p testkit --bin lambda-invoke -- --bin $(FUNCTION) --event $(EVENT)
 
-sam-build: build-venv tools-venv ## sam build (the pinned SAM CLI; cargo-lambda + zig, no Docker; samconfig.toml)
-	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(SAM) build
+sam-build: build tools-venv ## make build, then sam build: SAM packages exactly make build's bootstraps (samconfig.toml)
+	$(SAM) build
+
+# SAM's makefile build method (template.yaml: BuildMethod: makefile) runs build-<LogicalId> for
+# each function, in the source folder (samconfig.toml: build_in_source) with ARTIFACTS_DIR set
+# to the function's folder under .aws-sam/build. They copy `make build`'s bootstraps unchanged:
+# what tests/arm64_artifact.rs ran is what SAM packages (it checks the copies byte for byte).
+LAMBDA_BOOTSTRAP = @test -f target/lambda/$(1)/bootstrap || { echo "target/lambda/$(1)/bootstrap is missing: run make build (make sam-build does)" >&2; exit 1; }; \
+	cp target/lambda/$(1)/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
+build-RotationFunction:
+	$(call LAMBDA_BOOTSTRAP,rotate-postgres)
+build-BackupFunction build-BackupDrillFunction:
+	$(call LAMBDA_BOOTSTRAP,backup-lambda)
 
 sam-invoke: sam-build ## sam local invoke with an event (needs Docker)
 	$(SAM) local invoke RotationFunction -e $(EVENT)
