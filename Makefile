@@ -10,7 +10,7 @@ SAM := SAM_CLI_TELEMETRY=0 $(CURDIR)/$(TOOLS_VENV)/bin/sam
 EVENT ?= events/rotation-create-secret.json
 FUNCTION ?= rotate-postgres
 
-.PHONY: help demo test test-majors compat-table postgres-majors unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
+.PHONY: help demo test test-majors compat-table postgres-majors unit lint fmt build invoke invoke-local sam-invoke sam-build deploy bench clean venv tools-venv build-venv
 .PHONY: build-RotationFunction build-BackupFunction build-BackupDrillFunction
 
 help: ## List the targets
@@ -73,6 +73,11 @@ build: build-venv ## Release build for Lambda (arm64, cargo-lambda + zig, no Doc
 
 invoke: venv ## Docker-free local invoke: make invoke EVENT=events/x.json [FUNCTION=rotate-postgres]
 	$(CARGO) run --quiet -p testkit --bin lambda-invoke -- --bin $(FUNCTION) --event $(EVENT)
+
+# EVENT may name several files, run in order against one stack: EVENT="events/a.json events/b.json".
+invoke-local: venv postgres-majors ## No AWS account: the rotation function on EVENT against local PostgreSQL + moto (the demo's stack)
+	$(CARGO) build --quiet --bin rotate-postgres
+	$(CARGO) run --quiet -p demo --bin invoke-local -- $(foreach e,$(EVENT),--event $(e))
 
 sam-build: build tools-venv ## make build, then sam build: SAM packages exactly make build's bootstraps (samconfig.toml)
 	$(SAM) build
