@@ -25,10 +25,11 @@ test: venv tools-venv postgres-majors build ## Every test: unit, end to end (rea
 	TESTKIT_PG_MAJOR=$(NEWEST) $(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory test-majors
 	$(PYTHON) tools/compat-table --check README.md
-	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
-	@echo "cfn-lint: template.yaml and vault-source-roles.yaml clean"
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml spoke-role.yaml
+	@echo "cfn-lint: template.yaml, vault-source-roles.yaml and spoke-role.yaml clean"
 	$(SAM) validate --lint
 	$(SAM) validate --lint --template vault-source-roles.yaml
+	$(SAM) validate --lint --template spoke-role.yaml
 
 # The whole suite runs on the newest major; the rotation suites and the compatibility matrix
 # (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others. The
@@ -57,12 +58,13 @@ postgres-majors: ## Fetch the pinned PostgreSQL 13-18 server binaries into .cach
 unit: ## Fast unit tests only (no PostgreSQL, no moto)
 	$(CARGO) test --workspace --lib
 
-lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --lint (both templates)
+lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --lint (every template)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml spoke-role.yaml
 	$(SAM) validate --lint
 	$(SAM) validate --lint --template vault-source-roles.yaml
+	$(SAM) validate --lint --template spoke-role.yaml
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -114,7 +114,7 @@ fn the_core_and_preflight_know_no_aws_no_database_no_lambda() {
 #[test]
 fn adapters_never_import_each_other() {
     let graph = Graph::load();
-    let adapters = ["secrets-manager", "postgres-target"];
+    let adapters = ["secrets-manager", "postgres-target", "rotation-signals"];
     for adapter in adapters {
         graph.forbid(adapter, "adapters meet only in the Lambda crate", |d| {
             adapters.contains(&d) || d == "preflight" || d == "rotate-postgres"
@@ -128,6 +128,11 @@ fn adapters_never_import_each_other() {
     graph.forbid(
         "secrets-manager",
         "the AWS adapter knows nothing of PostgreSQL",
+        is_database_driver,
+    );
+    graph.forbid(
+        "rotation-signals",
+        "the signals adapter (EMF, EventBridge) knows nothing of PostgreSQL",
         is_database_driver,
     );
 }
@@ -166,6 +171,7 @@ fn nothing_shipped_links_the_test_kit() {
         "preflight",
         "secrets-manager",
         "postgres-target",
+        "rotation-signals",
         "rotate-postgres",
         "lambda-support",
         "backup",

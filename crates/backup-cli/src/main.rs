@@ -8,11 +8,13 @@
 //!
 //! Exit status: 0 success; 1 error; 2 usage; 3 integrity failure (verify found a damaged,
 //! tampered, unsigned or out-of-chain snapshot, or restore refused the snapshot); 4 with
-//! `verify --fail-on-drift`, live differs.
+//! `verify --fail-on-drift`, live differs. `report` has its own: 0 every secret in policy; 1
+//! some secret out of policy; 2 no report (bad arguments, no access, any error).
 
 use std::process::ExitCode;
 
 mod render;
+mod report;
 mod telemetry;
 
 use anyhow::Context as _;
@@ -20,6 +22,7 @@ use backup::domain::filters::ExpectedUnreadable;
 use backup::domain::filters::{Filters, NamePattern, TagFilter};
 use backup::domain::settings;
 use backup::lambda::config::filters_from;
+use backup::operations::report::{report, Policy, Scope, Sources};
 use backup::operations::restore::{restore, KeyMap, RestoreError, RestoreOptions};
 use backup::operations::verify::verify;
 use backup::ports::aws::{base_config, AwsPorts, Settings};
@@ -41,13 +44,18 @@ use lambda_support::env::{non_empty, parse_bool};
 const FORCE_PATH_STYLE: &str = "BACKUP_S3_FORCE_PATH_STYLE";
 const EXIT_INTEGRITY: u8 = 3;
 const EXIT_DRIFT: u8 = 4;
+/// `report`: some secret is out of policy.
+const EXIT_OUT_OF_POLICY: u8 = 1;
+/// `report`: no report could be produced (bad arguments, no access, any error).
+const EXIT_NO_REPORT: u8 = 2;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "secrets-backup",
     version,
     about = "List, verify and restore encrypted snapshots of AWS Secrets Manager secrets.",
-    after_help = "Exit status: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 drift (verify --fail-on-drift).\n\
+    after_help = "Exit status: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 drift (verify --fail-on-drift);\n\
+                  report: 0 all in policy, 1 some secret out of policy, 2 no report (arguments, access, error).\n\
                   Snapshots live at s3://BUCKET/PREFIX/ACCOUNT/REGION/<time>-<id>/."
 )]
 struct Cli {
@@ -151,6 +159,11 @@ enum Command {
         #[arg(long)]
         allow_other_source: bool,
     },
+    /// Compliance report: per secret, rotation against its schedule, the last trusted backup of
+    /// its current version, the last drill that verified it, its KMS key's state and owning
+    /// service. Metadata only (no value is read).
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Take a snapshot now (what the scheduled function does).
     Backup {
         /// KMS key for the parts' data keys.
@@ -179,6 +192,77 @@ enum Command {
               value_parser = clap::value_parser!(u32).range(1..=100))]
         quota_share: u32,
     },
+}
+
+const REPORT_HELP: &str = "\
+Findings (a secret with any is out of policy):
+  rotation-off                   rotation is not enabled (unless --allow-rotation-off)
+  rotation-overdue               last rotated (or created) + schedule + --rotation-grace is past
+  never-backed-up                in no trusted (signed, verified) snapshot
+  current-version-not-backed-up  in trusted snapshots, but not its current version
+  backup-stale                   newest trusted snapshot of its current version older than --max-backup-age
+  no-recent-drill                no drill verified its current version within --max-drill-age
+                                 (only with --drill-log-group)
+  key-disabled, key-pending-deletion, key-unusable
+                                 its KMS key (DescribeKey); aws/secretsmanager is not described
+
+Exit status: 0 every secret in policy; 1 some secret out of policy; 2 no report could be
+produced (bad arguments, no access, any other error).";
+
+/// A duration: `48h`, `14d`, `30m`, `2days` (humantime).
+fn parse_age(s: &str) -> Result<chrono::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 48h, 14d)"))?;
+    chrono::Duration::from_std(d).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// The report's formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// A plain-text table, findings listed below it.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// JSON (also `--json`).
+    Json,
+    /// A self-contained HTML page (inline CSS and SVG chart).
+    Html,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Only secrets whose name matches (prefix, or pattern with `*`); repeatable.
+    #[arg(long = "filter", value_name = "PATTERN")]
+    filters: Vec<String>,
+    /// The newest trusted snapshot of a secret's current version must be younger than this:
+    /// twice the default daily BackupSchedule, so one missed run is not yet a finding.
+    #[arg(long, default_value = "48h", value_parser = parse_age)]
+    max_backup_age: chrono::Duration,
+    /// The drill's log group (the template's is /aws/lambda/<stack>-secrets-backup-drill):
+    /// read its `verify summary` lines to find the last drill that verified each secret.
+    /// Without it drills are not checked.
+    #[arg(long, env = "BACKUP_DRILL_LOG_GROUP")]
+    drill_log_group: Option<String>,
+    /// A drill must have verified a secret's current version within this long: twice the
+    /// default weekly VerifySchedule.
+    #[arg(long, default_value = "14d", value_parser = parse_age)]
+    max_drill_age: chrono::Duration,
+    /// How long past its due date a rotation is not yet overdue (the default rotation window
+    /// of a schedule in days is the whole day).
+    #[arg(long, default_value = "24h", value_parser = parse_age)]
+    rotation_grace: chrono::Duration,
+    /// A secret without rotation is in policy.
+    #[arg(long)]
+    allow_rotation_off: bool,
+    /// Judge the policy at this time instead of now (RFC 3339, or `2025-01-02 03:04` UTC), e.g.
+    /// to see what falls out of policy within a week.
+    #[arg(long, value_parser = |s: &str| parse_time(s))]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The most trusted snapshots read, newest first.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    max_snapshots: u32,
 }
 
 #[derive(Args, Debug)]
@@ -561,6 +645,50 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Err(e) => Err(e.into()),
             }
         }
+        Command::Report(args) => {
+            let base_region = ctx.ports.source_region.clone();
+            let key_directory = backup::ports::aws::KmsKeys::directory(&base);
+            let drills = args
+                .drill_log_group
+                .as_ref()
+                .map(|g| backup::ports::aws::CloudWatchDrillLog::from_config(&base, g.clone()));
+            let scope = Scope {
+                signing_key: ctx.signing_key.clone(),
+                prefix: ctx.prefix(),
+                account: ctx.account.clone(),
+                region: base_region,
+                vault: ctx.location(),
+                patterns: patterns(&args.filters),
+                max_snapshots: args.max_snapshots as usize,
+            };
+            let policy = Policy {
+                at: args.at.unwrap_or_else(chrono::Utc::now),
+                max_backup_age: args.max_backup_age,
+                max_drill_age: drills.is_some().then_some(args.max_drill_age),
+                rotation_grace: args.rotation_grace,
+                allow_rotation_off: args.allow_rotation_off,
+            };
+            let sources = Sources {
+                secrets: &ctx.ports.secrets,
+                store: &ctx.ports.store,
+                vault_keys: &ctx.ports.keys,
+                key_directory: &key_directory,
+                drills: drills.as_ref().map(|d| d as &dyn backup::ports::DrillLog),
+            };
+            let r = report(sources, &scope, policy, concurrency).await?;
+            let format = if json { Format::Json } else { args.format };
+            match format {
+                Format::Table => print!("{}", report::text(&r)),
+                Format::Csv => print!("{}", report::csv(&r)?),
+                Format::Json => ctx.print_json(&r),
+                Format::Html => print!("{}", report::html(&r)),
+            }
+            Ok(if r.out_of_policy() {
+                EXIT_OUT_OF_POLICY
+            } else {
+                0
+            })
+        }
         Command::Backup {
             kms_key_id,
             name_prefixes,
@@ -639,11 +767,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_cli(cli.global.verbose);
+    // `report` gates pipelines: 1 means out of policy, so its failures are 2 (no report).
+    let failure = if matches!(cli.command, Command::Report(_)) {
+        ExitCode::from(EXIT_NO_REPORT)
+    } else {
+        ExitCode::FAILURE
+    };
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }

@@ -619,6 +619,7 @@ fn function_with(
         source_region: "us-east-1".into(),
         destination_region: "us-east-1".into(),
         emit: Box::new(move |l| lines.lock().unwrap().push(l.to_string())),
+        spokes: None,
     }
 }
 

@@ -212,6 +212,12 @@ pub async fn run(moto: &Moto, sm: &aws_sdk_secretsmanager::Client) -> bool {
     outputs.push(out);
 
     outputs.push(host.stop());
+
+    // A hub backs up another account (a spoke) through the spoke's read-only role.
+    let (hub_ok, hub_out) = hub_and_spoke(moto, &env, &mut values).await;
+    ok &= hub_ok;
+    outputs.push(hub_out);
+
     let leaked = values
         .iter()
         .any(|v| outputs.iter().any(|o| o.contains(v.as_str())));
@@ -269,4 +275,112 @@ async fn tamper_with_newest_manifest(s3: &aws_sdk_s3::Client) -> String {
         .await
         .expect("PutObject");
     key.trim_end_matches("manifest.json").to_string()
+}
+
+/// The spoke account of the hub part.
+const SPOKE: &str = "210987654321";
+
+/// Many accounts: a secret in a spoke account (moto ties an assumed role's credentials to the
+/// role's account), then a hub `backup-lambda` lists its sources and backs each one up, as
+/// `template.yaml`'s state machine does (once per source, again while a run answers
+/// `continue`). Returns whether every source completed, and the function's output.
+async fn hub_and_spoke(
+    moto: &Moto,
+    env: &[(String, String)],
+    values: &mut Vec<String>,
+) -> (bool, String) {
+    println!(
+        "\nMany accounts: a hub deployment backs up its own account and spoke account {SPOKE}, \
+         reading the spoke through its read-only role (spoke-role.yaml) with an external id."
+    );
+    let base = moto.sdk_config().await;
+    let creds = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{SPOKE}:role/demo-admin"))
+        .role_session_name("demo-setup")
+        .send()
+        .await
+        .expect("AssumeRole")
+        .credentials
+        .expect("credentials");
+    let spoke_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(base.region().cloned())
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            creds.access_key_id,
+            creds.secret_access_key,
+            Some(creds.session_token),
+            None,
+            "demo",
+        ))
+        .load()
+        .await;
+    let value = secret_value();
+    values.push(value.clone());
+    aws_sdk_secretsmanager::Client::new(&spoke_config)
+        .create_secret()
+        .name("spoke/payments-db")
+        .secret_string(value)
+        .send()
+        .await
+        .expect("CreateSecret in the spoke");
+    let mut hub_env = env.to_vec();
+    hub_env.extend(
+        [
+            (
+                "BACKUP_SOURCE_ACCOUNTS",
+                format!("{},{SPOKE}", moto.account_id()),
+            ),
+            (
+                "BACKUP_SOURCE_ROLE_NAME",
+                "secrets-backup-reader".to_string(),
+            ),
+            (
+                "BACKUP_SOURCE_EXTERNAL_ID",
+                "demo-hub-external-id".to_string(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let host = tokio::task::spawn_blocking(move || {
+        LambdaHost::start(&testkit::binary("backup-lambda"), &hub_env)
+    })
+    .await
+    .unwrap();
+    let mut ok = true;
+    let sources = tokio::task::block_in_place(|| host.invoke(&json!({"mode": "sources"})));
+    let sources = match sources {
+        Ok(s) => s["sources"].as_array().cloned().unwrap_or_default(),
+        Err(e) => {
+            println!("  listing the sources FAILED: {e}");
+            return (false, host.stop());
+        }
+    };
+    for source in &sources {
+        let mut invocations = 0;
+        let answer = loop {
+            invocations += 1;
+            let a = tokio::task::block_in_place(|| host.invoke(&json!({"source": source})));
+            match a {
+                Ok(a) if a["outcome"] == "continue" && invocations < 10 => continue,
+                other => break other,
+            }
+        };
+        match answer {
+            Ok(a) => println!(
+                "  source {}/{}: {} ({} secret(s), snapshot {})",
+                source["account"].as_str().unwrap_or("?"),
+                source["region"].as_str().unwrap_or("?"),
+                a["outcome"].as_str().unwrap_or("?"),
+                a["secrets"],
+                a["snapshotId"].as_str().unwrap_or("?"),
+            ),
+            Err(e) => {
+                ok = false;
+                println!("  source {source}: FAILED: {e}");
+            }
+        }
+    }
+    ok &= sources.len() == 2;
+    (ok, host.stop())
 }

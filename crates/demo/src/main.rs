@@ -170,7 +170,7 @@ async fn run() {
     let ok = alternating::run(&pg, &moto, &sm).await && ok; // alternating users + preflight
     let ok = backup::run(&moto, &sm).await && ok; // secrets backup (see backup.rs)
     println!(
-        "\nDemo {}: rotation (single and alternating users), a kill mid-rotation and its retry, preflight, backup and restore, a tampered snapshot refused, in {:.1} s.\nEverything started here is stopped and removed on exit.",
+        "\nDemo {}: rotation (single and alternating users), a kill mid-rotation and its retry, preflight, backup and restore, a tampered snapshot refused, a hub backing up a spoke account, in {:.1} s.\nEverything started here is stopped and removed on exit.",
         if ok { "succeeded" } else { "FAILED" },
         started.elapsed().as_secs_f64()
     );

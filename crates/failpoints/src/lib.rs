@@ -11,7 +11,9 @@
 //! * `backup.<object>`: an object the backup writer uploads (`backup.part.before`,
 //!   `backup.manifest.after`);
 //! * `restore.<api_call>`: a write of `secrets-backup restore --apply`
-//!   (`restore.put_secret_value.before`).
+//!   (`restore.put_secret_value.before`);
+//! * `events.<api_call>`: the rotation's EventBridge call of `crates/rotation-signals`
+//!   (`events.put_events.before`).
 //!
 //! Every point is written in the source as [`point!`]`("name")` or [`around!`]`("name", …)` (which
 //! is the two points `name.before` and `name.after` around an expression) with a string literal,

@@ -2,7 +2,7 @@
 //! variables of AWS's rotation templates), `ROTATION_STRATEGY`, `DB_CA_BUNDLE`,
 //! `DB_CA_BUNDLE_ONLY`, `SECRETS_MANAGER_ENDPOINT`, `ALTERNATING_SHARED_OWNER`, `PASSWORD_ENCRYPTION`,
 //! `TEST_SECRET_REPLICA_WAIT_SECONDS`, `DB_CONNECT_TIMEOUT_SECONDS`,
-//! `AWS_LAMBDA_FUNCTION_NAME`, and the SDK's `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE` over the
+//! `AWS_LAMBDA_FUNCTION_NAME`, `ROTATION_EVENT_BUS` (`rotation_signals::EventBus`), and the SDK's `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE` over the
 //! function's bounded retries and timeouts (`lambda_support::SdkLimits::ROTATION`, where the
 //! arithmetic against the Lambda timeout is).
 //!
@@ -61,6 +61,9 @@ pub struct Config {
     /// The SDK's retries and timeouts: [`SdkLimits::ROTATION`] with `AWS_MAX_ATTEMPTS` and
     /// `AWS_RETRY_MODE` applied.
     pub sdk: SdkLimits,
+    /// `ROTATION_EVENT_BUS`: the EventBridge bus (name or ARN) told when a rotation succeeds or
+    /// fails; `None`: no events (the EMF metrics are written either way).
+    pub event_bus: Option<rotation_signals::EventBus>,
 }
 
 impl Config {
@@ -107,6 +110,7 @@ impl Config {
                 .transpose()?
                 .unwrap_or(postgres_target::CONNECT_TIMEOUT),
             sdk: SdkLimits::ROTATION.with_env(&lookup)?,
+            event_bus: rotation_signals::EventBus::from_lookup(&lookup)?,
         })
     }
 

@@ -14,6 +14,7 @@ pub use handler::{Handler, Service};
 
 use postgres_target::PostgresTarget;
 use rotation::Sleeper;
+use rotation_signals::{EventPublisher, SignalsObserver};
 use secrets_manager::{RdsTopology, SecretsManagerStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +47,9 @@ pub async fn sdk_config(
 }
 
 /// The production service: Secrets Manager (through `SECRETS_MANAGER_ENDPOINT` when set), RDS
-/// look-ups and PostgreSQL, testSecret's replica wait on tokio's timer, configured once. No
-/// network I/O happens here.
+/// look-ups and PostgreSQL, testSecret's replica wait on tokio's timer, and the signals
+/// observer (EMF per step on stdout; EventBridge events when `ROTATION_EVENT_BUS` is set),
+/// configured once. No network I/O happens here.
 pub fn build_service(
     config: &Config,
     sdk: &aws_config::SdkConfig,
@@ -68,4 +70,19 @@ pub fn build_service(
         config.preflight_options(),
     )
     .with_replica_wait(config.replica_wait, Arc::new(TokioSleeper))
+    .with_observer(Arc::new(signals(config, sdk)))
+}
+
+/// The signals observer: EMF lines on stdout for the function (`AWS_LAMBDA_FUNCTION_NAME`, else
+/// `rotate-postgres`), and events on `ROTATION_EVENT_BUS` when set.
+pub fn signals(config: &Config, sdk: &aws_config::SdkConfig) -> SignalsObserver {
+    let publisher = config
+        .event_bus
+        .clone()
+        .map(|bus| EventPublisher::new(aws_sdk_eventbridge::Client::new(sdk), bus));
+    let function = config
+        .function_name
+        .clone()
+        .unwrap_or_else(|| "rotate-postgres".into());
+    SignalsObserver::to_stdout(function, publisher)
 }

@@ -2,12 +2,13 @@
 //!
 //! The rotator calls it once per event with what the step did, including the gate's and
 //! finishSecret's "already current" answer (so a retried step still notifies) and failures.
-//! A notice carries the secret's ARN, the step, the token and the outcome or the error; never a
-//! secret value. An adapter (e.g. one that publishes to a topic) implements the trait in its own
+//! A notice carries the secret's ARN, the step, the token, the strategy and the outcome or the
+//! error; never a secret value. An adapter (e.g. one that publishes to a topic) implements the trait in its own
 //! crate and the Lambda crate sets it with `Rotator::with_observer`.
 
 use crate::error::RotationError;
 use crate::rotator::Outcome;
+use crate::settings::Strategy;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ pub struct StepNotice<'a> {
     pub result: Result<Outcome, &'a RotationError>,
     /// How long the step took.
     pub duration: Duration,
+    /// The strategy, when the step got as far as reading the secret's JSON (`None`: the gate
+    /// answered, or the step failed before).
+    pub strategy: Option<Strategy>,
 }
 
 /// Told about every step the rotator handles.

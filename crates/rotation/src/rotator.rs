@@ -12,7 +12,7 @@ use crate::store::{SecretStore, AWSCURRENT, AWSPENDING};
 use crate::target::CredentialTarget;
 use crate::topology::{DbTopology, NoTopology};
 use crate::wait::{ReplicaWait, Sleeper};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// What a step did; logged as `outcome`.
@@ -141,7 +141,8 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     /// never a value) and tells the observer.
     pub async fn handle(&self, event: &RotationEvent) -> Result<Outcome, RotationError> {
         let started = Instant::now();
-        let result = self.run(event).await;
+        let strategy = OnceLock::new();
+        let result = self.run(event, &strategy).await;
         let duration = started.elapsed();
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let secret = match &result {
@@ -177,6 +178,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 token: &event.client_request_token,
                 result: result.as_ref().map(|(_, outcome)| *outcome),
                 duration,
+                strategy: strategy.get().copied(),
             })
             .await;
         result.map(|(_, outcome)| outcome)
@@ -185,7 +187,11 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
     /// Describes the secret while reading the versions the step needs (one round trip), runs
     /// the gate, then the step. Nothing is written before the gate has decided; a read the gate
     /// makes useless is dropped. Returns the ARN with the outcome.
-    async fn run(&self, event: &RotationEvent) -> Result<(String, Outcome), RotationError> {
+    async fn run(
+        &self,
+        event: &RotationEvent,
+        strategy: &OnceLock<Strategy>,
+    ) -> Result<(String, Outcome), RotationError> {
         let fail = |secret: &str, kind: ErrorKind| RotationError {
             secret: secret.to_string(),
             step: event.step.clone(),
@@ -220,6 +226,7 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
             event,
             meta,
             prefetched: Prefetched::new(pending, current),
+            strategy,
         };
         let outcome = match gate(&ctx.meta, ctx.token()) {
             Ok(Some(outcome)) => Ok(outcome),

@@ -34,6 +34,14 @@ impl Strategy {
         }
     }
 
+    /// The strategy's stable name in metrics and events: `single_user` or `alternating_users`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::SingleUser => "single_user",
+            Strategy::AlternatingUsers => "alternating_users",
+        }
+    }
+
     /// The strategy in words, for reports.
     pub fn describe(self) -> &'static str {
         match self {

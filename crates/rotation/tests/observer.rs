@@ -2,7 +2,7 @@
 //! never with a value.
 
 use rotation::testing::{Notice, RotationFixture, INITIAL_PASSWORD};
-use rotation::{Outcome, Step, AWSPENDING};
+use rotation::{Outcome, Step, Strategy, AWSPENDING};
 
 fn fixture() -> RotationFixture {
     RotationFixture::single_user()
@@ -28,6 +28,7 @@ async fn called_once_per_step_with_its_outcome() {
                 step: step.as_str().to_string(),
                 token: "t1".into(),
                 result: Ok(outcome),
+                strategy: Some(Strategy::SingleUser),
             }
         );
     }
@@ -52,6 +53,7 @@ async fn called_on_the_already_current_paths() {
         assert_eq!(notice.step, step.as_str());
         assert_eq!(notice.result, Ok(Outcome::AlreadyCurrent));
         assert_eq!(notice.secret, f.arn);
+        assert_eq!(notice.strategy, None, "the gate answered before any read");
     }
 }
 

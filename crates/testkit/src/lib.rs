@@ -51,6 +51,7 @@
 
 pub mod arm64;
 pub mod certs;
+pub mod cfn;
 pub mod cleanup;
 pub mod failpoints;
 pub mod faults;
@@ -62,6 +63,7 @@ pub mod postgres;
 pub mod quota_emulator;
 pub mod rotation;
 pub mod secrets;
+pub mod step_functions;
 pub mod vault;
 
 use std::collections::BTreeSet;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use backup::lambda::config::BackupConfig;
 use backup::lambda::function::Function;
-use backup::ports::aws::{base_config, AwsPorts};
+use backup::ports::aws::{base_config, AwsPorts, AwsSpokes};
 use backup::ports::limited::{RateLimited, PUBLISHED};
 use lambda_runtime::{service_fn, LambdaEvent};
 use lambda_support::InvocationError;
@@ -26,6 +26,7 @@ BACKUP_S3_KMS_KEY_ID, BACKUP_ROLE_ARN, BACKUP_ROLE_EXTERNAL_ID, BACKUP_REGION,
 BACKUP_S3_FORCE_PATH_STYLE, BACKUP_NAME_PREFIXES, BACKUP_TAGS, BACKUP_CONCURRENCY,
 BACKUP_PART_SIZE, BACKUP_METRICS_NAMESPACE, BACKUP_EXPECTED_UNREADABLE, BACKUP_LEASE_SECONDS,
 BACKUP_QUOTA_SHARE, BACKUP_DEADLINE_MARGIN_SECONDS, BACKUP_LIST_PAGE_SIZE,
+BACKUP_SOURCE_ACCOUNTS, BACKUP_SOURCE_REGIONS, BACKUP_SOURCE_ROLE_NAME, BACKUP_SOURCE_EXTERNAL_ID,
 AWS_LAMBDA_LOG_LEVEL; and the AWS SDK's variables.
 See the README.
 ";
@@ -50,7 +51,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         f64::from(config.quota_share_percent) / 100.0,
         PUBLISHED,
     );
+    // A hub: its spokes through their read-only role (BACKUP_SOURCE_*).
+    let spokes = config.hub.clone().map(|hub| {
+        Arc::new(AwsSpokes::new(
+            base.clone(),
+            hub,
+            f64::from(config.quota_share_percent) / 100.0,
+        )) as Arc<dyn backup::ports::SourceAccess>
+    });
     let function = Function {
+        spokes,
         secrets: Arc::new(secrets),
         store: Arc::new(ports.store),
         keys: Arc::new(ports.keys),

@@ -4,3 +4,4 @@
 pub mod filters;
 pub mod model;
 pub mod settings;
+pub mod sources;

@@ -13,6 +13,7 @@ use crate::domain::settings::{
     list_entries, normalize_prefix, parse_concurrency, parse_part_size, DEFAULT_CONCURRENCY,
     DEFAULT_PART_SIZE, DEFAULT_PREFIX,
 };
+use crate::domain::sources::HubConfig;
 use crate::lambda::metrics::DEFAULT_NAMESPACE;
 use crate::ports::aws::Settings;
 
@@ -65,6 +66,10 @@ pub struct BackupConfig {
     /// `BACKUP_LIST_PAGE_SIZE`, 1–100, default 100: secrets per ListSecrets page (the deadline
     /// is checked between pages).
     pub list_page_size: i32,
+    // --- Many accounts and regions (issue 11) ---
+    /// `BACKUP_SOURCE_ACCOUNTS`, `BACKUP_SOURCE_REGIONS`, `BACKUP_SOURCE_ROLE_NAME`,
+    /// `BACKUP_SOURCE_EXTERNAL_ID`: a hub's sources; `None`: its own account and region only.
+    pub hub: Option<HubConfig>,
 }
 
 /// The default of `BACKUP_QUOTA_SHARE`: the percentage of each published Secrets Manager quota a
@@ -177,6 +182,7 @@ impl BackupConfig {
                         ConfigError::invalid("BACKUP_LIST_PAGE_SIZE", v, "a number from 1 to 100")
                     })?,
             },
+            hub: HubConfig::from_lookup(&lookup)?,
         })
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::filters::{Filters, TagFilter};
+use crate::domain::sources::SourceRef;
 
 /// An event this function does not understand; the text says what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum Mode {
     Backup,
     /// Check a snapshot's integrity and compare it with the live secrets (a restore drill).
     Verify,
+    /// List the accounts and regions this deployment backs up (the state machine's fan-out).
+    Sources,
 }
 
 /// Tags as `{"env": "prod"}` or `["env=prod", "team"]`.
@@ -42,6 +45,14 @@ struct RawInput {
     name_prefixes: Option<Vec<String>>,
     tags: Option<TagsInput>,
     snapshot: Option<String>,
+    source: Option<RawSource>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    account: String,
+    region: String,
 }
 
 /// Where the event came from (for the summary log line): serialized as
@@ -70,6 +81,9 @@ pub struct Request {
     pub filters: Option<Filters>,
     /// Verify mode: snapshot id or `latest` (the default).
     pub snapshot: Option<String>,
+    /// A hub's spoke to back up or verify (`{"account": …, "region": …}`); `None`: the
+    /// function's own account and region.
+    pub source: Option<SourceRef>,
     /// Where the event came from.
     pub trigger: Trigger,
 }
@@ -155,10 +169,27 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
             "`snapshot` applies to mode \"verify\" only".into(),
         ));
     }
+    if mode == Mode::Sources
+        && (filters.is_some() || raw.snapshot.is_some() || raw.source.is_some())
+    {
+        return Err(EventError(
+            "mode \"sources\" takes no namePrefixes, tags, snapshot or source".into(),
+        ));
+    }
+    let source = raw
+        .source
+        .map(|s| {
+            SourceRef::checked(&s.account, &s.region).map_err(|e| match e.split_once(": ") {
+                Some((field, why)) => EventError(format!("field 'source.{field}': {why}")),
+                None => EventError(format!("field 'source': {e}")),
+            })
+        })
+        .transpose()?;
     Ok(Request {
         mode,
         filters,
         snapshot: raw.snapshot,
+        source,
         trigger,
     })
 }
@@ -187,6 +218,26 @@ mod tests {
                 resources: vec!["arn:aws:events:us-east-1:123456789012:rule/backup".into()]
             }
         );
+    }
+
+    #[test]
+    fn source_and_sources_mode() {
+        let r = parse(
+            &serde_json::json!({"source": {"account": "111111111111", "region": "eu-west-1"}}),
+        )
+        .unwrap();
+        assert_eq!(r.source.unwrap().to_string(), "111111111111/eu-west-1");
+        let e = parse(&serde_json::json!({"source": {"account": "1111", "region": "eu-west-1"}}))
+            .unwrap_err();
+        assert!(e.to_string().contains("field 'source.account'"), "{e}");
+        let e = parse(&serde_json::json!({"source": {"account": "111111111111"}})).unwrap_err();
+        assert!(e.to_string().contains("region"), "{e}");
+        assert_eq!(
+            parse(&serde_json::json!({"mode": "sources"})).unwrap().mode,
+            Mode::Sources
+        );
+        let e = parse(&serde_json::json!({"mode": "sources", "snapshot": "latest"})).unwrap_err();
+        assert!(e.to_string().contains("sources"), "{e}");
     }
 
     #[test]

@@ -10,16 +10,17 @@ use lambda_support::InvocationError;
 use serde_json::Value;
 
 use crate::domain::filters::NamePattern;
+use crate::domain::sources::{SourceAccounts, SourceRef};
 use crate::lambda::config::BackupConfig;
 use crate::lambda::event::{self, Mode, Request};
 use crate::lambda::lease::{self, LeaseError, LeaseSource};
 use crate::lambda::metrics::{emf_line, Metric, Unit};
 use crate::lambda::summary::{
     BackupOutcome, BackupSummary, Difference, FailedPart, FailedSecret, ReadPath, RunSummary,
-    Totals, VerifyOutcome, VerifySummary, Written,
+    SourcesSummary, Totals, VerifyOutcome, VerifySummary, Written,
 };
 use crate::operations::verify::verify;
-use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi};
+use crate::ports::{Identity, KeyService, ObjectStore, Ports, SecretsApi, SourceAccess};
 use crate::snapshot::checkpoint::{self, check_resumable, checkpoint_prefix, Expect};
 use crate::snapshot::layout::account_region_prefix;
 use crate::snapshot::manifest::{Destination, Source};
@@ -46,6 +47,16 @@ pub struct Function {
     pub destination_region: String,
     /// Where the summary (EMF) line goes: stdout in Lambda.
     pub emit: Box<dyn Fn(&str) + Send + Sync>,
+    /// A hub's way to its other sources (`BACKUP_SOURCE_ACCOUNTS` set); `None`: the function
+    /// backs up its own account and region only.
+    pub spokes: Option<Arc<dyn SourceAccess>>,
+}
+
+/// The source one invocation reads: the function's own, or a hub's spoke.
+struct Src {
+    secrets: Arc<dyn SecretsApi>,
+    account: String,
+    region: String,
 }
 
 const MAX_NAMED_FAILURES: usize = 20;
@@ -80,21 +91,102 @@ impl Function {
             .account_id()
             .await
             .map_err(|e| InvocationError::new("SourceAccountUnknown", format!("STS: {e}")))?;
+        if request.mode == Mode::Sources {
+            return self.sources(&account).await.map(RunSummary::Sources);
+        }
+        let src = self.open(request.source.as_ref(), account).await?;
         match request.mode {
             Mode::Backup => self
-                .backup(&request, account, started, deadline)
+                .backup(&request, &src, started, deadline)
                 .await
                 .map(RunSummary::Backup),
             Mode::Verify => self
-                .verify(&request, account, started)
+                .verify(&request, &src, started)
                 .await
                 .map(RunSummary::Verify),
+            Mode::Sources => unreachable!("answered above"),
         }
     }
 
-    fn ports(&self) -> Ports<'_> {
+    /// Mode `sources`: every account × region this deployment backs up (the state machine's
+    /// list to fan out over). Without `BACKUP_SOURCE_ACCOUNTS`, the function's own.
+    async fn sources(&self, own_account: &str) -> Result<SourcesSummary, InvocationError> {
+        let own = || SourceRef {
+            account: own_account.to_string(),
+            region: self.source_region.clone(),
+        };
+        let sources = match (&self.config.hub, &self.spokes) {
+            (Some(hub), Some(spokes)) => {
+                let accounts = match &hub.accounts {
+                    SourceAccounts::List(list) => list.clone(),
+                    SourceAccounts::Organization => {
+                        spokes.organization_accounts().await.map_err(|e| {
+                            InvocationError::new(
+                                "SourcesUnknown",
+                                format!("BACKUP_SOURCE_ACCOUNTS=organization: {e}"),
+                            )
+                        })?
+                    }
+                };
+                hub.sources(&accounts, &self.source_region)
+            }
+            _ => vec![own()],
+        };
+        Ok(SourcesSummary {
+            message: format!("{} source(s) to back up", sources.len()),
+            sources,
+        })
+    }
+
+    /// The event's source (a hub's spoke, checked against the configuration), or the
+    /// function's own account and region.
+    async fn open(
+        &self,
+        source: Option<&SourceRef>,
+        own_account: String,
+    ) -> Result<Src, InvocationError> {
+        let own = |account: String| Src {
+            secrets: self.secrets.clone(),
+            account,
+            region: self.source_region.clone(),
+        };
+        let Some(source) = source else {
+            return Ok(own(own_account));
+        };
+        if source.account == own_account && source.region == self.source_region {
+            return Ok(own(own_account));
+        }
+        let (Some(hub), Some(spokes)) = (&self.config.hub, &self.spokes) else {
+            return Err(InvocationError::invalid_event(format!(
+                "field 'source': {source} is not this function's own account and region, and \
+                 BACKUP_SOURCE_ACCOUNTS is not set (no hub configuration)"
+            )));
+        };
+        hub.allows(source, &self.source_region)
+            .map_err(|e| InvocationError::invalid_event(format!("field 'source': {e}")))?;
+        let opened = spokes
+            .open(source, &own_account)
+            .await
+            .map_err(|e| InvocationError::new("SourceUnreachable", e.to_string()))?;
+        if opened.account != source.account {
+            return Err(InvocationError::new(
+                "SourceUnreachable",
+                format!(
+                    "source {source}: the credentials belong to account {}, not {}",
+                    opened.account, source.account
+                ),
+            ));
+        }
+        Ok(Src {
+            secrets: opened.secrets,
+            account: opened.account,
+            region: source.region.clone(),
+        })
+    }
+
+    fn ports<'a>(&'a self, src: &'a Src) -> Ports<'a> {
         Ports {
-            secrets: self.secrets.as_ref(),
+            secrets: src.secrets.as_ref(),
             store: self.store.as_ref(),
             keys: self.keys.as_ref(),
         }
@@ -114,7 +206,7 @@ impl Function {
     async fn backup(
         &self,
         request: &Request,
-        account: String,
+        src: &Src,
         started: Instant,
         deadline: Option<Instant>,
     ) -> Result<BackupSummary, InvocationError> {
@@ -126,8 +218,8 @@ impl Function {
             started_at: Utc::now(),
             prefix: self.config.prefix.clone(),
             source: Source {
-                account_id: account,
-                region: self.source_region.clone(),
+                account_id: src.account.clone(),
+                region: src.region.clone(),
             },
             destination: Destination {
                 bucket: self.config.bucket.clone(),
@@ -183,7 +275,7 @@ impl Function {
             }
         };
         let control = self.run_control(&params, deadline).await;
-        let result = run_backup_with(self.ports(), &params, &control).await;
+        let result = run_backup_with(self.ports(src), &params, &control).await;
         if let Some(l) = &lease {
             if let Err(e) = lease::release(self.store.as_ref(), l).await {
                 // The claim lapses on its own at its expiry.
@@ -387,9 +479,10 @@ impl Function {
     async fn verify(
         &self,
         request: &Request,
-        account: String,
+        src: &Src,
         started: Instant,
     ) -> Result<VerifySummary, InvocationError> {
+        let account = &src.account;
         let patterns: Vec<NamePattern> = match &request.filters {
             Some(f) if !f.tags.is_empty() => {
                 return Err(InvocationError::invalid_event(
@@ -402,8 +495,8 @@ impl Function {
         let snapshots = list_snapshots(
             self.store.as_ref(),
             &self.config.prefix,
-            &account,
-            &self.source_region,
+            account,
+            &src.region,
         )
         .await
         .map_err(|e| InvocationError::new("SnapshotListFailed", e.to_string()))?;
@@ -415,7 +508,7 @@ impl Function {
         let location = format!(
             "s3://{}/{}",
             self.config.bucket,
-            account_region_prefix(&self.config.prefix, &account, &self.source_region)
+            account_region_prefix(&self.config.prefix, account, &src.region)
         );
         let chosen = select_trusted(
             self.store.as_ref(),
@@ -449,7 +542,7 @@ impl Function {
         .await;
         let manifest = &chosen.signed.manifest;
         let mut report = verify(
-            self.ports(),
+            self.ports(src),
             manifest,
             true,
             &patterns,
@@ -499,6 +592,12 @@ impl Function {
                     problems: p.problems.clone(),
                 })
                 .collect(),
+            unverified: report.unverified.iter().map(|f| f.name.clone()).collect(),
+            name_prefixes: request
+                .filters
+                .as_ref()
+                .map(|f| f.name_prefixes.clone())
+                .unwrap_or_default(),
             manifest_problems: report.manifest_problems.clone(),
             warnings: report.warnings.clone(),
             duration_ms: None,

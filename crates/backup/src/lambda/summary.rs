@@ -23,6 +23,18 @@ pub enum RunSummary {
     Backup(BackupSummary),
     /// Mode `verify`.
     Verify(VerifySummary),
+    /// Mode `sources`.
+    Sources(SourcesSummary),
+}
+
+/// Mode `sources`: what the state machine fans out over.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourcesSummary {
+    /// "N source(s) to back up".
+    pub message: String,
+    /// Every account × region, in a stable order.
+    pub sources: Vec<crate::domain::sources::SourceRef>,
 }
 
 /// How a backup ended.
@@ -177,6 +189,13 @@ pub struct VerifySummary {
     pub differences: Vec<Difference>,
     /// The parts that failed a check.
     pub failed_parts: Vec<FailedPart>,
+    /// Secrets that could not be checked (their live state could not be read, or their part is
+    /// missing from the part list), by name: with `differences` and `failedParts`, what tells
+    /// which secrets of the snapshot this drill verified (`secrets-backup report`).
+    pub unverified: Vec<String>,
+    /// The name patterns the drill compared (`namePrefixes` of the event; empty: every secret).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub name_prefixes: Vec<String>,
     /// Inconsistencies of the manifest itself (part list) and of the chain.
     pub manifest_problems: Vec<String>,
     /// Newer snapshots passed over when this one was chosen (no manifest, or one that does not
@@ -267,6 +286,8 @@ mod tests {
                 key: "f/part-00002.sbk".into(),
                 problems: vec!["SHA-256 mismatch".into()],
             }],
+            unverified: vec!["app/unreadable".into()],
+            name_prefixes: vec![],
             manifest_problems: vec![],
             warnings: vec![],
             duration_ms: None,
@@ -274,6 +295,7 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["outcome"], "integrity-failure");
         assert_eq!(v["failedParts"][0]["part"], 2);
-        assert!(v.get("durationMs").is_none());
+        assert_eq!(v["unverified"], json!(["app/unreadable"]));
+        assert!(v.get("durationMs").is_none() && v.get("namePrefixes").is_none());
     }
 }

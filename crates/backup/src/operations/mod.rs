@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod policy;
+pub mod report;
 pub mod restore;
 pub mod verify;
 

@@ -309,6 +309,29 @@ pub trait Identity: Send + Sync {
     async fn account_id(&self) -> Result<String, ApiError>;
 }
 
+/// Another account or region to back up (a hub's spoke): its Secrets Manager, reached through
+/// the spoke's read-only role when the account is not the function's own.
+pub struct OpenedSource {
+    /// Secrets Manager of the source, rate-limited like the function's own.
+    pub secrets: std::sync::Arc<dyn SecretsApi>,
+    /// The account the source's credentials belong to (STS GetCallerIdentity with them).
+    pub account: String,
+}
+
+/// A hub's way to its sources (`crates/backup/src/ports/aws/spokes.rs`).
+#[async_trait]
+pub trait SourceAccess: Send + Sync {
+    /// Opens `source`; `own_account` is the function's account (no role is assumed there).
+    async fn open(
+        &self,
+        source: &crate::domain::sources::SourceRef,
+        own_account: &str,
+    ) -> Result<OpenedSource, ApiError>;
+
+    /// The active accounts of the organization (Organizations ListAccounts, every page).
+    async fn organization_accounts(&self) -> Result<Vec<String>, ApiError>;
+}
+
 /// The ports an operation uses: backup writes through them, verify and restore read (and restore
 /// writes secrets) through them.
 #[derive(Clone, Copy)]
@@ -329,4 +352,44 @@ impl<'a> Ports<'a> {
             SourceKind::SecretsManager => self.secrets,
         }
     }
+}
+
+/// A KMS key as DescribeKey reports it (metadata only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDescription {
+    /// The key's ARN.
+    pub arn: String,
+    /// Its state (`Enabled`, `Disabled`, `PendingDeletion`, `PendingImport`, `Unavailable`, …).
+    pub state: String,
+    /// `AWS` for an AWS managed key (such as `aws/secretsmanager`), `CUSTOMER` otherwise.
+    pub manager: Option<String>,
+}
+
+/// KMS DescribeKey on the keys of the secrets (the source account and region): what the report
+/// says about each secret's key.
+#[async_trait]
+pub trait KeyDirectory: Send + Sync {
+    /// DescribeKey of `key_id` (a key id, key ARN, alias name or alias ARN).
+    async fn describe_key(&self, key_id: &str) -> Result<KeyDescription, ApiError>;
+}
+
+/// One log event: when it was logged, and its message as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEvent {
+    /// The event's timestamp.
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The line the function wrote.
+    pub message: String,
+}
+
+/// Where the restore drill's results are: its log group, in which each run writes one
+/// `verify summary` line (`crate::lambda::summary::VerifySummary`). The drill writes nothing
+/// else (its role cannot write an object), so this is its record.
+#[async_trait]
+pub trait DrillLog: Send + Sync {
+    /// The drill's `verify summary` lines logged since `since`, oldest first.
+    async fn summaries(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<LoggedEvent>, ApiError>;
 }

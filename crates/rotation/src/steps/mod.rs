@@ -19,7 +19,7 @@ use crate::secret::{DbCredentials, SecretJson};
 use crate::settings::Strategy;
 use crate::store::{SecretMetadata, SecretStore, StoreError, AWSCURRENT, AWSPENDING};
 use crate::target::CredentialTarget;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Everything one step works on: the event, the secret's metadata (one `DescribeSecret`) and the
 /// versions read at the same time.
@@ -27,6 +27,8 @@ pub(crate) struct StepContext<'a> {
     pub(crate) event: &'a RotationEvent,
     pub(crate) meta: SecretMetadata,
     pub(crate) prefetched: Prefetched,
+    /// The strategy, once a step has resolved it (told to the observer).
+    pub(crate) strategy: &'a OnceLock<Strategy>,
 }
 
 /// A `GetSecretValue` answer read before it was asked for.
@@ -102,12 +104,16 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 self.store.get_value(ctx.arn(), version, stage).await?
             }
         };
-        match text {
-            Some(text) => SecretJson::parse(&text)
-                .map(Some)
-                .map_err(ErrorKind::field(stage)),
-            None => Ok(None),
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let secret = SecretJson::parse(&text).map_err(ErrorKind::field(stage))?;
+        // The first version read says which strategy the rotation follows (for the observer;
+        // a step that needs the strategy checks it itself).
+        if let Ok(strategy) = self.settings.strategy_for(&secret) {
+            let _ = ctx.strategy.set(strategy);
         }
+        Ok(Some(secret))
     }
 
     /// Like [`Rotator::read_stage`], but a missing value is an error.

@@ -2,6 +2,7 @@
 
 use crate::observer::{RotationObserver, StepNotice};
 use crate::rotator::Outcome;
+use crate::settings::Strategy;
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,8 @@ pub struct Notice {
     pub token: String,
     /// The outcome, or the failure's error type and message.
     pub result: Result<Outcome, (&'static str, String)>,
+    /// The strategy, when the step read a version.
+    pub strategy: Option<Strategy>,
 }
 
 /// Records every notice it is given. Clones share the record.
@@ -49,6 +52,7 @@ impl RotationObserver for RecordingObserver {
             step: notice.step.to_string(),
             token: notice.token.to_string(),
             result: notice.result.map_err(|e| (e.error_type(), e.to_string())),
+            strategy: notice.strategy,
         });
     }
 }

@@ -22,6 +22,12 @@ impl KmsKeys {
     pub fn new(client: aws_sdk_kms::Client, key_id: Option<String>) -> Self {
         KmsKeys { client, key_id }
     }
+
+    /// DescribeKey on the keys of the secrets: KMS of the account and region of `config` (the
+    /// source's), no key of its own.
+    pub fn directory(config: &aws_config::SdkConfig) -> Self {
+        Self::new(aws_sdk_kms::Client::new(config), None)
+    }
 }
 
 fn context_map(context: &[(&str, &str)]) -> HashMap<String, String> {
@@ -127,5 +133,29 @@ impl KeyService for KmsKeys {
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl crate::ports::KeyDirectory for KmsKeys {
+    async fn describe_key(&self, key_id: &str) -> Result<crate::ports::KeyDescription, ApiError> {
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeKey", e))?;
+        let meta = out
+            .key_metadata
+            .ok_or_else(|| ApiError::other(format!("DescribeKey {key_id}: no key metadata")))?;
+        Ok(crate::ports::KeyDescription {
+            arn: meta.arn().unwrap_or(key_id).to_string(),
+            state: meta
+                .key_state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "Unknown".into()),
+            manager: meta.key_manager().map(|m| m.as_str().to_string()),
+        })
     }
 }

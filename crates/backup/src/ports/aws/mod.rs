@@ -2,8 +2,10 @@
 //! network I/O). `api_err` here is the one mapping of an SDK error to an [`ApiError`].
 
 mod kms;
+mod logs;
 mod s3;
 mod secrets;
+mod spokes;
 mod sts;
 
 use aws_config::sts::AssumeRoleProvider;
@@ -16,8 +18,10 @@ use lambda_support::SdkLimits;
 use crate::ports::{ApiError, ErrorKind, Ports};
 
 pub use kms::KmsKeys;
+pub use logs::CloudWatchDrillLog;
 pub use s3::S3Store;
 pub use secrets::AwsSecrets;
+pub use spokes::{AwsSpokes, SESSION_NAME};
 pub use sts::StsIdentity;
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
