@@ -9,6 +9,7 @@
 //!   moves them, and at the end the new password logs in and the old one is refused.
 //! - `one_step_event_alone_runs_the_earlier_steps_first`: `events/rotation-finish-secret.json`
 //!   alone completes a rotation (createSecret, setSecret and testSecret as set-up).
+//! - `a_backup_event_is_refused_before_anything_starts`: exit 2, naming `make demo`.
 
 use std::process::Command;
 
@@ -174,4 +175,16 @@ fn one_step_event_alone_runs_the_earlier_steps_first() {
         "{stdout}"
     );
     assert!(stdout.contains("Done: 1 event(s)"), "{stdout}");
+}
+
+#[test]
+fn a_backup_event_is_refused_before_anything_starts() {
+    let (code, stdout, stderr) = invoke_local(&["events/backup-verify.json"]);
+    assert_eq!(code, Some(2), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.is_empty(), "nothing started: {stdout}");
+    assert!(
+        stderr.contains("events/backup-verify.json is not an event of the rotation function")
+            && stderr.contains("`make demo`"),
+        "{stderr}"
+    );
 }
