@@ -5,10 +5,13 @@ CARGO ?= cargo
 VENV := .venv
 TOOLS_VENV := .venv-tools
 BUILD_VENV := .venv-build
+# The pinned SAM CLI (tools/requirements-tools.txt); no telemetry calls.
+SAM := SAM_CLI_TELEMETRY=0 $(CURDIR)/$(TOOLS_VENV)/bin/sam
 EVENT ?= events/rotation-create-secret.json
 FUNCTION ?= rotate-postgres
 
-.PHONY: help demo test test-majors compat-table postgres-majors unit lint fmt build invoke sam-invoke sam-build deploy bench clean venv tools-venv build-venv
+.PHONY: help demo test test-majors compat-table postgres-majors unit lint fmt build invoke invoke-local sam-invoke sam-build deploy bench clean venv tools-venv build-venv
+.PHONY: build-RotationFunction build-BackupFunction build-BackupDrillFunction
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -16,7 +19,7 @@ help: ## List the targets
 demo: venv postgres-majors ## Rotate and back up a secret locally (PostgreSQL + moto + the real Lambda binaries)
 	$(CARGO) run --quiet -p demo
 
-test: venv tools-venv postgres-majors ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries), every major, cfn-lint
+test: venv tools-venv postgres-majors build ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries, the arm64 artifact), every major, cfn-lint, sam validate
 	rm -rf target/compat
 	$(CARGO) build --workspace --bins --quiet
 	TESTKIT_PG_MAJOR=$(NEWEST) $(CARGO) test --workspace --no-fail-fast
@@ -24,6 +27,9 @@ test: venv tools-venv postgres-majors ## Every test: unit, end to end (real Post
 	$(PYTHON) tools/compat-table --check README.md
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml spoke-role.yaml
 	@echo "cfn-lint: template.yaml, vault-source-roles.yaml and spoke-role.yaml clean"
+	$(SAM) validate --lint
+	$(SAM) validate --lint --template vault-source-roles.yaml
+	$(SAM) validate --lint --template spoke-role.yaml
 
 # The whole suite runs on the newest major; the rotation suites and the compatibility matrix
 # (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others. The
@@ -52,10 +58,13 @@ postgres-majors: ## Fetch the pinned PostgreSQL 13-18 server binaries into .cach
 unit: ## Fast unit tests only (no PostgreSQL, no moto)
 	$(CARGO) test --workspace --lib
 
-lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint
+lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --lint (every template)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml spoke-role.yaml
+	$(SAM) validate --lint
+	$(SAM) validate --lint --template vault-source-roles.yaml
+	$(SAM) validate --lint --template spoke-role.yaml
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -67,14 +76,30 @@ build: build-venv ## Release build for Lambda (arm64, cargo-lambda + zig, no Doc
 invoke: venv ## Docker-free local invoke: make invoke EVENT=events/x.json [FUNCTION=rotate-postgres]
 	$(CARGO) run --quiet -p testkit --bin lambda-invoke -- --bin $(FUNCTION) --event $(EVENT)
 
-sam-build: build-venv ## sam build (needs the AWS SAM CLI)
-	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" sam build --beta-features
+# EVENT may name several files, run in order against one stack: EVENT="events/a.json events/b.json".
+invoke-local: venv postgres-majors ## No AWS account: the rotation function on EVENT against local PostgreSQL + moto (the demo's stack)
+	$(CARGO) build --quiet --bin rotate-postgres
+	$(CARGO) run --quiet -p demo --bin invoke-local -- $(foreach e,$(EVENT),--event $(e))
 
-sam-invoke: sam-build ## sam local invoke with an event (needs the SAM CLI and Docker)
-	sam local invoke RotationFunction -e $(EVENT)
+sam-build: build tools-venv ## make build, then sam build: SAM packages exactly make build's bootstraps (samconfig.toml)
+	$(SAM) build
 
-deploy: sam-build ## sam deploy --guided (needs the SAM CLI and AWS credentials)
-	sam deploy --guided
+# SAM's makefile build method (template.yaml: BuildMethod: makefile) runs build-<LogicalId> for
+# each function, in the source folder (samconfig.toml: build_in_source) with ARTIFACTS_DIR set
+# to the function's folder under .aws-sam/build. They copy `make build`'s bootstraps unchanged:
+# what tests/arm64_artifact.rs ran is what SAM packages (it checks the copies byte for byte).
+LAMBDA_BOOTSTRAP = @test -f target/lambda/$(1)/bootstrap || { echo "target/lambda/$(1)/bootstrap is missing: run make build (make sam-build does)" >&2; exit 1; }; \
+	cp target/lambda/$(1)/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
+build-RotationFunction:
+	$(call LAMBDA_BOOTSTRAP,rotate-postgres)
+build-BackupFunction build-BackupDrillFunction:
+	$(call LAMBDA_BOOTSTRAP,backup-lambda)
+
+sam-invoke: sam-build ## sam local invoke with an event (needs Docker)
+	$(SAM) local invoke RotationFunction -e $(EVENT)
+
+deploy: sam-build ## sam deploy --guided (needs AWS credentials)
+	$(SAM) deploy --guided
 
 bench: venv ## Benchmarks: cold init, peak RSS, calls per rotation, artifact size, application load during rotations (BENCH_PART=cold-rotation|load: one part; BENCH_PART=scale: backup at 1k/10k/100k secrets against the quota emulator)
 	$(CARGO) run --quiet -p demo --bin bench

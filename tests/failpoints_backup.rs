@@ -15,6 +15,10 @@
 //!   snapshot's, with no extra version, and its rotation configuration (`--restore-rotation`) is
 //!   back.
 //! * Every `backup.*` and `restore.*` point in the sources is reached (else the test fails).
+//!
+//! Two worlds (each its own moto, the same secrets) run at once and share the restore kills; the
+//! first also kills the backup. Their traced restores must hit the same points, and together they
+//! kill at every first hit.
 
 use aws_sdk_secretsmanager::types::Tag;
 use e2e::backup::*;
@@ -191,8 +195,24 @@ async fn assert_recreated(
     assert_eq!(d.rotation_lambda_arn(), Some(ROTATION_FUNCTION), "{when}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done() {
+/// What one world exercised.
+struct Part {
+    /// The fail points its runs reached.
+    reached: BTreeSet<String>,
+    /// The first hit of each point in its traced restore (the same in both worlds).
+    restore_first_hits: BTreeSet<String>,
+    /// The hits it killed `restore --apply` at.
+    killed: BTreeSet<String>,
+    /// Its report lines.
+    lines: Vec<String>,
+}
+
+/// Each world sets up the same secrets (`populate`, a custom label, a rotation configuration)
+/// in its own moto; world 0 also kills the backup at every hit; each kills `restore --apply` at
+/// its half of the first hits (alternately, in the order of their specs).
+const WORLDS: usize = 2;
+
+async fn world(shard: usize) -> Part {
     let started = Instant::now();
     let w = BackupWorld::start().await;
     let names_all = w.populate(PREFIX_NAMES, N).await;
@@ -222,6 +242,7 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
         .unwrap();
     let original = w.states(&names_all).await;
     let part_size = [("BACKUP_PART_SIZE", "2KiB")];
+    let mut lines = Vec::new();
 
     // A whole snapshot, traced: the writer's hits.
     let trace = Trace::new();
@@ -244,9 +265,9 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
     );
     let mut reached: BTreeSet<String> = names(&backup_hits);
 
-    // Killed at each hit.
+    // Killed at each hit (world 0).
     let mut last_whole = whole.clone();
-    for hit in &backup_hits {
+    for hit in backup_hits.iter().filter(|_| shard == 0) {
         let spec = hit.spec();
         // No run lease: each killed run would hold it for the next (`BACKUP_LEASE_SECONDS`).
         let host = w
@@ -276,16 +297,18 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
         }
         assert_eq!(latest(&w), last_whole, "{spec}: latest");
     }
-    // `verify` (latest) passes: the incomplete folders are not looked at.
-    w.cli_ok(&["verify", "--no-live"], 0);
-    let incomplete = snapshots(&w).values().filter(|c| !**c).count();
-    println!(
-        "fail points: backup: {} points, {} hits, killed at each ({:.0} s); {incomplete} incomplete \
-         snapshots left, none taken as complete",
-        names(&backup_hits).len(),
-        backup_hits.len(),
-        started.elapsed().as_secs_f64()
-    );
+    if shard == 0 {
+        // `verify` (latest) passes: the incomplete folders are not looked at.
+        w.cli_ok(&["verify", "--no-live"], 0);
+        let incomplete = snapshots(&w).values().filter(|c| !**c).count();
+        lines.push(format!(
+            "backup: {} points, {} hits, killed at each ({:.0} s); {incomplete} incomplete \
+             snapshots left, none taken as complete",
+            names(&backup_hits).len(),
+            backup_hits.len(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
 
     // Restore: an uninterrupted, traced one first (the reference).
     let recreated: BTreeSet<String> = [name(8), name(9), name(10)].into();
@@ -326,8 +349,18 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
     reached.extend(names(&restore_hits));
 
     // Killed at the first hit of each point (a later hit of the same point is the same code on
-    // another secret of the set; every hit costs three CLI runs, and `make test` has a budget).
-    let killed_at: Vec<&Hit> = restore_hits.iter().filter(|h| h.skip == 0).collect();
+    // another secret of the set; every hit costs three CLI runs, and `make test` has a budget),
+    // this world's half of them (alternately in the order of their specs: the trace's order
+    // varies from run to run, restore writes several secrets at once).
+    let mut first_hits: Vec<&Hit> = restore_hits.iter().filter(|h| h.skip == 0).collect();
+    first_hits.sort_by_key(|h| h.spec());
+    let killed_at: Vec<&Hit> = first_hits
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(i, _)| i % WORLDS == shard)
+        .map(|(_, hit)| hit)
+        .collect();
     let mut short = Vec::new();
     for hit in killed_at.iter().copied() {
         let spec = hit.spec();
@@ -386,16 +419,68 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
         short.is_empty(),
         "marker tag left after a re-run: {short:?}"
     );
-    println!(
-        "fail points: restore: {} points, {} hits, killed at the first hit of each ({}), each \
+    lines.push(format!(
+        "restore (world {shard}): {} points, {} hits, killed at {} of the {} first hits, each \
          completed by a re-run, no version written twice, recreated secrets' versions and \
-         labels equal to the snapshot's; backup and restore in {:.0} s",
+         labels equal to the snapshot's; this world in {:.0} s",
         names(&restore_hits).len(),
         restore_hits.len(),
         killed_at.len(),
+        first_hits.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    w.assert_no_values_leaked(&[]);
+    Part {
+        reached,
+        restore_first_hits: first_hits.iter().map(|h| h.spec()).collect(),
+        killed: killed_at.iter().map(|h| h.spec()).collect(),
+        lines,
+    }
+}
+
+/// The worlds run at once, each on its own thread and runtime: a kill and its re-runs wait
+/// mostly on process starts and moto's answers, so two of them share the two cores of CI.
+#[test]
+fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done() {
+    let started = Instant::now();
+    let parts: Vec<Part> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WORLDS)
+            .map(|shard| {
+                scope.spawn(move || {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .expect("a tokio runtime")
+                        .block_on(world(shard))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    for line in parts.iter().flat_map(|p| &p.lines) {
+        println!("fail points: {line}");
+    }
+    // The worlds' traced restores hit the same points, and together they killed at every first
+    // hit.
+    let first_hits = &parts[0].restore_first_hits;
+    for (shard, part) in parts.iter().enumerate() {
+        assert_eq!(
+            &part.restore_first_hits, first_hits,
+            "world {shard}'s traced restore hit other points than world 0's"
+        );
+    }
+    let killed: BTreeSet<String> = parts.iter().flat_map(|p| p.killed.clone()).collect();
+    assert_eq!(&killed, first_hits, "restore killed at every first hit");
+    println!(
+        "fail points: backup and restore in {:.0} s ({WORLDS} worlds at once)",
         started.elapsed().as_secs_f64()
     );
 
+    let reached: BTreeSet<String> = parts.iter().flat_map(|p| p.reached.clone()).collect();
     let points: BTreeSet<String> = in_sources()
         .into_iter()
         .filter(|(n, _)| n.starts_with("backup.") || n.starts_with("restore."))
@@ -408,5 +493,4 @@ async fn backup_and_restore_killed_at_every_fail_point_leave_nothing_half_done()
         points.len()
     );
     assert!(missed.is_empty(), "points no run reached: {missed:?}");
-    w.assert_no_values_leaked(&[]);
 }

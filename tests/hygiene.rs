@@ -6,12 +6,14 @@
 //!   130 / 143, and afterwards no process it started remains (this test process is their
 //!   subreaper, so every orphan would become its child; and no process refers to the folder in
 //!   its command line, working directory or environment) and the folder is empty.
+//! - `interrupting_invoke_local_stops_and_removes_everything`: the same for `make invoke-local`'s
+//!   binary (SIGINT while the function runs, SIGTERM once the stack is seeded).
 //! - `help_on_every_binary_prints_usage_and_starts_nothing`: every binary `cargo metadata` lists,
 //!   run with `--help` and with `-h` in an empty `TMPDIR` without any AWS or Lambda variable,
 //!   exits 0 with its usage, creates nothing and leaves no process; the Lambda binaries, given a
 //!   Runtime API address, never connect to it.
 //!
-//! Both tests look at this process's children: a lock runs them one at a time.
+//! The tests look at this process's children: a lock runs them one at a time.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -151,9 +153,15 @@ fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process:
 /// Runs the demo in a fresh `TMPDIR`, sends `signal` once it printed a line containing
 /// `wait_for`, and checks that it exits with `expected` and leaves nothing behind.
 fn interrupt_demo(demo: &Path, wait_for: &str, signal: Signal, expected: i32) {
+    interrupt_run(demo, &[], wait_for, signal, expected);
+}
+
+/// [`interrupt_demo`] for any binary that starts the demo's stack, with its arguments.
+fn interrupt_run(demo: &Path, args: &[&str], wait_for: &str, signal: Signal, expected: i32) {
     let tmp = fresh_tmpdir();
     let started = Instant::now();
     let mut child = Command::new(demo)
+        .args(args)
         .env("TMPDIR", tmp.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -257,8 +265,9 @@ fn interrupt_demo(demo: &Path, wait_for: &str, signal: Signal, expected: i32) {
         "folders left in TMPDIR after {signal:?}: {left:?}"
     );
     println!(
-        "demo interrupted with {signal:?} after {:?} ({} processes, {} folders of its own \
+        "{} interrupted with {signal:?} after {:?} ({} processes, {} folders of its own \
          before the signal): exit {expected}, nothing left; whole case {:.1} s",
+        demo.display(),
         wait_for,
         before_using.len().max(before_descendants.len()),
         before_entries.len(),
@@ -277,6 +286,20 @@ fn interrupting_the_demo_stops_and_removes_everything() {
     interrupt_demo(&demo, "Secrets Manager starts rotation", Signal::INT, 130);
     // SIGTERM as soon as PostgreSQL and moto are up.
     interrupt_demo(&demo, "Created role", Signal::TERM, 143);
+}
+
+#[test]
+fn interrupting_invoke_local_stops_and_removes_everything() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    set_child_subreaper(Some(rustix::process::getpid())).expect("become the subreaper of orphans");
+    let invoke_local = testkit::binary("invoke-local");
+    testkit::binary("rotate-postgres");
+    let event = testkit::workspace_root().join("events/rotation-finish-secret.json");
+    let args = ["--event", event.to_str().expect("a UTF-8 path")];
+    // SIGINT (Ctrl-C) once the function runs behind its Runtime API host.
+    interrupt_run(&invoke_local, &args, "Function:", Signal::INT, 130);
+    // SIGTERM once the stack is seeded.
+    interrupt_run(&invoke_local, &args, "Seeded:", Signal::TERM, 143);
 }
 
 /// Every binary target of the workspace, from `cargo metadata`.
@@ -325,6 +348,7 @@ fn help_on_every_binary_prints_usage_and_starts_nothing() {
         "demo",
         "bench",
         "lambda-invoke",
+        "invoke-local",
         "echo-lambda",
     ] {
         assert!(

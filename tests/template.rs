@@ -2,8 +2,9 @@
 //! account), read as CloudFormation reads it (cfn-lint's decoder, from the tools
 //! virtualenv that `make lint` uses, turns the short-form tags into JSON): the separate writer and
 //! reader roles, the keys and the bucket policy reserved to the break-glass role, no reserved
-//! concurrency and no retries, the alarm on the function's own metric, and the template's rules
-//! evaluated for every pair of day parameters. The alarms and the dashboard: every metric they
+//! concurrency and no retries, the alarm on the function's own metric, the template's rules
+//! evaluated for every pair of day parameters, and the RDS look-ups limited to the account's own
+//! databases. The alarms and the dashboard: every metric they
 //! name is one the code emits (the rotation's `rotation_signals::emf` constants, the backup's
 //! `emit` calls), the staleness window is twice the backup interval with missing data breaching,
 //! the dashboard body is JSON, and the out-of-band change rule, evaluated by moto's EventBridge
@@ -698,6 +699,51 @@ fn parameter_store_reads_only_under_the_configured_paths() {
         allowed(&st, "kms:Decrypt")[0]["Condition"]["StringLike"]["kms:ViaService"],
         "ssm.*.amazonaws.com"
     );
+}
+
+/// Every `rds:` action any role of the template allows is limited to this account's database,
+/// cluster, cluster endpoint and global cluster ARNs (any region: a Global Database's members are
+/// looked up in their own regions), never `*`; the rotation role holds the four look-ups
+/// preflight names (`crates/preflight/src/checks/permissions.rs`).
+#[test]
+fn rds_lookups_are_limited_to_the_accounts_databases() {
+    let t = template();
+    let expected: Vec<Value> = [
+        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:db:*",
+        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster:*",
+        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster-endpoint:*",
+        "arn:${AWS::Partition}:rds::${AWS::AccountId}:global-cluster:*",
+    ]
+    .iter()
+    .map(|arn| json!({ "Fn::Sub": arn }))
+    .collect();
+    let mut rds_statements = 0;
+    for (name, resource) in resources(t) {
+        for statement in role_statements(&resource) {
+            let actions = strings(&statement["Action"]);
+            if !actions.iter().any(|a| a.starts_with("rds:")) {
+                continue;
+            }
+            rds_statements += 1;
+            assert_eq!(name, "RotationRole", "{statement}");
+            assert_eq!(
+                list(&statement["Resource"]),
+                expected,
+                "{name}: {statement}"
+            );
+            assert_eq!(
+                actions,
+                [
+                    "rds:DescribeDBInstances",
+                    "rds:DescribeDBClusters",
+                    "rds:DescribeDBClusterEndpoints",
+                    "rds:DescribeGlobalClusters"
+                ],
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(rds_statements, 1);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //!   (`BENCH_ROTATE_BINARY=path` measures another build, e.g. an older commit's, the same way;
 //!   `BENCH_PART=cold-rotation` runs only this part)
 //! * peak RSS of the function process (VmHWM, what Lambda reports as "Max Memory Used")
-//! * size of the arm64 artifact, zipped, when `make build` has produced it
+//! * size of the arm64 artifacts (`rotate-postgres`, `backup-lambda`), zipped, when `make build`
+//!   has produced them
 //! * what applications feel while rotations run: K clients with cached credentials, the window
 //!   in which AWSCURRENT does not log in (`load/mod.rs`; `BENCH_PART=load` runs only this part)
 //!
@@ -218,18 +219,25 @@ async fn run() {
 
     cold_rotations(&binary, &moto, &sm, &arn, pg.ca_pem_path()).await;
 
-    let artifact = testkit::target_dir().join("lambda/rotate-postgres/bootstrap");
-    match std::fs::metadata(&artifact) {
-        Ok(meta) => {
-            let zipped = zipped_size(&artifact).unwrap_or(0);
-            println!(
-                "\narm64 artifact: {:.2} MiB, {:.2} MiB zipped",
-                meta.len() as f64 / 1048576.0,
-                zipped as f64 / 1048576.0
-            );
-            println!("  budget < 5 MiB zipped: {}", verdict(zipped < 5 * 1048576));
+    for function in ["rotate-postgres", "backup-lambda"] {
+        let artifact = testkit::target_dir()
+            .join("lambda")
+            .join(function)
+            .join("bootstrap");
+        match std::fs::metadata(&artifact) {
+            Ok(meta) => {
+                let zipped = zipped_size(&artifact).unwrap_or(0);
+                println!(
+                    "\narm64 artifact {function}: {} bytes ({:.2} MiB), {} bytes zipped ({:.2} MiB)",
+                    meta.len(),
+                    meta.len() as f64 / 1048576.0,
+                    zipped,
+                    zipped as f64 / 1048576.0
+                );
+                println!("  budget < 5 MiB zipped: {}", verdict(zipped < 5 * 1048576));
+            }
+            Err(_) => println!("\narm64 artifact {function}: not built (run `make build` first)"),
         }
-        Err(_) => println!("\narm64 artifact: not built (run `make build` first)"),
     }
     load::run(&binary, &pg, &moto).await; // application clients under rotations (load/mod.rs)
     backup_bench::run().await; // secrets backup (see backup_bench.rs)

@@ -79,7 +79,7 @@ pub trait FromSdkError: Service {
     fn sdk_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> ServiceError<Self>
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let lambda_support::SdkErrorText { code, message } =
             lambda_support::describe_sdk_error(&err);

@@ -143,7 +143,20 @@ impl LambdaHost {
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128`, log group and stream, `_HANDLER=bootstrap`), then
     /// `env`, which may override any of them. Its stdout and stderr are captured completely.
     pub fn start(binary: &Path, env: &[(String, String)]) -> LambdaHost {
-        Self::start_in(binary, env, &[])
+        Self::start_in(&[], binary, env, &[])
+    }
+
+    /// Like [`LambdaHost::start`], with `binary` run by `launcher` (a program and its arguments,
+    /// the binary's path appended): an emulator for another architecture's binary (see
+    /// [`crate::arm64`]). A binary named `bootstrap` (`make build`'s
+    /// `target/lambda/<function>/bootstrap`) takes its function name from its folder.
+    pub fn start_launched(
+        launcher: &[std::ffi::OsString],
+        binary: &Path,
+        env: &[(String, String)],
+    ) -> LambdaHost {
+        assert!(!launcher.is_empty(), "start_launched needs a launcher");
+        Self::start_in(launcher, binary, env, &[])
     }
 
     /// Like [`LambdaHost::start`], with `hosts` (name, address) resolved by the function before
@@ -158,12 +171,21 @@ impl LambdaHost {
             !hosts.is_empty(),
             "start_with_hosts needs at least one host"
         );
-        Self::start_in(binary, env, hosts)
+        Self::start_in(&[], binary, env, hosts)
     }
 
-    fn start_in(binary: &Path, env: &[(String, String)], hosts: &[(String, IpAddr)]) -> LambdaHost {
-        let function_name = binary
-            .file_stem()
+    fn start_in(
+        launcher: &[std::ffi::OsString],
+        binary: &Path,
+        env: &[(String, String)],
+        hosts: &[(String, IpAddr)],
+    ) -> LambdaHost {
+        let named_by = if binary.file_stem().is_some_and(|stem| stem == "bootstrap") {
+            binary.parent().and_then(Path::file_name)
+        } else {
+            binary.file_stem()
+        };
+        let function_name = named_by
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_else(|| "function".to_string());
         let server = Arc::new(
@@ -197,6 +219,11 @@ impl LambdaHost {
             .map(|file| crate::cleanup::register_path(file.path()))
             .collect();
         let mut command = match &hosts_file {
+            None if !launcher.is_empty() => {
+                let mut command = Command::new(&launcher[0]);
+                command.args(&launcher[1..]).arg(binary);
+                command
+            }
             None => Command::new(binary),
             Some(file) => {
                 check_private_hosts_possible();

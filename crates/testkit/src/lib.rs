@@ -7,6 +7,8 @@
 //!   environment a child process needs to reach it.
 //! - [`lambda::LambdaHost`]: a local Lambda Runtime API that runs a compiled Lambda binary the way
 //!   Lambda does.
+//! - [`arm64`]: `make build`'s arm64 binaries run by user-mode emulation (qemu-user and the
+//!   arm64 C library).
 //! - [`latency::LatencyProxy`]: a TCP proxy adding a fixed delay per request (AWS-like latency
 //!   for the benchmarks).
 //! - [`quota_emulator::QuotaEmulator`]: Secrets Manager and Parameter Store reads at 100,000+
@@ -47,6 +49,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arm64;
 pub mod certs;
 pub mod cfn;
 pub mod cleanup;

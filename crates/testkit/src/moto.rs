@@ -233,6 +233,20 @@ impl Moto {
         secret_id: &str,
     ) -> String {
         let token = uuid::Uuid::new_v4().to_string();
+        self.begin_rotation_with_token(client, secret_id, &token)
+            .await;
+        token
+    }
+
+    /// [`Moto::begin_rotation`] with the caller's token (e.g. a sample event's
+    /// `ClientRequestToken`) instead of a fresh one.
+    pub async fn begin_rotation_with_token(
+        &self,
+        client: &aws_sdk_secretsmanager::Client,
+        secret_id: &str,
+        token: &str,
+    ) {
+        let token = token.to_string();
         let before = version_stages(client, secret_id).await;
         let current_before = version_with(&before, AWSCURRENT);
         if let Some(current) = &current_before {
@@ -321,7 +335,6 @@ impl Moto {
                  behaviour changed: revisit testkit::moto::Moto::begin_rotation"
             );
         }
-        token
     }
 }
 
