@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 
-use aws_config::BehaviorVersion;
 use backup::lambda::lease::{self, LeaseSource};
 use backup::ports::aws::S3Store;
 use e2e::backup::{BackupWorld, BUCKET, PREFIX};
@@ -24,31 +23,9 @@ const ROLE: &str = "secrets-backup-reader";
 const EXTERNAL_ID: &str = "hub-ext-5b1e";
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:hub-secrets-backup";
 
-/// Secrets Manager in `account`, through a role there (moto: the credentials' account).
+/// Secrets Manager in `account` (moto: an assumed role's credentials act in its account).
 async fn spoke_client(w: &BackupWorld, account: &str) -> aws_sdk_secretsmanager::Client {
-    let base = w.moto.sdk_config().await;
-    let creds = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/test-admin"))
-        .role_session_name("test-setup")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(w.moto.endpoint())
-        .region(base.region().cloned())
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            creds.access_key_id,
-            creds.secret_access_key,
-            Some(creds.session_token),
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_secretsmanager::Client::new(&config)
+    aws_sdk_secretsmanager::Client::new(&w.moto.sdk_config_in_account(account).await)
 }
 
 /// The template's state machine definition, substituted as CloudFormation would.

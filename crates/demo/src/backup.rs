@@ -339,28 +339,7 @@ async fn hub_and_spoke(
         "\nMany accounts: a hub deployment backs up its own account and spoke account {SPOKE}, \
          reading the spoke through its read-only role (spoke-role.yaml) with an external id."
     );
-    let base = moto.sdk_config().await;
-    let creds = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{SPOKE}:role/demo-admin"))
-        .role_session_name("demo-setup")
-        .send()
-        .await
-        .expect("AssumeRole")
-        .credentials
-        .expect("credentials");
-    let spoke_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(base.region().cloned())
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            creds.access_key_id,
-            creds.secret_access_key,
-            Some(creds.session_token),
-            None,
-            "demo",
-        ))
-        .load()
-        .await;
+    let spoke_config = moto.sdk_config_in_account(SPOKE).await;
     let value = secret_value();
     values.push(value.clone());
     aws_sdk_secretsmanager::Client::new(&spoke_config)

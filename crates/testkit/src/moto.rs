@@ -189,6 +189,34 @@ impl Moto {
             .await
     }
 
+    /// An SDK configuration acting in another `account`: moto ties the credentials of an
+    /// assumed role to the role's account (any role name; moto checks no trust), so what is
+    /// created with it lives in that account.
+    pub async fn sdk_config_in_account(&self, account: &str) -> SdkConfig {
+        let base = self.sdk_config().await;
+        let creds = aws_sdk_sts::Client::new(&base)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/testkit-admin"))
+            .role_session_name("testkit")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("AssumeRole in {account}: {}", DisplayErrorContext(&e)))
+            .credentials
+            .expect("AssumeRole returns credentials");
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(
+                creds.access_key_id,
+                creds.secret_access_key,
+                Some(creds.session_token),
+                None,
+                "testkit-moto-account",
+            ))
+            .load()
+            .await
+    }
+
     /// A Secrets Manager client for this server.
     pub async fn secrets_client(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)

@@ -44,7 +44,9 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::domain::filters::{ExpectedUnreadable, Filters};
-use crate::domain::model::{SecretRecord, VersionLabels, VersionRecord, VersionValue, AWSCURRENT};
+use crate::domain::model::{
+    SecretMeta, SecretRecord, VersionLabels, VersionRecord, VersionValue, AWSCURRENT,
+};
 use crate::ports::{ApiError, Body, ListedSecret, Ports, SecretsApi, BATCH_GET_MAX};
 use crate::snapshot::checkpoint::{self, Checkpoint};
 use crate::snapshot::crypto::{self, Scope};
@@ -174,15 +176,34 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
         Ok(p) => p,
         Err(e) => return Fetched::Failed(failure(name, arn, format!("GetResourcePolicy: {e}"))),
     };
-    let mut versions = described.versions;
-    // AWSCURRENT first, then by version id: stable output.
-    versions.sort_by(|a, b| {
-        let cur = |v: &VersionLabels| !v.labels.iter().any(|l| l == AWSCURRENT);
-        (cur(a), &a.version_id).cmp(&(cur(b), &b.version_id))
-    });
+    read_versions(
+        api,
+        name,
+        arn,
+        meta,
+        sorted_versions(described.versions),
+        None,
+    )
+    .await
+}
+
+/// Each labelled version's value (`current`: the `AWSCURRENT` one already read, by its version
+/// id; the others by GetSecretValue), then the secret's record.
+async fn read_versions(
+    api: &dyn SecretsApi,
+    name: &str,
+    arn: &str,
+    meta: SecretMeta,
+    versions: Vec<VersionLabels>,
+    mut current: Option<(String, VersionValue)>,
+) -> Fetched {
     let mut records = Vec::with_capacity(versions.len());
     for v in versions {
-        match api.get_version(arn, &v.version_id).await {
+        let got = match current.take_if(|(id, _)| *id == v.version_id) {
+            Some((_, value)) => Ok(value),
+            None => api.get_version(arn, &v.version_id).await,
+        };
+        match got {
             Ok(got) => records.push(VersionRecord {
                 version_id: v.version_id,
                 labels: v.labels,
@@ -280,39 +301,15 @@ async fn read_listed(
         Ok(p) => p,
         Err(e) => return Fetched::Failed(failure(name, arn, format!("GetResourcePolicy: {e}"))),
     };
-    let mut records = Vec::with_capacity(versions.len());
-    let mut current = Some(current);
-    for v in versions {
-        let got = if Some(&v.version_id) == listed_current.as_ref() {
-            Ok(current.take().expect("one AWSCURRENT"))
-        } else {
-            api.get_version(arn, &v.version_id).await
-        };
-        match got {
-            Ok(got) => records.push(VersionRecord {
-                version_id: v.version_id,
-                labels: v.labels,
-                created: got.created,
-                value: got.value,
-            }),
-            Err(e) => {
-                return Fetched::Failed(failure(
-                    name,
-                    arn,
-                    format!(
-                        "GetSecretValue of version {} ({}): {e}",
-                        v.version_id,
-                        v.labels.join(",")
-                    ),
-                ))
-            }
-        }
-    }
-    Fetched::Record(Box::new(SecretRecord {
-        source: api.source(),
+    read_versions(
+        api,
+        name,
+        arn,
         meta,
-        versions: records,
-    }))
+        versions,
+        listed_current.zip(Some(current)),
+    )
+    .await
 }
 
 /// Read `listed`: one BatchGetSecretValue per [`BATCH_GET_MAX`] secrets, then each secret

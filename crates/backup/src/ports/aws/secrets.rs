@@ -13,6 +13,60 @@ use crate::ports::{
     ApiError, BatchValue, ErrorKind, ListPage, ListedSecret, NewSecret, SecretsApi,
 };
 
+/// The labelled versions of a version-to-labels map, by version id (unlabelled ones, which
+/// moto lists and AWS does not, dropped).
+fn labelled_versions(
+    map: Option<&std::collections::HashMap<String, Vec<String>>>,
+) -> Vec<VersionLabels> {
+    let mut versions: Vec<VersionLabels> = map
+        .map(|m| {
+            m.iter()
+                .filter(|(_, labels)| !labels.is_empty())
+                .map(|(id, labels)| VersionLabels {
+                    version_id: id.clone(),
+                    labels: labels.clone(),
+                    created: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by(|a, b| a.version_id.cmp(&b.version_id));
+    versions
+}
+
+/// A secret's metadata from a ListSecrets entry or a DescribeSecret answer: the SDK's two types
+/// share these accessors but no trait. The resource policy is read apart.
+macro_rules! secret_meta {
+    ($s:expr, $replication:expr) => {{
+        let s = $s;
+        let rules = s.rotation_rules();
+        SecretMeta {
+            name: s.name().unwrap_or_default().to_string(),
+            arn: s.arn().unwrap_or_default().to_string(),
+            description: s.description().map(String::from),
+            kms_key_id: s.kms_key_id().map(String::from),
+            tags: sm_tags(s.tags()),
+            resource_policy: None,
+            rotation: Rotation {
+                enabled: s.rotation_enabled().unwrap_or(false),
+                lambda_arn: s.rotation_lambda_arn().map(String::from),
+                automatically_after_days: rules.and_then(|r| r.automatically_after_days()),
+                schedule_expression: rules
+                    .and_then(|r| r.schedule_expression())
+                    .map(String::from),
+                duration: rules.and_then(|r| r.duration()).map(String::from),
+            },
+            owning_service: s.owning_service().map(String::from),
+            created: s.created_date().and_then(to_chrono),
+            parameter: None,
+            last_rotated: s.last_rotated_date().and_then(to_chrono),
+            last_changed: s.last_changed_date().and_then(to_chrono),
+            primary_region: s.primary_region().map(String::from),
+            replication: $replication,
+        }
+    }};
+}
+
 /// Secrets Manager over the SDK.
 #[derive(Clone, Debug)]
 pub struct AwsSecrets {
@@ -77,46 +131,9 @@ impl SecretsApi for AwsSecrets {
             .secret_list()
             .iter()
             .map(|s| {
-                let rules = s.rotation_rules();
-                let mut versions: Vec<VersionLabels> = s
-                    .secret_versions_to_stages()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|(_, labels)| !labels.is_empty())
-                            .map(|(id, labels)| VersionLabels {
-                                version_id: id.clone(),
-                                labels: labels.clone(),
-                                created: None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                versions.sort_by(|a, b| a.version_id.cmp(&b.version_id));
-                let meta = SecretMeta {
-                    name: s.name().unwrap_or_default().to_string(),
-                    arn: s.arn().unwrap_or_default().to_string(),
-                    description: s.description().map(String::from),
-                    kms_key_id: s.kms_key_id().map(String::from),
-                    tags: sm_tags(s.tags()),
-                    resource_policy: None,
-                    rotation: Rotation {
-                        enabled: s.rotation_enabled().unwrap_or(false),
-                        lambda_arn: s.rotation_lambda_arn().map(String::from),
-                        automatically_after_days: rules.and_then(|r| r.automatically_after_days()),
-                        schedule_expression: rules
-                            .and_then(|r| r.schedule_expression())
-                            .map(String::from),
-                        duration: rules.and_then(|r| r.duration()).map(String::from),
-                    },
-                    owning_service: s.owning_service().map(String::from),
-                    created: s.created_date().and_then(to_chrono),
-                    parameter: None,
-                    last_rotated: s.last_rotated_date().and_then(to_chrono),
-                    last_changed: s.last_changed_date().and_then(to_chrono),
-                    primary_region: s.primary_region().map(String::from),
-                    // ListSecrets does not return ReplicationStatus (DescribeSecret does).
-                    replication: vec![],
-                };
+                let versions = labelled_versions(s.secret_versions_to_stages());
+                // ListSecrets does not return ReplicationStatus (DescribeSecret does).
+                let meta = secret_meta!(s, vec![]);
                 ListedSecret {
                     name: meta.name.clone(),
                     arn: meta.arn.clone(),
@@ -204,56 +221,20 @@ impl SecretsApi for AwsSecrets {
                 return if e.is_not_found() { Ok(None) } else { Err(e) };
             }
         };
-        let rules = out.rotation_rules();
-        let mut versions: Vec<VersionLabels> = out
-            .version_ids_to_stages()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, labels)| !labels.is_empty())
-                    .map(|(id, labels)| VersionLabels {
-                        version_id: id.clone(),
-                        labels: labels.clone(),
-                        created: None,
-                    })
-                    .collect()
+        let versions = labelled_versions(out.version_ids_to_stages());
+        let replication = out
+            .replication_status()
+            .iter()
+            .filter_map(|r| {
+                Some(Replica {
+                    region: r.region()?.to_string(),
+                    kms_key_id: r.kms_key_id().map(String::from),
+                    status: r.status().map(|s| s.as_str().to_string()),
+                })
             })
-            .unwrap_or_default();
-        versions.sort_by(|a, b| a.version_id.cmp(&b.version_id));
+            .collect();
         Ok(Some(Described {
-            meta: SecretMeta {
-                name: out.name().unwrap_or_default().to_string(),
-                arn: out.arn().unwrap_or_default().to_string(),
-                description: out.description().map(String::from),
-                kms_key_id: out.kms_key_id().map(String::from),
-                tags: sm_tags(out.tags()),
-                resource_policy: None,
-                rotation: Rotation {
-                    enabled: out.rotation_enabled().unwrap_or(false),
-                    lambda_arn: out.rotation_lambda_arn().map(String::from),
-                    automatically_after_days: rules.and_then(|r| r.automatically_after_days()),
-                    schedule_expression: rules
-                        .and_then(|r| r.schedule_expression())
-                        .map(String::from),
-                    duration: rules.and_then(|r| r.duration()).map(String::from),
-                },
-                owning_service: out.owning_service().map(String::from),
-                created: out.created_date().and_then(to_chrono),
-                parameter: None,
-                last_rotated: out.last_rotated_date().and_then(to_chrono),
-                last_changed: out.last_changed_date().and_then(to_chrono),
-                primary_region: out.primary_region().map(String::from),
-                replication: out
-                    .replication_status()
-                    .iter()
-                    .filter_map(|r| {
-                        Some(Replica {
-                            region: r.region()?.to_string(),
-                            kms_key_id: r.kms_key_id().map(String::from),
-                            status: r.status().map(|s| s.as_str().to_string()),
-                        })
-                    })
-                    .collect(),
-            },
+            meta: secret_meta!(&out, replication),
             versions,
             deleted: out.deleted_date().and_then(to_chrono),
         }))
