@@ -123,18 +123,7 @@ pub fn plan_parameter(
                 added,
                 removed,
                 changed,
-            } => {
-                let mut set: Vec<String> = removed.iter().chain(changed).cloned().collect();
-                set.sort();
-                if !set.is_empty() {
-                    tags.push(Action::SetTags { keys: set });
-                }
-                if !added.is_empty() {
-                    tags.push(Action::RemoveTags {
-                        keys: added.clone(),
-                    });
-                }
-            }
+            } => tags.extend(super::restore::tag_actions(added, removed, changed)),
             Change::ResourcePolicy | Change::NotFound | Change::ScheduledForDeletion { .. } => {}
         }
     }

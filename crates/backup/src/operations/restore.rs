@@ -555,18 +555,7 @@ pub fn plan(
                 added,
                 removed,
                 changed,
-            } => {
-                let mut set: Vec<String> = removed.iter().chain(changed).cloned().collect();
-                set.sort();
-                if !set.is_empty() {
-                    actions.push(Action::SetTags { keys: set });
-                }
-                if !added.is_empty() {
-                    actions.push(Action::RemoveTags {
-                        keys: added.clone(),
-                    });
-                }
-            }
+            } => actions.extend(tag_actions(added, removed, changed)),
             Change::ResourcePolicy => {
                 let widens = widening(
                     described.meta.resource_policy.as_deref(),
@@ -1128,6 +1117,23 @@ async fn restore_one(
         error: None,
         refused: false,
     })
+}
+
+/// What brings tags back: the snapshot's value for every tag removed or changed since, and the
+/// removal of every tag added since (for secrets and parameters alike).
+pub(crate) fn tag_actions(added: &[String], removed: &[String], changed: &[String]) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut set: Vec<String> = removed.iter().chain(changed).cloned().collect();
+    set.sort();
+    if !set.is_empty() {
+        actions.push(Action::SetTags { keys: set });
+    }
+    if !added.is_empty() {
+        actions.push(Action::RemoveTags {
+            keys: added.to_vec(),
+        });
+    }
+    actions
 }
 
 #[cfg(test)]

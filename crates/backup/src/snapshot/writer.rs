@@ -171,32 +171,32 @@ async fn fetch_secret(api: &dyn SecretsApi, listed: &ListedSecret, filters: &Fil
     if !filters.matches(&described.meta.name, &described.meta.tags) {
         return Fetched::FilteredOut;
     }
-    let mut meta = described.meta;
-    meta.resource_policy = match api.resource_policy(arn).await {
-        Ok(p) => p,
-        Err(e) => return Fetched::Failed(failure(name, arn, format!("GetResourcePolicy: {e}"))),
-    };
-    read_versions(
+    read_policy_and_versions(
         api,
         name,
         arn,
-        meta,
+        described.meta,
         sorted_versions(described.versions),
         None,
     )
     .await
 }
 
-/// Each labelled version's value (`current`: the `AWSCURRENT` one already read, by its version
-/// id; the others by GetSecretValue), then the secret's record.
-async fn read_versions(
+/// The secret's resource policy, then each labelled version's value (`current`: the
+/// `AWSCURRENT` one already read, by its version id; the others by GetSecretValue), then the
+/// secret's record.
+async fn read_policy_and_versions(
     api: &dyn SecretsApi,
     name: &str,
     arn: &str,
-    meta: SecretMeta,
+    mut meta: SecretMeta,
     versions: Vec<VersionLabels>,
     mut current: Option<(String, VersionValue)>,
 ) -> Fetched {
+    meta.resource_policy = match api.resource_policy(arn).await {
+        Ok(p) => p,
+        Err(e) => return Fetched::Failed(failure(name, arn, format!("GetResourcePolicy: {e}"))),
+    };
     let mut records = Vec::with_capacity(versions.len());
     for v in versions {
         let got = match current.take_if(|(id, _)| *id == v.version_id) {
@@ -297,11 +297,7 @@ async fn read_listed(
     };
     let mut meta = listed.described.meta.clone();
     meta.replication = replication;
-    meta.resource_policy = match api.resource_policy(arn).await {
-        Ok(p) => p,
-        Err(e) => return Fetched::Failed(failure(name, arn, format!("GetResourcePolicy: {e}"))),
-    };
-    read_versions(
+    read_policy_and_versions(
         api,
         name,
         arn,
