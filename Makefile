@@ -19,11 +19,8 @@ help: ## List the targets
 demo: venv postgres-majors ## Rotate and back up a secret locally (PostgreSQL + moto + the real Lambda binaries)
 	$(CARGO) run --quiet -p demo
 
-test: venv tools-venv postgres-majors build ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries, the arm64 artifact), every major, cfn-lint, sam validate
-	rm -rf target/compat
-	$(CARGO) build --workspace --bins --quiet
-	TESTKIT_PG_MAJOR=$(NEWEST) $(CARGO) test --workspace --no-fail-fast
-	$(MAKE) --no-print-directory test-majors
+test: venv tools-venv postgres-majors build-venv ## Every test: unit, end to end (real PostgreSQL, moto, Lambda binaries, the arm64 artifact), every major, cfn-lint, sam validate
+	tools/run-tests
 	$(PYTHON) tools/compat-table --check README.md
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml vault-source-roles.yaml spoke-role.yaml
 	@echo "cfn-lint: template.yaml, vault-source-roles.yaml and spoke-role.yaml clean"
@@ -31,23 +28,12 @@ test: venv tools-venv postgres-majors build ## Every test: unit, end to end (rea
 	$(SAM) validate --lint --template vault-source-roles.yaml
 	$(SAM) validate --lint --template spoke-role.yaml
 
-# The whole suite runs on the newest major; the rotation suites and the compatibility matrix
-# (tests/compatibility.rs, rendered into the README by tools/compat-table) on the others. The
-# crash-anywhere suites (tests/failpoints_*.rs: the binaries killed at every fail point) run with
-# the whole suite only.
-NEWEST := 18
-MAJORS := 13 14 15 16 17
-# The RDS look-ups (tests/rotation_alternating_rds.rs) are about the AWS API, not the major, and
-# single user's protocol cases (tests/rotation_single_user.rs) run on every major through the
-# compatibility matrix's single-user rotations: both run in the whole suite only.
-ROTATION_SUITES := --test rotation_alternating \
-	--test rotation_replica --test rotation_postgres_rules --test preflight \
-	--test compatibility
+# tools/run-tests orders the whole suite for a 2-core machine: the arm64 release build (`make
+# build`) in the background at low priority while the debug build and the tests run, the whole
+# suite on the newest major (18), the rotation suites and the compatibility matrix on the others
+# two majors at a time, then the artifact's tests (tests/arm64_artifact.rs) once it is built.
 test-majors: venv postgres-majors ## Rotation end-to-end suites and the compatibility matrix on PostgreSQL 13-17
-	@set -e; for m in $(MAJORS); do \
-	  echo "== PostgreSQL $$m: alternating users, replicas, PostgreSQL rules, preflight, compatibility (both strategies)"; \
-	  E2E_LOG_LEVEL=info TESTKIT_PG_MAJOR=$$m $(CARGO) test --quiet -p e2e $(ROTATION_SUITES); \
-	done
+	tools/run-tests majors
 
 compat-table: ## Rewrite the README's compatibility table from the last test records (target/compat)
 	$(PYTHON) tools/compat-table --write README.md

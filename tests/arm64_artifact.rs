@@ -7,7 +7,8 @@
 //! `BuildMethod: makefile`, the Makefile's `build-<LogicalId>` targets) into a temporary folder
 //! gives every function exactly `make build`'s bootstrap, byte for byte, and nothing else.
 //!
-//! `make test` builds the artifact first (`make build`); without the emulator, the artifact or
+//! `make test` builds the artifact (`make build`, in the background: tools/run-tests) and runs
+//! these tests, named `artifact_…`, once it is built; without the emulator, the artifact or
 //! the SAM CLI (`.venv-tools`, or `TESTKIT_SAM`) the tests skip with a loud message, and with
 //! `TESTKIT_REQUIRE_ARM64=1` (`.ci/run`) they fail instead.
 
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_arm64_bootstrap_rotates_a_single_user_secret() {
+async fn artifact_arm64_bootstrap_rotates_a_single_user_secret() {
     let Some((emulator, artifact)) = testkit::arm64::emulator_and_artifact("rotate-postgres")
     else {
         return;
@@ -67,7 +68,7 @@ fn sam_cli() -> Result<PathBuf, String> {
 }
 
 #[test]
-fn sam_build_packages_exactly_the_tested_bootstraps() {
+fn artifact_sam_build_packages_exactly_the_tested_bootstraps() {
     let found = sam_cli().and_then(|sam| {
         let artifacts = FUNCTIONS
             .iter()
