@@ -15,8 +15,9 @@
 //! * Preflight: killed at every hit of its points, the next preflight passes.
 //! * Conditional paths, alongside (shapes of `e2e::crash::Setup`): alternating users with the
 //!   shared-owner opt-in (the clone acts as the original), and a clone following an original whose
-//!   attributes, settings and opt-in changed, each killed at the first hit of every point the
-//!   plain rotations do not reach, and retried; single user's abandon recovery (a rotation
+//!   attributes, settings and opt-in changed, and a third rotation (the existing clone's password
+//!   changes, after the check that it is the original's member), each killed at the first hit of
+//!   every point the plain rotations do not reach, and retried; single user's abandon recovery (a rotation
 //!   abandoned after setSecret changed the password: the next setSecret logs in through the
 //!   unlabelled version), killed at every hit from `ListSecretVersionIds` to the end of setSecret,
 //!   and retried.
@@ -169,14 +170,17 @@ async fn exercise(strategy: Strategy) -> Tally {
 /// run one after the other, the shapes side by side.
 async fn conditional_paths(fx: Arc<Fixture>, plain_points: BTreeSet<String>) -> Tally {
     let strategy = fx.strategy();
-    let shapes = [
-        Setup::SharedOwner,
-        Setup::OriginalChanged,
-        Setup::AbandonedAfterSet,
-    ]
-    .into_iter()
-    .filter(|s| s.applies_to(strategy));
-    let runs = shapes.map(|setup| {
+    // Alternating users' third rotation changes the password of the clone that exists: only it
+    // (and an abandon's new rotation) checks that the clone is the original's member first.
+    let shapes: &[Setup] = match strategy {
+        Strategy::SingleUser => &[Setup::AbandonedAfterSet],
+        Strategy::Alternating => &[
+            Setup::SharedOwner,
+            Setup::OriginalChanged,
+            Setup::Rotated(2),
+        ],
+    };
+    let runs = shapes.iter().map(|&setup| {
         let (fx, plain_points) = (fx.clone(), plain_points.clone());
         tokio::spawn(async move { conditional_path(&fx, setup, &plain_points).await })
     });
