@@ -4,7 +4,9 @@
 //! login observed after the crash and after every step.
 //!
 //! One [`Fixture`] per strategy shares one PostgreSQL and one moto across all cases; each case
-//! rotates a secret and a role of its own, so nothing is reset between cases.
+//! rotates a secret and a role of its own, so nothing is reset between cases. A [`Setup`] shapes
+//! the case's secret and roles so that its rotation takes a conditional path (the shared-owner
+//! opt-in, a changed original, single user's recovery after an abandoned setSecret).
 
 use crate::alternating::{connect, master_json, MASTER_PASSWORD};
 use crate::{escape_identifier, escape_literal, World};
