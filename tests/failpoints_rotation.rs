@@ -13,22 +13,33 @@
 //!   finishes when the password had already changed (reported: how many points, how long);
 //!   alternating users: never.
 //! * Preflight: killed at every hit of its points, the next preflight passes.
-//! * Every `sm.*` and `pg.*` point in the sources is reached by these runs (else the test fails),
-//!   except the 14 on conditional paths listed in the test (clone following a changed original,
-//!   the shared-owner opt-in, `current_user`), which the list keeps visible.
+//! * Conditional paths, alongside (shapes of `e2e::crash::Setup`): alternating users with the
+//!   shared-owner opt-in (the clone acts as the original), and a clone following an original whose
+//!   attributes, settings and opt-in changed, and a third rotation (the existing clone's password
+//!   changes, after the check that it is the original's member), each killed at the first hit of
+//!   every point the plain rotations do not reach, and retried; single user's abandon recovery (a rotation
+//!   abandoned after setSecret changed the password: the next setSecret logs in through the
+//!   unlabelled version), killed at every hit from `ListSecretVersionIds` to the end of setSecret,
+//!   and retried.
+//! * Every `sm.*` and `pg.*` point in the sources is reached, and killed at (at least at its first
+//!   hit), by these runs: else the test fails.
 //!
 //! Alternating users also run a second rotation (the original user's password changes, the clone
 //! follows it), killed at the first hit of each of its points and retried.
 
-use e2e::crash::{Fixture, Strategy};
+use e2e::crash::{Fixture, Setup, Strategy};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::failpoints::{in_sources, names, Hit};
 
 /// What one strategy exercised.
 #[derive(Default)]
 struct Tally {
+    /// Points some run hit.
     reached: BTreeSet<String>,
+    /// Points some run was killed at.
+    killed: BTreeSet<String>,
     lines: Vec<String>,
 }
 
@@ -39,20 +50,29 @@ fn first_hits(hits: &[Hit]) -> Vec<Hit> {
 
 async fn exercise(strategy: Strategy) -> Tally {
     let started = Instant::now();
-    let fx = Fixture::start(strategy).await;
+    let fx = Arc::new(Fixture::start(strategy).await);
     let mut tally = Tally::default();
-    let rotations: &[usize] = match strategy {
-        Strategy::SingleUser => &[0],
-        Strategy::Alternating => &[0, 1],
+    let plain: &[Setup] = match strategy {
+        Strategy::SingleUser => &[Setup::Rotated(0)],
+        Strategy::Alternating => &[Setup::Rotated(0), Setup::Rotated(1)],
     };
-    for &before in rotations {
+    // The plain rotations' traces first: the conditional paths, run alongside, are killed at what
+    // these do not reach.
+    let mut traces = Vec::new();
+    for &setup in plain {
         let phase = Instant::now();
-        let hits = fx.trace(before).await;
+        let hits = fx.trace(setup).await;
         assert!(
             !hits.is_empty(),
             "the traced rotation hit no fail point: the rotate-postgres binary was built without \
              them (build it from the workspace root: `cargo build --bin rotate-postgres`)"
         );
+        traces.push((setup, hits, phase.elapsed()));
+    }
+    let plain_points: BTreeSet<String> = traces.iter().flat_map(|(_, h, _)| names(h)).collect();
+    let conditional = tokio::spawn(conditional_paths(fx.clone(), plain_points));
+    for (before, (setup, hits, traced_in)) in traces.into_iter().enumerate() {
+        let phase = Instant::now() - traced_in;
         tally.reached.extend(names(&hits));
         let mut per_step: BTreeMap<&str, usize> = BTreeMap::new();
         for hit in &hits {
@@ -66,9 +86,10 @@ async fn exercise(strategy: Strategy) -> Tally {
             first_hits(&hits)
         };
         for hit in &killed_at {
-            let outcome = fx.crash_then_retry(before, hit).await;
+            let outcome = fx.crash_then_retry(setup, hit).await;
             assert!(!outcome.crashed_in.is_empty());
         }
+        tally.killed.extend(names(&killed_at));
         // Abandoned at the first hit of each point of the first rotation.
         let abandoned_at = if before == 0 {
             first_hits(&hits)
@@ -78,7 +99,7 @@ async fn exercise(strategy: Strategy) -> Tally {
         let mut locked = Vec::<(Hit, Duration)>::new();
         let mut steps_locked = 0;
         for hit in &abandoned_at {
-            let outcome = fx.crash_then_abandon(before, hit).await;
+            let outcome = fx.crash_then_abandon(setup, hit).await;
             tally.reached.extend(outcome.reached.iter().cloned());
             if let Some(window) = outcome.lockout {
                 locked.push((hit.clone(), window));
@@ -126,6 +147,7 @@ async fn exercise(strategy: Strategy) -> Tally {
     let phase = Instant::now();
     let preflight = fx.trace_preflight().await;
     tally.reached.extend(names(&preflight));
+    tally.killed.extend(names(&preflight));
     for hit in &preflight {
         fx.crash_preflight(hit).await;
     }
@@ -137,6 +159,112 @@ async fn exercise(strategy: Strategy) -> Tally {
         phase.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     ));
+    let conditional = conditional.await.unwrap();
+    tally.reached.extend(conditional.reached);
+    tally.killed.extend(conditional.killed);
+    tally.lines.extend(conditional.lines);
+    tally
+}
+
+/// The conditional paths of `fx`'s strategy (see the file's documentation), each shape's cases
+/// run one after the other, the shapes side by side.
+async fn conditional_paths(fx: Arc<Fixture>, plain_points: BTreeSet<String>) -> Tally {
+    let strategy = fx.strategy();
+    // Alternating users' third rotation changes the password of the clone that exists: only it
+    // (and an abandon's new rotation) checks that the clone is the original's member first.
+    let shapes: &[Setup] = match strategy {
+        Strategy::SingleUser => &[Setup::AbandonedAfterSet],
+        Strategy::Alternating => &[
+            Setup::SharedOwner,
+            Setup::OriginalChanged,
+            Setup::Rotated(2),
+        ],
+    };
+    let runs = shapes.iter().map(|&setup| {
+        let (fx, plain_points) = (fx.clone(), plain_points.clone());
+        tokio::spawn(async move { conditional_path(&fx, setup, &plain_points).await })
+    });
+    let mut tally = Tally::default();
+    for run in runs.collect::<Vec<_>>() {
+        let one = run.await.unwrap();
+        tally.reached.extend(one.reached);
+        tally.killed.extend(one.killed);
+        tally.lines.extend(one.lines);
+    }
+    tally
+}
+
+/// One conditional path: traced, then killed (the abandon recovery: at every hit from
+/// `ListSecretVersionIds` to the end of setSecret; the others: at the first hit of each point
+/// the plain rotations do not reach) and retried to completion.
+async fn conditional_path(fx: &Fixture, setup: Setup, plain_points: &BTreeSet<String>) -> Tally {
+    let phase = Instant::now();
+    let strategy = fx.strategy();
+    let hits = fx.trace(setup).await;
+    let mut tally = Tally {
+        reached: names(&hits),
+        ..Tally::default()
+    };
+    let (killed_at, what) = if setup == Setup::AbandonedAfterSet {
+        let path: Vec<Hit> = hits
+            .iter()
+            .filter(|h| h.during == "setSecret")
+            .skip_while(|h| h.name != "sm.list_secret_version_ids.before")
+            .cloned()
+            .collect();
+        let path_points = names(&path);
+        for point in [
+            "sm.list_secret_version_ids.after",
+            "sm.get_secret_value.before",
+            "pg.alter_role_password.after",
+        ] {
+            assert!(
+                path_points.contains(point),
+                "setSecret after an abandoned setSecret did not recover through the unlabelled \
+                 version (no {point} after ListSecretVersionIds): {:?}",
+                hits.iter().map(Hit::spec).collect::<Vec<_>>()
+            );
+        }
+        let what = format!(
+            "the recovery path (setSecret from ListSecretVersionIds on): {} hits of {} points, \
+             killed at every hit",
+            path.len(),
+            path_points.len()
+        );
+        (path, what)
+    } else {
+        let new: Vec<Hit> = first_hits(&hits)
+            .into_iter()
+            .filter(|h| !plain_points.contains(&h.name))
+            .collect();
+        assert!(
+            !new.is_empty(),
+            "{strategy:?}, {setup:?}: the rotation reached no point the plain rotations do not"
+        );
+        let what = format!(
+            "{} points the plain rotations do not reach ({}), killed at the first hit of each",
+            new.len(),
+            new.iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        (new, what)
+    };
+    let mut locked = 0;
+    for hit in &killed_at {
+        let outcome = fx.crash_then_retry(setup, hit).await;
+        locked += outcome.current_locked_out;
+    }
+    tally.killed.extend(names(&killed_at));
+    tally.lines.push(format!(
+        "{strategy:?}, {setup:?}: {} points, {} hits; {what}, each retried to completion; \
+         observations where AWSCURRENT did not log in: {locked}; {:.0} s",
+        names(&hits).len(),
+        hits.len(),
+        phase.elapsed().as_secs_f64()
+    ));
+    eprintln!("fail points: {}", tally.lines.last().unwrap());
     tally
 }
 
@@ -158,40 +286,21 @@ async fn a_rotation_killed_at_every_fail_point_recovers_for_both_strategies() {
         .filter(|(_, krate)| krate == "secrets-manager" || krate == "postgres-target")
         .map(|(name, _)| name)
         .collect();
-    // Points on conditional paths these rotations do not take (yet): the clone following a
-    // change of the original's attributes or settings, the shared-owner opt-in's acting role,
-    // and `TargetSession::current_user`. Listed so that a new point cannot go unnoticed, and
-    // checked so that the list shrinks when a run reaches one.
-    let not_yet: BTreeSet<String> = [
-        "pg.alter_role_attributes",
-        "pg.alter_role_reset",
-        "pg.alter_role_reset_role",
-        "pg.alter_role_set_role",
-        "pg.select_current_user",
-        "pg.select_may_act_as",
-        "pg.show_server_version",
-    ]
-    .iter()
-    .flat_map(|p| [format!("{p}.before"), format!("{p}.after")])
-    .collect();
-    let stale: Vec<&String> = not_yet.intersection(&reached).collect();
-    assert!(
-        stale.is_empty(),
-        "reached now, remove from the list: {stale:?}"
-    );
-    let missed: Vec<&String> = rotation_points
-        .difference(&reached)
-        .filter(|p| !not_yet.contains(*p))
-        .collect();
+    let killed: BTreeSet<String> = single.killed.union(&alternating.killed).cloned().collect();
+    let missed: Vec<&String> = rotation_points.difference(&reached).collect();
+    let spared: Vec<&String> = rotation_points.difference(&killed).collect();
     println!(
-        "fail points: {} of the {} sm.* and pg.* points in the sources reached ({} on paths not \
-         taken, listed in the test)",
+        "fail points: {} of the {} sm.* and pg.* points in the sources reached, {} killed at",
         rotation_points.intersection(&reached).count(),
         rotation_points.len(),
-        not_yet.len()
+        rotation_points.intersection(&killed).count(),
     );
     assert!(
         missed.is_empty(),
         "fail points in the sources that no run reached: {missed:?}"
+    );
+    assert!(
+        spared.is_empty(),
+        "fail points in the sources that no run was killed at: {spared:?}"
     );
 }

@@ -4,7 +4,9 @@
 //! login observed after the crash and after every step.
 //!
 //! One [`Fixture`] per strategy shares one PostgreSQL and one moto across all cases; each case
-//! rotates a secret and a role of its own, so nothing is reset between cases.
+//! rotates a secret and a role of its own, so nothing is reset between cases. A [`Setup`] shapes
+//! the case's secret and roles so that its rotation takes a conditional path (the shared-owner
+//! opt-in, a changed original, single user's recovery after an abandoned setSecret).
 
 use crate::alternating::{connect, master_json, MASTER_PASSWORD};
 use crate::{escape_identifier, escape_literal, World};
@@ -26,6 +28,41 @@ pub enum Strategy {
     Alternating,
 }
 
+/// What a case's secret and roles went through before the rotation the case kills: each shape
+/// takes the rotation down a path of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Rotated this many times (alternating users: after one, AWSCURRENT is the clone, so the
+    /// next rotation changes the original user's password and the clone follows it).
+    Rotated(usize),
+    /// Alternating users: the secret opts in to the shared owner (`"shared_owner": true`); the
+    /// first rotation creates the clone acting as the original (the server's version, the
+    /// may-act-as check, `ALTER ROLE … SET role`).
+    SharedOwner,
+    /// Alternating users: rotated once under the shared-owner opt-in
+    /// (`ALTERNATING_SHARED_OWNER=true`), then the opt-in is off for the case's rotation and the
+    /// original user changed (`CONNECTION LIMIT`, a per-role setting removed, another added): the
+    /// rotation changes the original's password and the clone follows it (`ALTER ROLE … WITH`,
+    /// `… RESET`, `… SET`, `… RESET role`).
+    OriginalChanged,
+    /// Single user: a rotation abandoned after its setSecret changed the password (its
+    /// AWSPENDING label removed): the only password that logs in sits in a version without a
+    /// label, which the case's setSecret finds (`ListSecretVersionIds`, `GetSecretValue` by
+    /// version id). The secret cannot log in until that setSecret has run.
+    AbandonedAfterSet,
+}
+
+impl Setup {
+    /// Whether the shape exists for `strategy`.
+    pub fn applies_to(self, strategy: Strategy) -> bool {
+        match self {
+            Setup::Rotated(_) => true,
+            Setup::SharedOwner | Setup::OriginalChanged => strategy == Strategy::Alternating,
+            Setup::AbandonedAfterSet => strategy == Strategy::SingleUser,
+        }
+    }
+}
+
 /// A secret and its role, fresh for one case.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -33,6 +70,9 @@ pub struct Case {
     pub arn: String,
     /// The AWSCURRENT version before the case's rotation, and its JSON.
     pub original: (String, Value),
+    /// No stage logs in until the case's setSecret has run ([`Setup::AbandonedAfterSet`]):
+    /// observations before then are counted, not required to log in.
+    pub locked_until_set: bool,
 }
 
 /// What one case observed.
@@ -96,12 +136,22 @@ impl Fixture {
         }
     }
 
+    /// The strategy of this fixture's secrets.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
     /// A new role and its secret (alternating: created by the master, with a per-role setting
-    /// the clone copies), rotated `rotations` times before the case begins.
-    pub async fn fresh(&self, rotations: usize) -> Case {
+    /// the clone copies), brought into the shape `setup`.
+    pub async fn fresh(&self, setup: Setup) -> Case {
+        assert!(
+            setup.applies_to(self.strategy),
+            "{setup:?} is not a {:?} shape",
+            self.strategy
+        );
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let password = format!("first-Password-{n}-{}", uuid::Uuid::new_v4().simple());
-        let (user, value) = match self.strategy {
+        let (user, mut value) = match self.strategy {
             Strategy::SingleUser => {
                 let user = format!("fp_single_{n}");
                 self.world.create_role(&user, &password).await;
@@ -126,19 +176,77 @@ impl Fixture {
                 (user, value)
             }
         };
+        if setup == Setup::SharedOwner {
+            value["shared_owner"] = json!(true);
+        }
         let arn = self.world.create_secret(&user, &value).await;
+        let (rotations, env) = match setup {
+            Setup::Rotated(n) => (n, Vec::new()),
+            Setup::OriginalChanged => (
+                1,
+                vec![("ALTERNATING_SHARED_OWNER".to_string(), "true".to_string())],
+            ),
+            Setup::SharedOwner | Setup::AbandonedAfterSet => (0, Vec::new()),
+        };
         for _ in 0..rotations {
-            let host = self.host(&[]);
+            let host = self.host(&env);
             let token = self.world.begin_rotation(&arn).await;
-            self.steps(&host, &arn, &token, Step::ALL.to_vec(), None)
+            self.steps(&host, &arn, &token, Step::ALL.to_vec(), None, false)
                 .await
                 .unwrap_or_else(|step| panic!("set-up rotation failed in {step}"));
+        }
+        match setup {
+            Setup::OriginalChanged => {
+                // A DBA changes the original user; the clone (AWSCURRENT now) still has the old
+                // attributes, the old setting and the acting role of the opt-in.
+                self.world
+                    .pg
+                    .exec(&format!(
+                        "ALTER ROLE {u} CONNECTION LIMIT 7; \
+                         ALTER ROLE {u} RESET statement_timeout; \
+                         ALTER ROLE {u} SET work_mem TO '8MB'",
+                        u = escape_identifier(&user)
+                    ))
+                    .await;
+            }
+            Setup::AbandonedAfterSet => {
+                let host = self.host(&[]);
+                let token = self.world.begin_rotation(&arn).await;
+                self.steps(
+                    &host,
+                    &arn,
+                    &token,
+                    vec![Step::CreateSecret, Step::SetSecret],
+                    None,
+                    false,
+                )
+                .await
+                .unwrap_or_else(|step| panic!("set-up rotation failed in {step}"));
+                self.world
+                    .sm
+                    .update_secret_version_stage()
+                    .secret_id(&arn)
+                    .version_stage(AWSPENDING)
+                    .remove_from_version_id(&token)
+                    .send()
+                    .await
+                    .expect("remove AWSPENDING from the abandoned version");
+                assert!(
+                    !self.stage_logs_in(&arn, AWSCURRENT).await,
+                    "the abandoned setSecret changed the password"
+                );
+            }
+            Setup::Rotated(_) | Setup::SharedOwner => {}
         }
         let original = self
             .value_at(&arn, AWSCURRENT)
             .await
             .expect("AWSCURRENT has a value");
-        Case { arn, original }
+        Case {
+            arn,
+            original,
+            locked_until_set: setup == Setup::AbandonedAfterSet,
+        }
     }
 
     /// The rotation function in a new process (a new Lambda environment), with `extra`.
@@ -198,8 +306,9 @@ impl Fixture {
         current
     }
 
-    /// Invokes `steps` in order on `host`, observing after each. `Err(step)` when the process
-    /// died (aborted by a fail point) in that step; panics on any other failure.
+    /// Invokes `steps` in order on `host`, observing after each (after createSecret only
+    /// counted when `locked_until_set`). `Err(step)` when the process died (aborted by a fail
+    /// point) in that step; panics on any other failure.
     pub async fn steps(
         &self,
         host: &LambdaHost,
@@ -207,6 +316,7 @@ impl Fixture {
         token: &str,
         steps: Vec<Step>,
         trace: Option<&Trace>,
+        locked_until_set: bool,
     ) -> Result<usize, Step> {
         let mut locked_out = 0;
         for step in steps {
@@ -220,41 +330,57 @@ impl Fixture {
                 Err(e) if died(&e) => return Err(step),
                 Err(e) => panic!("{step} failed: {e}\n--- output ---\n{}", host.output()),
             }
-            if !self.observe(arn, &format!("after {step}")).await {
+            let current = if locked_until_set && step == Step::CreateSecret {
+                self.stage_logs_in(arn, AWSCURRENT).await
+            } else {
+                self.observe(arn, &format!("after {step}")).await
+            };
+            if !current {
                 locked_out += 1;
             }
         }
         Ok(locked_out)
     }
 
-    /// A traced rotation of a fresh secret (rotated `rotations` times before): every hit, in
-    /// order, attributed to its step.
-    pub async fn trace(&self, rotations: usize) -> Vec<Hit> {
-        let case = self.fresh(rotations).await;
+    /// A traced rotation of a fresh secret of shape `setup`: every hit, in order, attributed to
+    /// its step.
+    pub async fn trace(&self, setup: Setup) -> Vec<Hit> {
+        let case = self.fresh(setup).await;
         let trace = Trace::new();
         let host = self.host(&[trace.env()]);
         let token = self.world.begin_rotation(&case.arn).await;
-        self.steps(&host, &case.arn, &token, Step::ALL.to_vec(), Some(&trace))
-            .await
-            .unwrap_or_else(|step| panic!("the traced rotation died in {step}"));
+        self.steps(
+            &host,
+            &case.arn,
+            &token,
+            Step::ALL.to_vec(),
+            Some(&trace),
+            case.locked_until_set,
+        )
+        .await
+        .unwrap_or_else(|step| panic!("the traced rotation died in {step}"));
         self.assert_rotated(&case, &token).await;
         trace.hits()
     }
 
     /// Kills the rotation of a fresh secret at `hit`, then plays Secrets Manager: a new
     /// environment retries the failed step and runs the rest.
-    pub async fn crash_then_retry(&self, rotations: usize, hit: &Hit) -> Outcome {
-        let case = self.fresh(rotations).await;
+    pub async fn crash_then_retry(&self, setup: Setup, hit: &Hit) -> Outcome {
+        let case = self.fresh(setup).await;
         let token = self.world.begin_rotation(&case.arn).await;
         let crashed = self.crash(&case, &token, hit).await;
         let mut outcome = Outcome {
             crashed_in: crashed.to_string(),
             ..Outcome::default()
         };
-        if !self
-            .observe(&case.arn, &format!("{} after the crash", hit.spec()))
-            .await
-        {
+        let before_set_ran = matches!(crashed, Step::CreateSecret | Step::SetSecret);
+        let current = if case.locked_until_set && before_set_ran {
+            self.stage_logs_in(&case.arn, AWSCURRENT).await
+        } else {
+            self.observe(&case.arn, &format!("{} after the crash", hit.spec()))
+                .await
+        };
+        if !current {
             outcome.current_locked_out += 1;
         }
         let host = self.host(&[]);
@@ -263,7 +389,7 @@ impl Fixture {
             .skip_while(|s| *s != crashed)
             .collect();
         outcome.current_locked_out += self
-            .steps(&host, &case.arn, &token, rest, None)
+            .steps(&host, &case.arn, &token, rest, None, case.locked_until_set)
             .await
             .unwrap_or_else(|step| panic!("{}: the retry died in {step}", hit.spec()));
         self.assert_rotated(&case, &token).await;
@@ -273,8 +399,8 @@ impl Fixture {
 
     /// Kills the rotation of a fresh secret at `hit`; then an operator removes AWSPENDING (AWS's
     /// troubleshooting advice) and a new rotation with a new token runs in a new environment.
-    pub async fn crash_then_abandon(&self, rotations: usize, hit: &Hit) -> Outcome {
-        let case = self.fresh(rotations).await;
+    pub async fn crash_then_abandon(&self, setup: Setup, hit: &Hit) -> Outcome {
+        let case = self.fresh(setup).await;
         let abandoned = self.world.begin_rotation(&case.arn).await;
         let crashed = self.crash(&case, &abandoned, hit).await;
         let mut outcome = Outcome {
@@ -332,7 +458,7 @@ impl Fixture {
 
     /// A traced preflight (`{"preflight": true}`) of a fresh secret: its hits.
     pub async fn trace_preflight(&self) -> Vec<Hit> {
-        let case = self.fresh(0).await;
+        let case = self.fresh(Setup::Rotated(0)).await;
         let trace = Trace::new();
         let host = self.host(&[trace.env()]);
         self.assert_preflight_passes(&host, &case.arn);
@@ -342,7 +468,7 @@ impl Fixture {
     /// Kills a preflight of a fresh secret at `hit`; preflight changes nothing, so the next one
     /// (a new environment) passes.
     pub async fn crash_preflight(&self, hit: &Hit) {
-        let case = self.fresh(0).await;
+        let case = self.fresh(Setup::Rotated(0)).await;
         let event = json!({ "preflight": true, "SecretId": case.arn });
         let host = self.host(&[("FAILPOINTS".into(), hit.spec())]);
         match tokio::task::block_in_place(|| host.invoke(&event)) {
@@ -365,7 +491,14 @@ impl Fixture {
     async fn crash(&self, case: &Case, token: &str, hit: &Hit) -> Step {
         let host = self.host(&[("FAILPOINTS".into(), hit.spec())]);
         match self
-            .steps(&host, &case.arn, token, Step::ALL.to_vec(), None)
+            .steps(
+                &host,
+                &case.arn,
+                token,
+                Step::ALL.to_vec(),
+                None,
+                case.locked_until_set,
+            )
             .await
         {
             Ok(_) => panic!(

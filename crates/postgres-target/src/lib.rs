@@ -670,17 +670,6 @@ impl CredentialTarget for PostgresTarget {
 
 #[async_trait]
 impl TargetSession for PgSession {
-    async fn current_user(&mut self) -> Result<String, TargetError> {
-        let row = failpoints::around!(
-            "pg.select_current_user",
-            self.client
-                .query_one("SELECT current_user::text", &[])
-                .await
-        )
-        .map_err(|e| db_error("SELECT current_user", e))?;
-        Ok(row.get(0))
-    }
-
     async fn set_password(
         &mut self,
         username: &str,

@@ -185,9 +185,6 @@ impl<T: CredentialTarget + ?Sized> CredentialTarget for std::sync::Arc<T> {
 /// An open, authenticated database session.
 #[async_trait]
 pub trait TargetSession: Send {
-    /// `SELECT current_user`.
-    async fn current_user(&mut self) -> Result<String, TargetError>;
-
     /// Sets `username`'s password (as a verifier, never in clear; identifier escaped).
     async fn set_password(
         &mut self,
@@ -195,14 +192,8 @@ pub trait TargetSession: Send {
         password: &Password,
     ) -> Result<(), TargetError>;
 
-    /// The user that logged in and the role it acts as.
-    async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError> {
-        let user = self.current_user().await?;
-        Ok(LoginIdentity {
-            session_user: user.clone(),
-            current_user: user,
-        })
-    }
+    /// The user that logged in (`session_user`) and the role it acts as (`current_user`).
+    async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError>;
 
     /// Alternating users, run as the master: create `pending` from `current` (attributes,
     /// per-role settings, `GRANT current TO pending`) or change its password; apply the

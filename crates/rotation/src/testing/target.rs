@@ -316,10 +316,6 @@ impl MemorySession {
 
 #[async_trait]
 impl TargetSession for MemorySession {
-    async fn current_user(&mut self) -> Result<String, TargetError> {
-        Ok(self.user.clone())
-    }
-
     async fn set_password(
         &mut self,
         username: &str,
