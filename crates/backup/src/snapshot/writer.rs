@@ -502,9 +502,8 @@ impl PartWriter<'_> {
         let key = part_key(&self.folder, number);
         let version_id = failpoints::around!(
             "backup.part",
-            self.ports
-                .store
-                .put_new(
+            crate::ports::put_new_once(
+                    self.ports.store,
                     &key,
                     Body::Bytes(object),
                     "application/octet-stream",
@@ -875,9 +874,8 @@ pub async fn run_backup_with(
     let sig_key = signature_key(&folder);
     failpoints::around!(
         "backup.signature",
-        ports
-            .store
-            .put_new(
+        crate::ports::put_new_once(
+                ports.store,
                 &sig_key,
                 Body::Bytes(sig),
                 "application/json",
@@ -889,9 +887,8 @@ pub async fn run_backup_with(
     let manifest_key = manifest_key(&folder);
     failpoints::around!(
         "backup.manifest",
-        ports
-            .store
-            .put_new(
+        crate::ports::put_new_once(
+                ports.store,
                 &manifest_key,
                 Body::File(file.path().to_path_buf()),
                 "application/json",
