@@ -702,13 +702,18 @@ impl CredentialTarget for PostgresTarget {
 impl TargetSession for PgSession {
     async fn current_user(&mut self) -> Result<String, TargetError> {
         let client = &self.client;
-        let row = answered(&self.endpoint, self.answer_timeout, "SELECT current_user", async {
-            failpoints::around!(
-                "pg.select_current_user",
-                client.query_one("SELECT current_user::text", &[]).await
-            )
-            .map_err(|e| db_error("SELECT current_user", e))
-        })
+        let row = answered(
+            &self.endpoint,
+            self.answer_timeout,
+            "SELECT current_user",
+            async {
+                failpoints::around!(
+                    "pg.select_current_user",
+                    client.query_one("SELECT current_user::text", &[]).await
+                )
+                .map_err(|e| db_error("SELECT current_user", e))
+            },
+        )
         .await?;
         Ok(row.get(0))
     }

@@ -96,6 +96,9 @@ pub struct FaultPlan {
     /// (`secretsmanager.GetSecretValue`, `TrentService.GenerateDataKey`), `sts.<Action>`, or
     /// `s3.<METHOD>` for S3.
     pub only: Vec<String>,
+    /// Only attempts up to this number are eligible (all when `None`): `Some(1)` faults a
+    /// call's first attempt and lets its retries through.
+    pub up_to_attempt: Option<u64>,
 }
 
 impl FaultPlan {
@@ -110,12 +113,19 @@ impl FaultPlan {
             slow: Duration::from_millis(200),
             late: Duration::from_secs(30),
             only: vec![],
+            up_to_attempt: None,
         }
     }
 
     /// No faults: every request passes.
     pub fn none() -> FaultPlan {
         FaultPlan::new(0.0, &[Fault::Slow], 0)
+    }
+
+    /// Restricts the faults to the first `attempts` attempts of each call.
+    pub fn up_to_attempt(mut self, attempts: u64) -> FaultPlan {
+        self.up_to_attempt = Some(attempts);
+        self
     }
 
     /// Restricts the faults to operations containing one of `patterns`.
@@ -188,7 +198,8 @@ impl State {
             }
         };
         let plan = &self.plan;
-        let eligible = plan.only.is_empty() || plan.only.iter().any(|p| operation.contains(p));
+        let eligible = (plan.only.is_empty() || plan.only.iter().any(|p| operation.contains(p)))
+            && plan.up_to_attempt.is_none_or(|n| attempt <= n);
         let mut rng = StdRng::seed_from_u64(decision_seed(plan.seed, operation, rank, attempt));
         let hit = rng.random::<f64>() < plan.rate;
         let kind = plan.kinds[rng.random_range(0..plan.kinds.len())];
@@ -807,7 +818,11 @@ mod tests {
         // 40 calls of two operations, each tried up to 3 times, in two interleavings.
         let calls: Vec<(String, String)> = (0..40)
             .map(|i| {
-                let op = if i % 2 == 0 { "s3.PUT" } else { "TrentService.GenerateDataKey" };
+                let op = if i % 2 == 0 {
+                    "s3.PUT"
+                } else {
+                    "TrentService.GenerateDataKey"
+                };
                 (op.to_string(), format!("id-{i}"))
             })
             .collect();

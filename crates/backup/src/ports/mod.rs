@@ -313,7 +313,9 @@ pub async fn put_new_once(
         },
     };
     match store.get_versioned(key, len).await {
-        Ok(Some(found)) if found.data.len() as u64 == len && Sha256::digest(&found.data) == digest => {
+        Ok(Some(found))
+            if found.data.len() as u64 == len && Sha256::digest(&found.data) == digest =>
+        {
             tracing::info!(
                 key,
                 "a retried write found its own object: the first attempt had landed"

@@ -503,16 +503,16 @@ impl PartWriter<'_> {
         let version_id = failpoints::around!(
             "backup.part",
             crate::ports::put_new_once(
-                    self.ports.store,
-                    &key,
-                    Body::Bytes(object),
-                    "application/octet-stream",
-                    &[
-                        ("snapshot-id", snapshot.clone()),
-                        ("part", number.to_string()),
-                    ],
-                )
-                .await
+                self.ports.store,
+                &key,
+                Body::Bytes(object),
+                "application/octet-stream",
+                &[
+                    ("snapshot-id", snapshot.clone()),
+                    ("part", number.to_string()),
+                ],
+            )
+            .await
         )
         .map_err(|e| part_err(format!("upload to {key}: {e}")))?;
         let secrets = self.pending.len() as u64;
@@ -875,32 +875,32 @@ pub async fn run_backup_with(
     failpoints::around!(
         "backup.signature",
         crate::ports::put_new_once(
-                ports.store,
-                &sig_key,
-                Body::Bytes(sig),
-                "application/json",
-                &[("snapshot-id", snapshot_id.clone())],
-            )
-            .await
+            ports.store,
+            &sig_key,
+            Body::Bytes(sig),
+            "application/json",
+            &[("snapshot-id", snapshot_id.clone())],
+        )
+        .await
     )
     .map_err(|e| manifest_err(format!("upload of the signature to {sig_key}: {e}")))?;
     let manifest_key = manifest_key(&folder);
     failpoints::around!(
         "backup.manifest",
         crate::ports::put_new_once(
-                ports.store,
-                &manifest_key,
-                Body::File(file.path().to_path_buf()),
-                "application/json",
-                &[
-                    ("snapshot-id", snapshot_id.clone()),
-                    ("secrets", summary.secrets.to_string()),
-                    ("versions", summary.versions.to_string()),
-                    ("failures", summary.failures.to_string()),
-                    ("completed-at", head.completed_at.to_rfc3339()),
-                ],
-            )
-            .await
+            ports.store,
+            &manifest_key,
+            Body::File(file.path().to_path_buf()),
+            "application/json",
+            &[
+                ("snapshot-id", snapshot_id.clone()),
+                ("secrets", summary.secrets.to_string()),
+                ("versions", summary.versions.to_string()),
+                ("failures", summary.failures.to_string()),
+                ("completed-at", head.completed_at.to_rfc3339()),
+            ],
+        )
+        .await
     )
     .map_err(|e| BackupError::Manifest {
         snapshot: snapshot_id.clone(),

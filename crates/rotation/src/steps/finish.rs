@@ -40,9 +40,11 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
             // had landed is refused: AWSCURRENT is no longer on `current`). One DescribeSecret
             // tells: done if AWSCURRENT is on the token; otherwise, or if it fails too, the
             // move's own error.
-            let landed = self.store.describe(ctx.arn()).await.is_ok_and(|meta| {
-                meta.version_with(AWSCURRENT) == Some(ctx.token())
-            });
+            let landed = self
+                .store
+                .describe(ctx.arn())
+                .await
+                .is_ok_and(|meta| meta.version_with(AWSCURRENT) == Some(ctx.token()));
             if !landed {
                 return Err(error.into());
             }
