@@ -9,7 +9,7 @@
 //! `TESTKIT_FAULT_SEED=<n>` replays a run with another seed (each test prints the one it used).
 
 use e2e::backup::{scheduled_event, BackupWorld};
-use e2e::{assert_no_secrets, World};
+use e2e::{assert_no_secrets, Lambda, World};
 use serde_json::Value;
 use testkit::faults::{AwsFaults, Fault, FaultPlan};
 use testkit::rotation::{AWSCURRENT, AWSPENDING};
@@ -197,6 +197,302 @@ async fn backups_ride_out_transient_faults_and_leave_nothing_complete_when_aws_k
         assert!(counts.of(kind) > 0, "no {kind:?} injected: {counts}");
     }
     w.cli_ok(&["verify"], 0);
+    w.capture(&host);
+    w.capture(&failing);
+    drop((host, failing));
+    w.assert_no_values_leaked(&[]);
+}
+
+/// The versions of a secret (labelled or not) and their labels, with version ids replaced by
+/// what they are to the rotation: `before` (AWSCURRENT before it), `token`, or `other`.
+async fn shape(world: &World, arn: &str, before: &str, token: &str) -> Vec<(String, Vec<String>)> {
+    let listed = world
+        .sm
+        .list_secret_version_ids()
+        .secret_id(arn)
+        .include_deprecated(true)
+        .send()
+        .await
+        .unwrap();
+    let mut out: Vec<(String, Vec<String>)> = listed
+        .versions()
+        .iter()
+        .map(|v| {
+            let id = v.version_id().unwrap_or_default();
+            let name = if id == before {
+                "before"
+            } else if id == token {
+                "token"
+            } else {
+                "other"
+            };
+            let mut labels = v.version_stages().to_vec();
+            labels.sort();
+            (name.to_string(), labels)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// AWSCURRENT's version id.
+async fn current_id(world: &World, arn: &str) -> String {
+    world.stage(arn, AWSCURRENT).await.expect("AWSCURRENT").0
+}
+
+/// One rotation of `arn` through `lambda`; returns the secret's shape after it.
+async fn rotate_shape(world: &World, lambda: &Lambda, arn: &str) -> Vec<(String, Vec<String>)> {
+    let before = current_id(world, arn).await;
+    let token = lambda.rotate(world, arn).await;
+    assert_eq!(
+        current_id(world, arn).await,
+        token,
+        "AWSCURRENT on the token"
+    );
+    shape(world, arn, &before, &token).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotations_end_as_one_uninterrupted_run_when_answers_are_lost_after_aws_applied_them() {
+    use e2e::alternating::{master_json, setup_roles, user_json, APP_PASSWORD};
+    let world = World::start().await;
+    setup_roles(&world).await;
+    let master = world
+        .create_secret("rds/master", &master_json(&world))
+        .await;
+    let alternating = world
+        .create_secret("prod/app", &user_json(&world, "app", APP_PASSWORD, &master))
+        .await;
+    let single = world.role_with_secret("solo", "initial-Password-1").await;
+    let faults = AwsFaults::start(world.moto.socket_addr(), FaultPlan::none()).await;
+    let endpoint = faults.endpoint();
+    let lambda = world
+        .rotation_lambda(&[("AWS_ENDPOINT_URL", endpoint.as_str())])
+        .await;
+    let writes = ["PutSecretValue", "UpdateSecretVersionStage"];
+
+    // An uninterrupted rotation: the shape every rotation below must end in (labels on the new
+    // and the previous version; older versions stay, unlabelled).
+    let clean = rotate_shape(&world, &lambda, &single).await;
+    assert_eq!(clean.len(), 2, "{clean:?}");
+    let labelled = |s: &[(String, Vec<String>)]| -> Vec<(String, Vec<String>)> {
+        s.iter().filter(|(v, _)| v != "other").cloned().collect()
+    };
+    // The first attempt of each write takes effect and its answer is lost (reset: single user)
+    // or comes after the SDK's 2 s attempt timeout (alternating users): the SDK repeats a write
+    // that already happened.
+    for (name, arn, kind) in [
+        ("single user", &single, Fault::Lost),
+        ("alternating users", &alternating, Fault::Late),
+    ] {
+        faults.reset_counts();
+        faults.set_plan(
+            FaultPlan::new(1.0, &[kind], SEED)
+                .only(&writes)
+                .up_to_attempt(1),
+        );
+        let versions = shape(&world, arn, "", "").await.len();
+        let started = std::time::Instant::now();
+        let after = rotate_shape(&world, &lambda, arn).await;
+        let took = started.elapsed();
+        let injected: Vec<String> = faults.injected().into_iter().map(|(op, _)| op).collect();
+        println!(
+            "{name}, the first answer of each write {kind:?}: rotated in {:.1} s, {injected:?}",
+            took.as_secs_f32()
+        );
+        assert_eq!(
+            injected,
+            [
+                "secretsmanager.PutSecretValue",
+                "secretsmanager.UpdateSecretVersionStage"
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            after.len(),
+            versions + 1,
+            "{name}: one version more: {after:?}"
+        );
+        assert_eq!(labelled(&after), labelled(&clean), "{name}: {after:?}");
+        assert!(
+            after
+                .iter()
+                .filter(|(v, _)| v == "other")
+                .all(|(_, labels)| labels.is_empty()),
+            "{name}: {after:?}"
+        );
+        // Well within the function's 60 s (two late answers: 2 × 2 s).
+        assert!(took.as_secs() < 20, "{name}: {took:?}");
+        let (_, value) = world.stage(arn, AWSCURRENT).await.unwrap();
+        let user = value["username"].as_str().unwrap();
+        let password = value["password"].as_str().unwrap();
+        assert!(world.can_login(user, password).await, "{name}");
+    }
+
+    // 20 % of every request lost after moto applied it: rotations of both strategies succeed.
+    faults.reset_counts();
+    faults.set_plan(FaultPlan::new(0.2, &[Fault::Lost], SEED));
+    for arn in [&single, &alternating] {
+        let before = current_id(&world, arn).await;
+        let versions = shape(&world, arn, &before, "").await.len();
+        let after = rotate_shape(&world, &lambda, arn).await;
+        assert_eq!(after.len(), versions + 1, "one version more: {after:?}");
+        assert_eq!(labelled(&after), labelled(&clean), "{after:?}");
+    }
+    let counts = faults.counts();
+    println!("20 % lost answers, seed {}: {counts}", faults.seed());
+    assert!(counts.of(Fault::Lost) >= 4, "{counts}");
+
+    // Every answer lost, or late: the step fails naming its first call; nothing changed.
+    for kind in Fault::APPLIED {
+        let token = world.begin_rotation(&single).await;
+        let before = snapshot(&world, &single).await;
+        faults.reset_counts();
+        faults.set_plan(FaultPlan::new(1.0, &[kind], SEED));
+        let started = std::time::Instant::now();
+        let err = lambda.step("createSecret", &single, &token).unwrap_err();
+        let took = started.elapsed();
+        println!("100 % {kind:?} ({:.1} s): {err}", took.as_secs_f32());
+        assert!(
+            err.error_message.starts_with("createSecret for secret ")
+                && err
+                    .error_message
+                    .contains("Secrets Manager DescribeSecret failed: ")
+                && !err.error_message.contains('\n'),
+            "{err}"
+        );
+        // The operation timeout (6 s) bounds the call, whatever the attempts.
+        assert!(took.as_secs() < 10, "{took:?}");
+        faults.set_plan(FaultPlan::none());
+        assert_eq!(snapshot(&world, &single).await, before, "{kind:?}");
+        if kind == Fault::Lost {
+            // Every PutSecretValue answer lost: createSecret fails naming it; the version it
+            // wrote is AWSPENDING's, with its value, and the retry goes on from there.
+            faults.set_plan(FaultPlan::new(1.0, &[Fault::Lost], SEED).only(&["PutSecretValue"]));
+            let err = lambda.step("createSecret", &single, &token).unwrap_err();
+            assert!(
+                err.error_message
+                    .contains("Secrets Manager PutSecretValue failed: "),
+                "{err}"
+            );
+            faults.set_plan(FaultPlan::none());
+            let pending = snapshot(&world, &single).await;
+            assert_eq!(pending.current, before.current);
+            assert!(
+                pending.pending.is_some(),
+                "AWSPENDING has the value written"
+            );
+        }
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            lambda
+                .step(step, &single, &token)
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+        }
+        assert_eq!(current_id(&world, &single).await, token);
+    }
+    assert!(
+        lambda
+            .output()
+            .contains("the move had taken effect and only its answer was lost"),
+        "finishSecret found its lost move landed"
+    );
+    let mut passwords = vec![];
+    for arn in [&single, &alternating, &master] {
+        passwords.push(world.password_at(arn, AWSCURRENT).await);
+    }
+    assert_no_secrets(&lambda.output(), &passwords);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_ends_as_one_uninterrupted_run_when_answers_are_lost_after_aws_applied_them() {
+    let w = BackupWorld::start().await;
+    let names = w.populate("lost/", 12).await;
+    let faults = AwsFaults::start(w.moto.socket_addr(), FaultPlan::none()).await;
+    let endpoint = faults.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("BACKUP_PART_SIZE", "4KiB"),
+    ];
+    let failing = w.lambda(&[env[0], env[1], ("AWS_MAX_ATTEMPTS", "2")]).await;
+    let host = w.lambda(&env).await;
+
+    // Every answer lost: the run fails at its first call, naming it; nothing is written.
+    faults.set_plan(FaultPlan::new(1.0, &[Fault::Lost], SEED));
+    let err = w.invoke(&failing, &scheduled_event()).unwrap_err();
+    println!("backup, 100 % lost answers: {err}");
+    assert!(
+        err.error_message.contains("GetCallerIdentity") && !err.error_message.contains('\n'),
+        "{err}"
+    );
+    assert!(w.objects().await.is_empty(), "nothing written");
+
+    // The first answer of every S3 write lost (the lease's claim and release, each part, the
+    // signature, the manifest: all If-None-Match: *, so each retry is refused), then 20 % of
+    // every answer lost, KMS and STS included: each run succeeds with one complete snapshot.
+    for plan in [
+        FaultPlan::new(1.0, &[Fault::Lost], SEED)
+            .only(&["s3.PUT"])
+            .up_to_attempt(1),
+        FaultPlan::new(0.2, &[Fault::Lost], SEED),
+    ] {
+        faults.reset_counts();
+        faults.set_plan(plan.clone());
+        let summary = w
+            .invoke(&host, &scheduled_event())
+            .unwrap_or_else(|e| panic!("backup under {plan:?}: {e}\n{}", host.output()));
+        assert_eq!(summary["secrets"], names.len(), "{summary}");
+        let counts = faults.counts();
+        let lost_writes = faults
+            .injected()
+            .iter()
+            .filter(|(op, _)| op == "s3.PUT")
+            .count();
+        println!(
+            "backup, {:.0} % lost answers{}, seed {}: {counts}, {lost_writes} of them S3 writes",
+            plan.rate * 100.0,
+            if plan.only.is_empty() {
+                ""
+            } else {
+                " (the first of each S3 write)"
+            },
+            faults.seed()
+        );
+        assert!(counts.of(Fault::Lost) >= 5, "{counts}");
+    }
+    assert!(
+        host.output()
+            .contains("a retried write found its own object"),
+        "a retried write met its own object"
+    );
+    faults.set_plan(FaultPlan::none());
+    w.cli_ok(&["verify"], 0);
+    let list = w.cli_ok(&["list", "--json"], 0).json();
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(2),
+        "two snapshots: {list:#}"
+    );
+    // Nothing written twice: each snapshot's folder holds exactly its parts, its signature and
+    // its manifest, and the older one verifies too.
+    let keys = w.objects().await;
+    let manifests: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.ends_with("/manifest.json"))
+        .collect();
+    assert_eq!(manifests.len(), 2, "{keys:#?}");
+    for manifest_key in manifests {
+        let folder = manifest_key.trim_end_matches("manifest.json");
+        let manifest: Value = serde_json::from_slice(&w.get_object(manifest_key).await).unwrap();
+        assert_eq!(
+            manifest["secrets"].as_array().map(Vec::len),
+            Some(names.len())
+        );
+        let parts = manifest["parts"].as_array().unwrap().len();
+        let in_folder = keys.iter().filter(|k| k.starts_with(folder)).count();
+        assert_eq!(in_folder, parts + 2, "{keys:#?}");
+        let id = manifest["snapshotId"].as_str().unwrap();
+        w.cli_ok(&["verify", "--snapshot", id], 0);
+    }
     w.capture(&host);
     w.capture(&failing);
     drop((host, failing));

@@ -90,5 +90,52 @@ async fn each_step_fails_cleanly_while_the_database_is_away_and_succeeds_after()
         assert_eq!(world.password_at(&arn, AWSCURRENT).await, pending);
         assert!(world.can_login("app", &pending).await);
     }
+
+    // The server accepts the login, then answers no query: setSecret's and testSecret's
+    // read-only checks (`SELECT session_user, current_user`) give up after the bound (the
+    // connect timeout, 1 s here), naming the step and the host; nothing changed; the retry
+    // after recovery succeeds. (The switch reads the protocol, so this secret has no TLS.)
+    let initial = "plain-Password-1";
+    world.create_role("plain", initial).await;
+    let mut value = world.secret_json("plain", initial);
+    value["port"] = switch.port().into();
+    value["ssl"] = false.into();
+    let plain = world.create_secret("plain", &value).await;
+    let token = world.begin_rotation(&plain).await;
+    lambda.step("createSecret", &plain, &token).unwrap();
+    let pending = world.password_at(&plain, AWSPENDING).await;
+    passwords.push(pending.clone());
+    let mut working = initial.to_string();
+    for step in ["setSecret", "testSecret"] {
+        let before = state(&world, &plain).await;
+        switch.set(DbMode::HangAfterLogin).await;
+        let started = Instant::now();
+        let err = lambda.step(step, &plain, &token).unwrap_err();
+        let took = started.elapsed();
+        switch.set(DbMode::Pass).await;
+        let message = &err.error_message;
+        println!(
+            "HangAfterLogin during {step} ({:.1} s): {message}",
+            took.as_secs_f32()
+        );
+        assert!(
+            message.starts_with(&format!("{step} for secret {plain}: "))
+                && message.contains(&format!("{endpoint} accepted the login but did not answer"))
+                && !message.contains('\n'),
+            "{message}"
+        );
+        // The bound, not Lambda's timeout: one login, one unanswered query of 1 s each.
+        assert!(took.as_secs_f32() < 10.0, "{took:?}");
+        assert_eq!(state(&world, &plain).await, before, "{step}");
+        assert!(world.can_login("plain", &working).await, "{step}");
+        lambda
+            .step(step, &plain, &token)
+            .unwrap_or_else(|e| panic!("{step} after the hang: {e}"));
+        if step == "setSecret" {
+            working = pending.clone();
+        }
+    }
+    lambda.step("finishSecret", &plain, &token).unwrap();
+    assert!(world.can_login("plain", &pending).await);
     assert_no_secrets(&lambda.output(), &passwords);
 }

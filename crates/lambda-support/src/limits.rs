@@ -49,6 +49,10 @@ impl SdkLimits {
     /// `TEST_SECRET_REPLICA_WAIT_SECONDS` (default 30 s). The worst step, testSecret:
     /// 2 × 6 s (SDK) + 5 s (login) + 30 s (replica wait) = 47 s < 60 s; setSecret:
     /// 2 × 6 s + 3 × 5 s = 27 s; at the largest `DB_CONNECT_TIMEOUT_SECONDS`, 10 s, 52 s and 42 s.
+    /// finishSecret reads the labels once more only when its label move failed (to tell a move
+    /// whose answer was lost from one that did not happen): 3 × 6 s + 5 s = 23 s (28 s at 10 s).
+    /// A server that accepts a login and then stops answering ends the step at its first
+    /// unanswered read-only query, `DB_CONNECT_TIMEOUT_SECONDS` after it.
     /// Not bounded by this sum: a larger replica wait (up to 600 s is accepted; the README says to
     /// keep it well below the timeout), and single user's last resort after an abandoned
     /// rotation (a version listing and up to five more reads and logins), which only runs when
@@ -203,6 +207,10 @@ mod tests {
         assert_eq!(test_secret, Duration::from_secs(52));
         assert_eq!(set_secret, Duration::from_secs(42));
         assert!(test_secret < ROTATION_LAMBDA_TIMEOUT && set_secret < ROTATION_LAMBDA_TIMEOUT);
+        // finishSecret after a failed label move: the gate, the move, one more read; one login.
+        let finish_secret = limits.worst_case_call() * 3 + login;
+        assert_eq!(finish_secret, Duration::from_secs(28));
+        assert!(finish_secret < ROTATION_LAMBDA_TIMEOUT);
         // Even at AWS_MAX_ATTEMPTS=10 a call stays within the operation timeout.
         let many = with(&[("AWS_MAX_ATTEMPTS", "10")]).unwrap();
         assert_eq!(many.worst_case_call(), Duration::from_secs(6));

@@ -156,6 +156,8 @@ impl PostgresTarget {
                 Ok(PgSession {
                     client,
                     encryption: self.encryption,
+                    endpoint: format!("{}:{}", creds.host, creds.port),
+                    answer_timeout: self.connect_timeout,
                 })
             }
             Ok(Err(e)) => Err(classify(creds, &e)),
@@ -235,6 +237,34 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub struct PgSession {
     client: Client,
     encryption: PasswordEncryption,
+    /// `host:port`, for errors.
+    endpoint: String,
+    /// How long a read-only query may go unanswered (the connect timeout).
+    answer_timeout: Duration,
+}
+
+/// A read-only query of the session, bounded: a server that accepted the login and then stops
+/// answering (a stuck backend, a failover that black-holes established connections) would
+/// otherwise hold the step until Lambda's timeout. The bound is the connect timeout: these are
+/// catalog reads that answer in milliseconds, and a server slower than a login to answer one is
+/// not answering. Nothing is changed by a read, so giving up on one changes nothing. Writes are
+/// bounded by the server (`lock_timeout`, `statement_timeout`: `WRITE_PREAMBLE`).
+async fn answered<T>(
+    endpoint: &str,
+    within: Duration,
+    operation: &'static str,
+    query: impl std::future::Future<Output = Result<T, TargetError>>,
+) -> Result<T, TargetError> {
+    match tokio::time::timeout(within, query).await {
+        Ok(answer) => answer,
+        Err(_) => Err(TargetError {
+            operation,
+            message: format!(
+                "{endpoint} accepted the login but did not answer within {} s",
+                within.as_secs_f32()
+            ),
+        }),
+    }
 }
 
 impl PgSession {
@@ -698,13 +728,18 @@ impl TargetSession for PgSession {
     }
 
     async fn login_identity(&mut self) -> Result<LoginIdentity, TargetError> {
-        let row = failpoints::around!(
-            "pg.select_login_identity",
-            self.client
-                .query_one("SELECT session_user::text, current_user::text", &[])
-                .await
-        )
-        .map_err(|e| db_error("SELECT session_user, current_user", e))?;
+        let client = &self.client;
+        let operation = "SELECT session_user, current_user";
+        let row = answered(&self.endpoint, self.answer_timeout, operation, async {
+            failpoints::around!(
+                "pg.select_login_identity",
+                client
+                    .query_one("SELECT session_user::text, current_user::text", &[])
+                    .await
+            )
+            .map_err(|e| db_error(operation, e))
+        })
+        .await?;
         Ok(LoginIdentity {
             session_user: row.get(0),
             current_user: row.get(1),
@@ -823,11 +858,19 @@ impl TargetSession for PgSession {
     }
 
     async fn role_setting(&mut self, role: &str) -> Result<Option<String>, TargetError> {
-        role_setting_of(&self.client, role).await
+        let operation = "SELECT FROM pg_db_role_setting";
+        answered(&self.endpoint, self.answer_timeout, operation, async {
+            role_setting_of(&self.client, role).await
+        })
+        .await
     }
 
     async fn may_act_as(&mut self, member: &str, role: &str) -> Result<bool, TargetError> {
-        Ok(may_act_as(&self.client, member, role).await?.0)
+        let operation = "pg_has_role";
+        answered(&self.endpoint, self.answer_timeout, operation, async {
+            Ok(may_act_as(&self.client, member, role).await?.0)
+        })
+        .await
     }
 
     async fn alternate_plan(
@@ -835,35 +878,50 @@ impl TargetSession for PgSession {
         current: &str,
         pending: &str,
     ) -> Result<AlternatePlan, TargetError> {
-        plan(&self.client, current, pending).await
+        let operation = "SELECT FROM pg_roles";
+        answered(&self.endpoint, self.answer_timeout, operation, async {
+            plan(&self.client, current, pending).await
+        })
+        .await
     }
 
     async fn is_direct_member(&mut self, member: &str, role: &str) -> Result<bool, TargetError> {
-        direct_member(&self.client, member, role).await
+        let operation = "SELECT FROM pg_auth_members";
+        answered(&self.endpoint, self.answer_timeout, operation, async {
+            direct_member(&self.client, member, role).await
+        })
+        .await
     }
 
     async fn role_exists(&mut self, role: &str) -> Result<bool, TargetError> {
-        let row = failpoints::around!(
-            "pg.select_role_exists",
-            self.client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-                    &[&role],
-                )
-                .await
-        )
-        .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+        let client = &self.client;
+        let operation = "SELECT FROM pg_roles";
+        let row = answered(&self.endpoint, self.answer_timeout, operation, async {
+            failpoints::around!(
+                "pg.select_role_exists",
+                client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+                        &[&role],
+                    )
+                    .await
+            )
+            .map_err(|e| db_error(operation, e))
+        })
+        .await?;
         Ok(row.get(0))
     }
 
     async fn privileges(&mut self) -> Result<RolePrivileges, TargetError> {
         let sql = "SELECT rolsuper, rolcreaterole FROM pg_catalog.pg_roles \
                    WHERE rolname = current_user";
-        let row = failpoints::around!(
-            "pg.select_privileges",
-            self.client.query_one(sql, &[]).await
-        )
-        .map_err(|e| db_error("SELECT FROM pg_roles", e))?;
+        let client = &self.client;
+        let operation = "SELECT FROM pg_roles";
+        let row = answered(&self.endpoint, self.answer_timeout, operation, async {
+            failpoints::around!("pg.select_privileges", client.query_one(sql, &[]).await)
+                .map_err(|e| db_error(operation, e))
+        })
+        .await?;
         Ok(RolePrivileges {
             superuser: row.get(0),
             create_role: row.get(1),
@@ -872,13 +930,18 @@ impl TargetSession for PgSession {
 
     /// `pg_is_in_recovery()`: true on a streaming standby, an RDS read replica, an Aurora reader.
     async fn is_standby(&mut self) -> Result<bool, TargetError> {
-        let row = failpoints::around!(
-            "pg.select_is_standby",
-            self.client
-                .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
-                .await
-        )
-        .map_err(|e| db_error("SELECT pg_is_in_recovery()", e))?;
+        let client = &self.client;
+        let operation = "SELECT pg_is_in_recovery()";
+        let row = answered(&self.endpoint, self.answer_timeout, operation, async {
+            failpoints::around!(
+                "pg.select_is_standby",
+                client
+                    .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
+                    .await
+            )
+            .map_err(|e| db_error(operation, e))
+        })
+        .await?;
         Ok(row.get(0))
     }
 }

@@ -56,7 +56,8 @@ pub struct Config {
     /// attached to the secret.
     pub function_name: Option<String>,
     /// `DB_CONNECT_TIMEOUT_SECONDS`: how long one database login (TCP, TLS, authentication) and
-    /// one statement may take (default 5 s, from 1 to 10).
+    /// one read-only query after it may take (default 5 s, from 1 to 10); writes are bounded by
+    /// the server's `lock_timeout` and `statement_timeout`.
     pub db_timeout: Duration,
     /// The SDK's retries and timeouts: [`SdkLimits::ROTATION`] with `AWS_MAX_ATTEMPTS` and
     /// `AWS_RETRY_MODE` applied.

@@ -460,3 +460,31 @@ async fn set_secret_checks_who_logged_in_before_changing_anything() {
     assert_eq!(f.db.password_of("app").unwrap(), "initial-password");
     assert_eq!(f.db.password_of("someone_else").unwrap(), "x");
 }
+
+#[tokio::test]
+async fn a_label_move_whose_answer_was_lost_finishes_the_rotation() {
+    let f = fixture();
+    f.store.begin_rotation(&f.arn, "t1");
+    for step in ["createSecret", "setSecret", "testSecret"] {
+        f.step(step, "t1").await.unwrap();
+    }
+    // The move takes effect; its answer is lost (after the SDK's retries, which Secrets Manager
+    // refuses: AWSCURRENT is no longer on the version they name).
+    f.store.lose_answers("UpdateSecretVersionStage", 1);
+    f.store.reset_calls();
+    assert_eq!(
+        f.step("finishSecret", "t1").await.unwrap(),
+        Outcome::Finished
+    );
+    let labels = f.store.labels(&f.arn);
+    assert_eq!(labels["t1"], vec![AWSPENDING, AWSCURRENT]);
+    assert_eq!(labels["v0"], vec![AWSPREVIOUS]);
+    assert_eq!(
+        f.store.calls().last(),
+        Some(&"DescribeSecret"),
+        "one read tells the move landed: {:?}",
+        f.store.calls()
+    );
+    // A move that failed without landing keeps its error: `tests/faults_aws.rs` (100 % of
+    // UpdateSecretVersionStage).
+}

@@ -12,23 +12,30 @@
 //! | `ServerError` | 500, `x-amzn-errortype: InternalFailure`, `{"__type": "InternalFailure", …}` | 500 `InternalError` | 500 `InternalFailure` |
 //! | `Reset` | the connection is reset (RST) after the request arrived, before it is forwarded | same | same |
 //! | `Slow` | the request is forwarded [`FaultPlan::slow`] late | same | same |
+//! | `Lost` | forwarded: moto applies it and answers; the answer is dropped and the connection reset | same | same |
+//! | `Late` | forwarded: moto applies it; its answer is held [`FaultPlan::late`] (past the SDK's attempt timeout), dropped if the client gave up | same | same |
 //!
 //! The SDK's standard retry strategy treats the throttling codes (`ThrottlingException`,
-//! `SlowDown`, `Throttling`), every 500/502/503/504 and connection errors as retryable. Not
-//! reproduced: an answer lost after the service applied the request (every fault here happens
-//! before moto sees the request, so a retried call never repeats a change), partial bodies,
-//! DNS failures, clock skew.
+//! `SlowDown`, `Throttling`), every 500/502/503/504, connection errors and attempt timeouts as
+//! retryable. After `Lost` and `Late` the SDK retries a request that already took effect, as
+//! it does when a real answer is lost on the way back. Not reproduced: partial bodies, DNS
+//! failures, clock skew.
 //!
-//! Which requests fail is drawn from a random generator seeded with [`FaultPlan::seed`]
-//! (`TESTKIT_FAULT_SEED` overrides it): requests made one after the other, as a rotation's
-//! are, meet the same faults on every run. Every injected fault is counted by kind and recorded
-//! with its operation ([`AwsFaults::injected`]).
+//! Which requests meet a fault does not depend on the order in which concurrent requests arrive:
+//! each decision is a hash of [`FaultPlan::seed`] (`TESTKIT_FAULT_SEED` overrides it), the
+//! operation, the call's rank among the calls of that operation (a call is one SDK invocation,
+//! `amz-sdk-invocation-id`, whatever its number of attempts) and the attempt number
+//! (`amz-sdk-request: attempt=N`). The same calls meet the same number of faults of each kind on
+//! every run; when concurrent calls of one operation arrive in another order only which of them
+//! meets which fault changes. Every injected fault is counted by kind and recorded with its
+//! operation ([`AwsFaults::injected`]).
 //!
 //! [`DbSwitch`]: a TCP proxy in front of PostgreSQL that can be switched between [`DbMode`]s:
-//! pass, refuse (connection refused), hang (accepts, never answers) and down (accepts and closes
-//! at once, as a server that is shutting down or a load balancer without targets).
+//! pass, refuse (connection refused), hang (accepts, never answers), hang after the login (the
+//! session logs in, then its queries are never answered) and down (accepts and closes at once,
+//! as a server that is shutting down or a load balancer without targets).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,18 +57,25 @@ pub enum Fault {
     Reset,
     /// The answer comes late (the call succeeds).
     Slow,
+    /// The request reaches moto and takes effect; its answer is lost (the connection is reset).
+    Lost,
+    /// The request reaches moto and takes effect; its answer comes after [`FaultPlan::late`],
+    /// past the SDK's attempt timeout, so the SDK gives up on the attempt and retries.
+    Late,
 }
 
 impl Fault {
     /// Every kind that makes the call fail (every kind but `Slow`).
     pub const FAILING: [Fault; 3] = [Fault::Throttle, Fault::ServerError, Fault::Reset];
-    /// Every kind.
+    /// Every kind that happens before the request reaches moto, and `Slow`.
     pub const ALL: [Fault; 4] = [
         Fault::Throttle,
         Fault::ServerError,
         Fault::Reset,
         Fault::Slow,
     ];
+    /// The kinds after which the request has taken effect but the SDK saw no answer.
+    pub const APPLIED: [Fault; 2] = [Fault::Lost, Fault::Late];
 }
 
 /// What share of the requests fail, how, and from which seed.
@@ -75,11 +89,16 @@ pub struct FaultPlan {
     pub seed: u64,
     /// How late a `Slow` request is forwarded.
     pub slow: Duration,
+    /// How long a `Late` answer is held (the answer is dropped if the client closes first).
+    pub late: Duration,
     /// Only requests whose operation contains one of these are eligible (all when empty); e.g.
     /// `secretsmanager.` for Secrets Manager only. Operations are `X-Amz-Target` values
     /// (`secretsmanager.GetSecretValue`, `TrentService.GenerateDataKey`), `sts.<Action>`, or
     /// `s3.<METHOD>` for S3.
     pub only: Vec<String>,
+    /// Only attempts up to this number are eligible (all when `None`): `Some(1)` faults a
+    /// call's first attempt and lets its retries through.
+    pub up_to_attempt: Option<u64>,
 }
 
 impl FaultPlan {
@@ -92,13 +111,21 @@ impl FaultPlan {
             kinds: kinds.to_vec(),
             seed,
             slow: Duration::from_millis(200),
+            late: Duration::from_secs(30),
             only: vec![],
+            up_to_attempt: None,
         }
     }
 
     /// No faults: every request passes.
     pub fn none() -> FaultPlan {
         FaultPlan::new(0.0, &[Fault::Slow], 0)
+    }
+
+    /// Restricts the faults to the first `attempts` attempts of each call.
+    pub fn up_to_attempt(mut self, attempts: u64) -> FaultPlan {
+        self.up_to_attempt = Some(attempts);
+        self
     }
 
     /// Restricts the faults to operations containing one of `patterns`.
@@ -143,9 +170,58 @@ impl std::fmt::Display for FaultCounts {
 
 struct State {
     plan: FaultPlan,
-    rng: StdRng,
     counts: FaultCounts,
     log: Vec<(String, Fault)>,
+    /// Calls seen so far, per operation.
+    calls: HashMap<String, u64>,
+    /// The rank of each call (by invocation id) among its operation's calls.
+    ranks: HashMap<String, u64>,
+}
+
+impl State {
+    /// The fault for one attempt of one call: `None` or one of the plan's kinds, from a hash of
+    /// the seed, the operation, the call's rank and the attempt (not from the arrival order).
+    fn decide(&mut self, operation: &str, invocation: Option<&str>, attempt: u64) -> Option<Fault> {
+        let key = match invocation {
+            Some(id) => format!("{operation} {id}"),
+            // No invocation id: every request is a call of its own.
+            None => format!("{operation} #{}", self.counts.requests),
+        };
+        let rank = match self.ranks.get(&key) {
+            Some(rank) => *rank,
+            None => {
+                let next = self.calls.entry(operation.to_string()).or_default();
+                let rank = *next;
+                *next += 1;
+                self.ranks.insert(key, rank);
+                rank
+            }
+        };
+        let plan = &self.plan;
+        let eligible = (plan.only.is_empty() || plan.only.iter().any(|p| operation.contains(p)))
+            && plan.up_to_attempt.is_none_or(|n| attempt <= n);
+        let mut rng = StdRng::seed_from_u64(decision_seed(plan.seed, operation, rank, attempt));
+        let hit = rng.random::<f64>() < plan.rate;
+        let kind = plan.kinds[rng.random_range(0..plan.kinds.len())];
+        (eligible && hit).then_some(kind)
+    }
+}
+
+/// FNV-1a over the seed, the operation, the call's rank and the attempt: stable across runs,
+/// platforms and Rust versions (unlike `DefaultHasher`).
+fn decision_seed(seed: u64, operation: &str, rank: u64, attempt: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = seed
+        .to_le_bytes()
+        .into_iter()
+        .chain(operation.bytes())
+        .chain(rank.to_le_bytes())
+        .chain(attempt.to_le_bytes());
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// The fault-injecting HTTP proxy in front of moto; stops when dropped.
@@ -166,10 +242,11 @@ impl AwsFaults {
         let addr = listener.local_addr().expect("proxy address");
         let seed = seed_override().unwrap_or(plan.seed);
         let state = Arc::new(Mutex::new(State {
-            rng: StdRng::seed_from_u64(seed),
             plan: FaultPlan { seed, ..plan },
             counts: FaultCounts::default(),
             log: vec![],
+            calls: HashMap::new(),
+            ranks: HashMap::new(),
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -185,14 +262,13 @@ impl AwsFaults {
         format!("http://{}", self.addr)
     }
 
-    /// Replaces the plan (the draws go on from the same generator, reseeded when the seed
-    /// changes).
+    /// Replaces the plan; calls are ranked afresh (the first call of each operation after this
+    /// is rank 0 again), so that what a plan does does not depend on what came before it.
     pub fn set_plan(&self, plan: FaultPlan) {
         let mut state = self.lock();
-        if plan.seed != state.plan.seed {
-            state.rng = StdRng::seed_from_u64(plan.seed);
-        }
         state.plan = plan;
+        state.calls.clear();
+        state.ranks.clear();
     }
 
     /// The seed in use (the plan's, or `TESTKIT_FAULT_SEED`): print it with a failure.
@@ -250,6 +326,10 @@ struct Request {
     content_length: usize,
     protocol: Protocol,
     operation: String,
+    /// `amz-sdk-invocation-id`: one SDK call, the same across its attempts.
+    invocation: Option<String>,
+    /// `amz-sdk-request: attempt=N; max=M` (1 when absent).
+    attempt: u64,
 }
 
 /// Reads the request head (and what followed it in the same reads).
@@ -295,12 +375,23 @@ async fn read_head(client: &mut TcpStream) -> Option<Request> {
     } else {
         (Protocol::S3, format!("s3.{method}"))
     };
+    let invocation = headers.get("amz-sdk-invocation-id").cloned();
+    let attempt = headers
+        .get("amz-sdk-request")
+        .and_then(|v| {
+            v.split(';')
+                .find_map(|p| p.trim().strip_prefix("attempt="))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(1);
     Some(Request {
         head: buf,
         body_start,
         content_length,
         protocol,
         operation,
+        invocation,
+        attempt,
     })
 }
 
@@ -309,27 +400,19 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
     let Some(request) = read_head(&mut client).await else {
         return;
     };
-    let (fault, slow) = {
+    let (fault, slow, late) = {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        let State {
-            plan,
-            rng,
-            counts,
-            log,
-        } = &mut *state;
-        counts.requests += 1;
-        let eligible =
-            plan.only.is_empty() || plan.only.iter().any(|p| request.operation.contains(p));
-        // Draw for every request, eligible or not, so that the sequence does not depend on
-        // which requests are eligible.
-        let hit = rng.random::<f64>() < plan.rate;
-        let kind = plan.kinds[rng.random_range(0..plan.kinds.len())];
-        let fault = (eligible && hit).then_some(kind);
+        let fault = state.decide(
+            &request.operation,
+            request.invocation.as_deref(),
+            request.attempt,
+        );
+        state.counts.requests += 1;
         if let Some(kind) = fault {
-            *counts.injected.entry(kind).or_default() += 1;
-            log.push((request.operation.clone(), kind));
+            *state.counts.injected.entry(kind).or_default() += 1;
+            state.log.push((request.operation.clone(), kind));
         }
-        (fault, plan.slow)
+        (fault, state.plan.slow, state.plan.late)
     };
     match fault {
         Some(Fault::Reset) => {
@@ -349,7 +432,68 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
             tokio::time::sleep(slow).await;
             forward(client, upstream, request).await;
         }
+        Some(Fault::Lost) => applied(client, upstream, request, None).await,
+        Some(Fault::Late) => applied(client, upstream, request, Some(late)).await,
         None => forward(client, upstream, request).await,
+    }
+}
+
+/// Forwards the request and reads moto's whole answer (moto has applied the request by then);
+/// then, with `hold` `None`, resets the client's connection without the answer, else holds the
+/// answer `hold` long and writes it only if the client is still waiting.
+async fn applied(
+    client: TcpStream,
+    upstream: SocketAddr,
+    request: Request,
+    hold: Option<Duration>,
+) {
+    if hold.is_none() {
+        // SO_LINGER 0: closing sends RST (see `Fault::Reset`).
+        #[allow(deprecated)]
+        let _ = client.set_linger(Some(Duration::ZERO));
+    }
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = server.set_nodelay(true);
+    if server.write_all(&request.head).await.is_err()
+        || server.write_all(&request.body_start).await.is_err()
+    {
+        return;
+    }
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // Ends when the client closes its side (it never half-closes while it waits for an answer).
+    let mut requests = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+    });
+    let mut answer = vec![];
+    // moto closes the connection after its answer.
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        server_read.read_to_end(&mut answer),
+    )
+    .await;
+    if !matches!(read, Ok(Ok(_))) {
+        requests.abort();
+        return;
+    }
+    match hold {
+        // Both halves dropped: the socket closes, with RST (SO_LINGER 0 set above).
+        None => {
+            requests.abort();
+            let _ = requests.await;
+            drop(client_write);
+        }
+        Some(hold) => {
+            // The client gave up (its attempt timed out): the answer is dropped with it.
+            if tokio::time::timeout(hold, &mut requests).await.is_ok() {
+                return;
+            }
+            requests.abort();
+            let _ = client_write.write_all(&answer).await;
+            let _ = client_write.shutdown().await;
+        }
     }
 }
 
@@ -480,6 +624,11 @@ pub enum DbMode {
     Hang,
     /// Accepts and closes at once (a server shutting down, a proxy without targets).
     Down,
+    /// Forwards the login, then neither forwards the session's queries nor answers them (a
+    /// server that stops answering mid-session: a stuck backend, a failover that black-holes
+    /// established connections). The server never sees a query. Reads the plaintext protocol:
+    /// the session must not use TLS (the secret's `"ssl": false`).
+    HangAfterLogin,
 }
 
 /// A TCP proxy in front of PostgreSQL, switchable between [`DbMode`]s. Connections already
@@ -541,6 +690,9 @@ impl DbSwitch {
                     DbMode::Pass => {
                         tokio::spawn(pass(client, upstream));
                     }
+                    DbMode::HangAfterLogin => {
+                        tokio::spawn(pass_login_only(client, upstream));
+                    }
                     // Kept open, never read: the client waits for an answer.
                     DbMode::Hang => hung.push(client),
                     DbMode::Down | DbMode::Refuse => drop(client),
@@ -566,6 +718,62 @@ async fn pass(mut client: TcpStream, upstream: SocketAddr) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// Forwards a plaintext PostgreSQL session until the server's first ReadyForQuery (the login is
+/// over), then forwards nothing more in either direction; holds both connections until the client
+/// closes.
+async fn pass_login_only(client: TcpStream, upstream: SocketAddr) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let logged_in = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let flag = logged_in.clone();
+    let queries = tokio::spawn(async move {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match client_read.read(&mut chunk).await {
+                Ok(n) if n > 0 => {
+                    // Swallowed once logged in: the server never sees a query.
+                    if !flag.load(std::sync::atomic::Ordering::SeqCst)
+                        && server_write.write_all(&chunk[..n]).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    });
+    // Server messages: a type byte, then a 4-byte length that counts itself.
+    loop {
+        let mut head = [0u8; 5];
+        if server_read.read_exact(&mut head).await.is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        if server_read.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        if head[0] == b'Z' {
+            logged_in.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if client_write.write_all(&head).await.is_err()
+            || client_write.write_all(&body).await.is_err()
+        {
+            break;
+        }
+        if head[0] == b'Z' {
+            break;
+        }
+    }
+    // Until the client gives up.
+    let _ = queries.await;
 }
 
 #[cfg(test)]
@@ -596,6 +804,52 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(length, json.split("\r\n\r\n").nth(1).unwrap().len());
+    }
+
+    #[test]
+    fn decisions_do_not_depend_on_the_order_of_concurrent_calls() {
+        let state = || State {
+            plan: FaultPlan::new(0.3, &Fault::ALL, 7),
+            counts: FaultCounts::default(),
+            log: vec![],
+            calls: HashMap::new(),
+            ranks: HashMap::new(),
+        };
+        // 40 calls of two operations, each tried up to 3 times, in two interleavings.
+        let calls: Vec<(String, String)> = (0..40)
+            .map(|i| {
+                let op = if i % 2 == 0 {
+                    "s3.PUT"
+                } else {
+                    "TrentService.GenerateDataKey"
+                };
+                (op.to_string(), format!("id-{i}"))
+            })
+            .collect();
+        let run = |order: Vec<&(String, String)>| {
+            let mut s = state();
+            let mut kinds: BTreeMap<Fault, u64> = BTreeMap::new();
+            for attempt in 1..=3 {
+                for (op, id) in &order {
+                    if let Some(kind) = s.decide(op, Some(id), attempt) {
+                        *kinds.entry(kind).or_default() += 1;
+                    }
+                }
+            }
+            kinds
+        };
+        let forward = run(calls.iter().collect());
+        let backward = run(calls.iter().rev().collect());
+        assert_eq!(forward, backward);
+        assert!(forward.values().sum::<u64>() > 10, "{forward:?}");
+        // Another seed, other decisions.
+        let mut other = state();
+        other.plan.seed = 8;
+        let mut same = state();
+        let differs = calls
+            .iter()
+            .any(|(op, id)| other.decide(op, Some(id), 1) != same.decide(op, Some(id), 1));
+        assert!(differs);
     }
 
     #[test]

@@ -283,6 +283,49 @@ pub trait ObjectStore: Send + Sync {
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ApiError>;
 }
 
+/// Writes a new object as [`ObjectStore::put_new`] does, and takes its
+/// [`ErrorKind::AlreadyExists`] for success when the object already there has exactly the bytes
+/// written: the SDK retried a write that had landed (its answer lost or too late), and
+/// `If-None-Match: *` refused the retry. Every object the backup writes is new and unique (parts
+/// are sealed under fresh data keys and nonces), so equal bytes are this write's. Anything else
+/// at the key stays an error. Returns the version id of the object written.
+pub async fn put_new_once(
+    store: &dyn ObjectStore,
+    key: &str,
+    body: Body,
+    content_type: &str,
+    metadata: &[(&str, String)],
+) -> Result<Option<String>, ApiError> {
+    use sha2::{Digest, Sha256};
+    let sent = match &body {
+        Body::Bytes(bytes) => Ok((Sha256::digest(bytes), bytes.len() as u64)),
+        Body::File(path) => Err(path.clone()),
+    };
+    let error = match store.put_new(key, body, content_type, metadata).await {
+        Err(e) if e.kind == ErrorKind::AlreadyExists => e,
+        other => return other,
+    };
+    let (digest, len) = match sent {
+        Ok(sent) => sent,
+        Err(path) => match std::fs::read(&path) {
+            Ok(bytes) => (Sha256::digest(&bytes), bytes.len() as u64),
+            Err(_) => return Err(error),
+        },
+    };
+    match store.get_versioned(key, len).await {
+        Ok(Some(found))
+            if found.data.len() as u64 == len && Sha256::digest(&found.data) == digest =>
+        {
+            tracing::info!(
+                key,
+                "a retried write found its own object: the first attempt had landed"
+            );
+            Ok(found.version_id)
+        }
+        _ => Err(error),
+    }
+}
+
 /// A data key from KMS GenerateDataKey.
 pub struct DataKey {
     /// The key itself (zeroed on drop).
@@ -416,4 +459,46 @@ pub trait DrillLog: Send + Sync {
         &self,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<LoggedEvent>, ApiError>;
+}
+
+#[cfg(test)]
+mod put_new_once_tests {
+    use super::*;
+    use crate::ports::fakes::FakeStore;
+
+    #[tokio::test]
+    async fn a_retried_write_that_had_landed_succeeds_and_anything_else_stays_refused() {
+        let store = FakeStore::default();
+        let part = b"sealed part".to_vec();
+        let first = put_new_once(&store, "p/1", Body::Bytes(part.clone()), "x", &[])
+            .await
+            .unwrap();
+        assert!(first.is_some());
+        // The SDK's retry after a lost answer: the same bytes, refused by If-None-Match, ours.
+        let again = put_new_once(&store, "p/1", Body::Bytes(part.clone()), "x", &[])
+            .await
+            .unwrap();
+        assert_eq!(again, first, "the version the first attempt wrote");
+        // Other bytes at the key: not ours, still refused.
+        let err = put_new_once(&store, "p/1", Body::Bytes(b"other".to_vec()), "x", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AlreadyExists, "{err:?}");
+        // A file body (the manifest), compared by content.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.json");
+        std::fs::write(&path, b"{\"m\":1}").unwrap();
+        let first = put_new_once(&store, "p/m", Body::File(path.clone()), "x", &[])
+            .await
+            .unwrap();
+        let again = put_new_once(&store, "p/m", Body::File(path.clone()), "x", &[])
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        std::fs::write(&path, b"{\"m\":2}").unwrap();
+        let err = put_new_once(&store, "p/m", Body::File(path), "x", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AlreadyExists);
+    }
 }

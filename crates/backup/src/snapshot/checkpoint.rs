@@ -123,14 +123,14 @@ pub async fn save(
     let n = last_number(store, base).await?.map_or(1, |n| n + 1);
     let key = format!("{base}{n:020}/checkpoint.json");
     let body = serde_json::to_vec(cp).expect("a checkpoint serializes");
-    store
-        .put_new(
-            &key,
-            Body::Bytes(body),
-            "application/json",
-            &[("snapshot-id", cp.snapshot_id.clone())],
-        )
-        .await?;
+    crate::ports::put_new_once(
+        store,
+        &key,
+        Body::Bytes(body),
+        "application/json",
+        &[("snapshot-id", cp.snapshot_id.clone())],
+    )
+    .await?;
     Ok(key)
 }
 

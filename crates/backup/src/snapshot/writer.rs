@@ -502,18 +502,17 @@ impl PartWriter<'_> {
         let key = part_key(&self.folder, number);
         let version_id = failpoints::around!(
             "backup.part",
-            self.ports
-                .store
-                .put_new(
-                    &key,
-                    Body::Bytes(object),
-                    "application/octet-stream",
-                    &[
-                        ("snapshot-id", snapshot.clone()),
-                        ("part", number.to_string()),
-                    ],
-                )
-                .await
+            crate::ports::put_new_once(
+                self.ports.store,
+                &key,
+                Body::Bytes(object),
+                "application/octet-stream",
+                &[
+                    ("snapshot-id", snapshot.clone()),
+                    ("part", number.to_string()),
+                ],
+            )
+            .await
         )
         .map_err(|e| part_err(format!("upload to {key}: {e}")))?;
         let secrets = self.pending.len() as u64;
@@ -875,35 +874,33 @@ pub async fn run_backup_with(
     let sig_key = signature_key(&folder);
     failpoints::around!(
         "backup.signature",
-        ports
-            .store
-            .put_new(
-                &sig_key,
-                Body::Bytes(sig),
-                "application/json",
-                &[("snapshot-id", snapshot_id.clone())],
-            )
-            .await
+        crate::ports::put_new_once(
+            ports.store,
+            &sig_key,
+            Body::Bytes(sig),
+            "application/json",
+            &[("snapshot-id", snapshot_id.clone())],
+        )
+        .await
     )
     .map_err(|e| manifest_err(format!("upload of the signature to {sig_key}: {e}")))?;
     let manifest_key = manifest_key(&folder);
     failpoints::around!(
         "backup.manifest",
-        ports
-            .store
-            .put_new(
-                &manifest_key,
-                Body::File(file.path().to_path_buf()),
-                "application/json",
-                &[
-                    ("snapshot-id", snapshot_id.clone()),
-                    ("secrets", summary.secrets.to_string()),
-                    ("versions", summary.versions.to_string()),
-                    ("failures", summary.failures.to_string()),
-                    ("completed-at", head.completed_at.to_rfc3339()),
-                ],
-            )
-            .await
+        crate::ports::put_new_once(
+            ports.store,
+            &manifest_key,
+            Body::File(file.path().to_path_buf()),
+            "application/json",
+            &[
+                ("snapshot-id", snapshot_id.clone()),
+                ("secrets", summary.secrets.to_string()),
+                ("versions", summary.versions.to_string()),
+                ("failures", summary.failures.to_string()),
+                ("completed-at", head.completed_at.to_rfc3339()),
+            ],
+        )
+        .await
     )
     .map_err(|e| BackupError::Manifest {
         snapshot: snapshot_id.clone(),

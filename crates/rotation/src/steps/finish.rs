@@ -31,9 +31,30 @@ impl<S: SecretStore, T: CredentialTarget> Rotator<S, T> {
                 })
             }
         }
-        self.store
+        if let Err(error) = self
+            .store
             .move_current(ctx.arn(), ctx.token(), current)
-            .await?;
+            .await
+        {
+            // The move may have taken effect with its answer lost (the SDK's retry of a move that
+            // had landed is refused: AWSCURRENT is no longer on `current`). One DescribeSecret
+            // tells: done if AWSCURRENT is on the token; otherwise, or if it fails too, the
+            // move's own error.
+            let landed = self
+                .store
+                .describe(ctx.arn())
+                .await
+                .is_ok_and(|meta| meta.version_with(AWSCURRENT) == Some(ctx.token()));
+            if !landed {
+                return Err(error.into());
+            }
+            tracing::info!(
+                version = ctx.token(),
+                error = %error,
+                "UpdateSecretVersionStage failed, but AWSCURRENT is on the token: the move had \
+                 taken effect and only its answer was lost"
+            );
+        }
         Ok(Outcome::Finished)
     }
 }

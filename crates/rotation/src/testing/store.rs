@@ -69,6 +69,9 @@ impl Secret {
 pub struct MemoryStore {
     secrets: Arc<Mutex<HashMap<String, Secret>>>,
     calls: Arc<Mutex<Vec<&'static str>>>,
+    /// Operations whose next calls take effect and then answer as a lost connection, with how
+    /// many calls are left to lose.
+    lost: Arc<Mutex<HashMap<&'static str, u32>>>,
 }
 
 fn not_found(operation: &'static str, what: &str) -> StoreError {
@@ -128,7 +131,26 @@ impl MemoryStore {
             .values_mut()
             .find(|s| s.answers_to(secret_id))
             .ok_or_else(|| not_found(operation, "the specified secret"))?;
-        f(secret)
+        let answer = f(secret);
+        let mut lost = self.lost.lock().unwrap();
+        match lost.get_mut(operation) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Err(StoreError::new(
+                    operation,
+                    None,
+                    "dispatch failure: connection reset (the answer was lost)",
+                ))
+            }
+            _ => answer,
+        }
+    }
+
+    /// The next `calls` calls of `operation` (e.g. `UpdateSecretVersionStage`) take effect, as
+    /// the service applies them, and then fail as if their answer had been lost on the way back
+    /// (a reset connection after the SDK's last attempt).
+    pub fn lose_answers(&self, operation: &'static str, calls: u32) {
+        self.lost.lock().unwrap().insert(operation, calls);
     }
 
     /// Test set-up and inspection: `f` on the secret, no call counted; panics if it is missing.
