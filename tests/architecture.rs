@@ -12,20 +12,25 @@ struct Graph {
     workspace: BTreeSet<String>,
 }
 
+/// `cargo metadata` of the workspace.
+fn metadata() -> Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(testkit::workspace_root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("metadata is JSON")
+}
+
 impl Graph {
     fn load() -> Graph {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let output = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--locked"])
-            .current_dir(testkit::workspace_root())
-            .output()
-            .expect("run cargo metadata");
-        assert!(
-            output.status.success(),
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
+        let metadata = metadata();
         let names: BTreeMap<&str, &str> = metadata["packages"]
             .as_array()
             .expect("packages")
@@ -190,4 +195,74 @@ fn nothing_shipped_links_the_test_kit() {
             "workspace crate {name} is not covered by the dependency rules: add it here and to docs/ARCHITECTURE.md"
         );
     }
+}
+
+/// A dev-dependency may not ask a crate the workspace also links for a feature its normal
+/// dependencies do not: `cargo test` would then build a second variant of that crate, and of
+/// everything above it, beside the one `cargo build` made for the binaries the tests start
+/// (tokio's `test-util` did so: every AWS SDK crate built twice in `make test`). Checked on the
+/// declarations (`cargo metadata`'s `dependencies`, workspace inheritance applied).
+#[test]
+fn dev_dependencies_add_no_feature_to_what_the_binaries_link() {
+    let metadata = metadata();
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .expect("workspace_members")
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    let packages: Vec<&Value> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| members.contains(p["id"].as_str().unwrap()))
+        .collect();
+    let member_names: BTreeSet<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    // crate → features asked for by normal/build declarations, and by dev declarations (with
+    // the package that asks).
+    let mut normal: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut dev: Vec<(&str, &str, BTreeSet<String>)> = Vec::new();
+    for package in &packages {
+        for dep in package["dependencies"].as_array().expect("dependencies") {
+            let name = dep["name"].as_str().unwrap();
+            if member_names.contains(name) {
+                continue;
+            }
+            let mut features: BTreeSet<String> = dep["features"]
+                .as_array()
+                .expect("features")
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect();
+            if dep["uses_default_features"].as_bool() == Some(true) {
+                features.insert("default".into());
+            }
+            if dep["kind"].as_str() == Some("dev") {
+                dev.push((package["name"].as_str().unwrap(), name, features));
+            } else {
+                normal.entry(name).or_default().extend(features);
+            }
+        }
+    }
+    assert!(
+        normal.contains_key("tokio"),
+        "the check reads the declarations"
+    );
+    let mut added = Vec::new();
+    for (package, name, features) in dev {
+        let Some(linked) = normal.get(name) else {
+            continue; // a crate only the tests use: built once, for them
+        };
+        let extra: Vec<&String> = features.difference(linked).collect();
+        if !extra.is_empty() {
+            added.push(format!("{package}'s dev-dependency {name}: {extra:?}"));
+        }
+    }
+    assert!(
+        added.is_empty(),
+        "dev-dependencies ask for features the binaries' build does not have: {added:?}"
+    );
 }
