@@ -53,8 +53,8 @@ impl SdkLimits {
     /// `DB_CONNECT_TIMEOUT_SECONDS` (default 5 s) each, and testSecret a replica wait of at most
     /// `TEST_SECRET_REPLICA_WAIT_SECONDS` (default 30 s). The worst step, testSecret:
     /// 2 × 6 s (SDK) + 5 s (login) + 30 s (replica wait) = 47 s < 60 s; setSecret:
-    /// 2 × 6 s + 3 × 5 s (logins) + 5 s (the read-only identity check, bounded like a login)
-    /// + 7 s (the write, [`DB_WRITE_TIMEOUT`]) = 39 s; at the largest
+    /// 2 × 6 s + 3 × 5 s (logins) + 5 s (the read-only identity check, bounded like a login) +
+    /// 7 s (the write, [`DB_WRITE_TIMEOUT`]) = 39 s; at the largest
     /// `DB_CONNECT_TIMEOUT_SECONDS`, 10 s, 52 s and 59 s.
     /// finishSecret reads the labels once more only when its label move failed (to tell a move
     /// whose answer was lost from one that did not happen): 3 × 6 s + 5 s = 23 s (28 s at 10 s).
