@@ -149,16 +149,19 @@ struct MidWrite {
     arn: String,
     token: String,
     lambda: e2e::Lambda,
-    expected: &'static [&'static str],
+    expected: [&'static str; 2],
 }
 
-/// Every switch hangs at setSecret's first write (`ALTER ROLE` / `CREATE ROLE`), each case in its
-/// own function process, the three at once (their bound is 7 s each, not 21 s in a row):
+/// Every switch hangs at setSecret's first write (`ALTER ROLE` / `CREATE ROLE`) or `COMMIT`, each
+/// case in its own function process, the four at once (their bound is 7 s each, not 28 s in a
+/// row):
 /// * single user, the `ALTER ROLE` never reaches the server: the old password still works;
 /// * single user, the server applies the `ALTER ROLE`, its answer never arrives: AWSPENDING's
 ///   password already works, and the retry finds that out (`password_already_set`);
 /// * alternating users, the `CREATE ROLE` of the clone never reaches the server: the open
-///   transaction ends with the connection, the clone does not exist.
+///   transaction ends with the connection, the clone does not exist;
+/// * alternating users, the server commits the new clone and the `COMMIT`'s answer never
+///   arrives: the clone logs in with AWSPENDING's password, the retry finds that out.
 ///
 /// Each fails setSecret within the client's write bound (`postgres_target::WRITE_TIMEOUT`, 7 s:
 /// Lambda's 60 s would otherwise end it), with one line naming the step, the operation and the
@@ -169,6 +172,21 @@ async fn a_server_that_stops_answering_mid_write_fails_set_secret_within_the_bou
     let world = World::start().await;
     let upstream = ([127, 0, 0, 1], world.pg.port());
     e2e::alternating::setup_roles(&world).await;
+    // A second application role of the master's, for the second alternating case.
+    let master = e2e::alternating::connect(
+        &world,
+        "master",
+        e2e::alternating::MASTER_PASSWORD,
+        "postgres",
+    )
+    .await
+    .unwrap();
+    world.remember("app2-Password-1");
+    master
+        .batch_execute("CREATE ROLE app2 LOGIN PASSWORD 'app2-Password-1'")
+        .await
+        .unwrap();
+    drop(master);
     let mut cases = Vec::new();
     for (what, mode, user) in [
         ("single user, the write lost", DbMode::HangAtWrite, "solo_a"),
@@ -182,22 +200,31 @@ async fn a_server_that_stops_answering_mid_write_fails_set_secret_within_the_bou
             DbMode::HangAtWrite,
             "app",
         ),
+        (
+            "alternating users, the COMMIT's answer lost",
+            DbMode::HangAfterCommit,
+            "app2",
+        ),
     ] {
         let switch = DbSwitch::start(upstream.into()).await;
-        let arn = if user == "app" {
+        let arn = if user.starts_with("app") {
             let mut master = e2e::alternating::master_json(&world);
             master["port"] = switch.port().into();
             master["ssl"] = false.into();
-            let master_arn = world.create_secret("master-mid-write", &master).await;
-            let mut value = e2e::alternating::user_json(
-                &world,
-                "app",
-                e2e::alternating::APP_PASSWORD,
-                &master_arn,
-            );
+            let master_arn = world
+                .create_secret(&format!("master-for-{user}"), &master)
+                .await;
+            let password = if user == "app" {
+                e2e::alternating::APP_PASSWORD
+            } else {
+                "app2-Password-1"
+            };
+            let mut value = e2e::alternating::user_json(&world, user, password, &master_arn);
             value["port"] = switch.port().into();
             value["ssl"] = false.into();
-            world.create_secret("app-mid-write", &value).await
+            world
+                .create_secret(&format!("{user}-mid-write"), &value)
+                .await
         } else {
             let initial = format!("{user}-Password-1");
             world.create_role(user, &initial).await;
@@ -211,14 +238,18 @@ async fn a_server_that_stops_answering_mid_write_fails_set_secret_within_the_bou
             .await;
         let token = world.begin_rotation(&arn).await;
         lambda.step("createSecret", &arn, &token).unwrap();
-        let expected: &[&str] = if user == "app" {
-            &[
+        let expected = if user == "app" {
+            [
                 "database CREATE ROLE failed: ",
                 "did not answer within 7 s, mid-write; nothing was committed",
             ]
         } else {
-            &[
-                "database ALTER ROLE ... PASSWORD failed: ",
+            [
+                if user == "app2" {
+                    "database COMMIT failed: "
+                } else {
+                    "database ALTER ROLE ... PASSWORD failed: "
+                },
                 "did not answer within 7 s, mid-write; whether the change was applied is \
                  unknown: retry setSecret once the database answers, it finds out (it first \
                  logs in with AWSPENDING",
@@ -287,6 +318,10 @@ async fn a_server_that_stops_answering_mid_write_fails_set_secret_within_the_bou
                 assert!(world.can_login("solo_b", &pending).await);
                 assert!(!world.can_login("solo_b", "solo_b-Password-1").await);
             }
+            DbMode::HangAfterCommit => {
+                // The server committed: the clone exists and its password works.
+                assert!(e2e::alternating::logs_in(&world, "app2_clone", &pending).await);
+            }
             _ if case.arn.contains("app-mid-write") => {
                 assert!(!e2e::alternating::role_exists(&world, "app_clone").await);
             }
@@ -300,7 +335,7 @@ async fn a_server_that_stops_answering_mid_write_fails_set_secret_within_the_bou
             .lambda
             .step("setSecret", &case.arn, &case.token)
             .unwrap_or_else(|e| panic!("{}: setSecret after recovery: {e}", case.what));
-        let outcome = if case.mode == DbMode::HangAfterWrite {
+        let outcome = if matches!(case.mode, DbMode::HangAfterWrite | DbMode::HangAfterCommit) {
             "password_already_set"
         } else if case.arn.contains("app-mid-write") {
             "user_created"
@@ -320,7 +355,7 @@ async fn a_server_that_stops_answering_mid_write_fails_set_secret_within_the_bou
         assert_eq!(world.password_at(&case.arn, AWSCURRENT).await, pending);
         let (_, current) = world.stage(&case.arn, AWSCURRENT).await.unwrap();
         let user = current["username"].as_str().unwrap();
-        let logs_in = if user == "app_clone" {
+        let logs_in = if user.ends_with("_clone") {
             e2e::alternating::logs_in(&world, user, &pending).await
         } else {
             world.can_login(user, &pending).await

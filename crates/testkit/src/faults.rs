@@ -638,6 +638,9 @@ pub enum DbMode {
     /// and its answer, and everything after, never reaches the client (a server that applied
     /// the change and then stopped answering, or an answer lost on the way back).
     HangAfterWrite,
+    /// As [`DbMode::HangAfterWrite`], at the first `COMMIT` instead: the server commits, the
+    /// client never hears it.
+    HangAfterCommit,
 }
 
 /// A TCP proxy in front of PostgreSQL, switchable between [`DbMode`]s. Connections already
@@ -703,10 +706,13 @@ impl DbSwitch {
                         tokio::spawn(pass_login_only(client, upstream));
                     }
                     DbMode::HangAtWrite => {
-                        tokio::spawn(pass_until_write(client, upstream, false));
+                        tokio::spawn(pass_until(client, upstream, is_write, false));
                     }
                     DbMode::HangAfterWrite => {
-                        tokio::spawn(pass_until_write(client, upstream, true));
+                        tokio::spawn(pass_until(client, upstream, is_write, true));
+                    }
+                    DbMode::HangAfterCommit => {
+                        tokio::spawn(pass_until(client, upstream, is_commit, true));
                     }
                     // Kept open, never read: the client waits for an answer.
                     DbMode::Hang => hung.push(client),
@@ -801,11 +807,26 @@ fn is_write(kind: u8, body: &[u8]) -> bool {
     text.contains("ALTER ROLE") || text.contains("CREATE ROLE")
 }
 
-/// Forwards a plaintext PostgreSQL session message by message until the client's first write
-/// ([`is_write`]); then forwards nothing more to the client, and the write and what follows it
-/// to the server only when `deliver_write`. Holds both connections until the client closes, then closes the
-/// server's (which ends any open transaction there).
-async fn pass_until_write(client: TcpStream, upstream: SocketAddr, deliver_write: bool) {
+/// Whether a client message is a simple query `COMMIT` (what tokio-postgres sends to commit).
+fn is_commit(kind: u8, body: &[u8]) -> bool {
+    kind == b'Q'
+        && String::from_utf8_lossy(body)
+            .trim_end_matches('\0')
+            .trim()
+            .eq_ignore_ascii_case("COMMIT")
+}
+
+/// Forwards a plaintext PostgreSQL session message by message until the client's first message
+/// that `hang_at` picks ([`is_write`], [`is_commit`]); then forwards nothing more to the client,
+/// and that message and what follows it to the server only when `deliver_write`. Holds both
+/// connections until the client closes, then closes the server's (which ends any open
+/// transaction there).
+async fn pass_until(
+    client: TcpStream,
+    upstream: SocketAddr,
+    hang_at: fn(u8, &[u8]) -> bool,
+    deliver_write: bool,
+) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
@@ -859,7 +880,7 @@ async fn pass_until_write(client: TcpStream, upstream: SocketAddr, deliver_write
         if client_read.read_exact(&mut body).await.is_err() {
             break;
         }
-        if !hung.load(Ordering::SeqCst) && is_write(head[0], &body) {
+        if !hung.load(Ordering::SeqCst) && hang_at(head[0], &body) {
             // Hung before the write goes out: its answer cannot reach the client.
             hung.store(true, Ordering::SeqCst);
         }
@@ -892,6 +913,8 @@ mod tests {
         assert!(is_write(b'P', b"\0create role \"a_clone\" LOGIN\0\0\0"));
         assert!(!is_write(b'P', b"\0SELECT rolname FROM pg_roles\0\0\0"));
         assert!(!is_write(b'p', b"ALTER ROLE"));
+        assert!(is_commit(b'Q', b"COMMIT\0"));
+        assert!(!is_commit(b'Q', b"SELECT 'COMMIT'\0"));
     }
 
     #[test]
