@@ -19,6 +19,11 @@ use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::env::{non_empty, ConfigError};
 
+/// How long the rotation's database write (setSecret's `ALTER ROLE`, or alternating users' whole
+/// transaction) may take before the client gives up on the server: `postgres_target::WRITE_TIMEOUT`
+/// (`rotate-postgres` checks that the two agree), counted in setSecret's worst case below.
+pub const DB_WRITE_TIMEOUT: Duration = Duration::from_secs(7);
+
 /// The largest `AWS_MAX_ATTEMPTS` accepted (the operation timeout bounds the total anyway).
 pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
 
@@ -48,11 +53,14 @@ impl SdkLimits {
     /// `DB_CONNECT_TIMEOUT_SECONDS` (default 5 s) each, and testSecret a replica wait of at most
     /// `TEST_SECRET_REPLICA_WAIT_SECONDS` (default 30 s). The worst step, testSecret:
     /// 2 × 6 s (SDK) + 5 s (login) + 30 s (replica wait) = 47 s < 60 s; setSecret:
-    /// 2 × 6 s + 3 × 5 s = 27 s; at the largest `DB_CONNECT_TIMEOUT_SECONDS`, 10 s, 52 s and 42 s.
+    /// 2 × 6 s + 3 × 5 s (logins) + 5 s (the read-only identity check, bounded like a login) +
+    /// 7 s (the write, [`DB_WRITE_TIMEOUT`]) = 39 s; at the largest
+    /// `DB_CONNECT_TIMEOUT_SECONDS`, 10 s, 52 s and 59 s.
     /// finishSecret reads the labels once more only when its label move failed (to tell a move
     /// whose answer was lost from one that did not happen): 3 × 6 s + 5 s = 23 s (28 s at 10 s).
     /// A server that accepts a login and then stops answering ends the step at its first
-    /// unanswered read-only query, `DB_CONNECT_TIMEOUT_SECONDS` after it.
+    /// unanswered read-only query, `DB_CONNECT_TIMEOUT_SECONDS` after it, or during setSecret's
+    /// write, [`DB_WRITE_TIMEOUT`] after the write began.
     /// Not bounded by this sum: a larger replica wait (up to 600 s is accepted; the README says to
     /// keep it well below the timeout), and single user's last resort after an abandoned
     /// rotation (a version listing and up to five more reads and logins), which only runs when
@@ -196,16 +204,17 @@ mod tests {
         let login = Duration::from_secs(5);
         let replica_wait = Duration::from_secs(30);
         let test_secret = limits.worst_case_call() * 2 + login + replica_wait;
-        let set_secret = limits.worst_case_call() * 2 + login * 3;
+        // Three logins, the identity check (a read bounded like a login), the write.
+        let set_secret = limits.worst_case_call() * 2 + login * 3 + login + DB_WRITE_TIMEOUT;
         assert_eq!(test_secret, Duration::from_secs(47));
-        assert_eq!(set_secret, Duration::from_secs(27));
-        assert!(test_secret < ROTATION_LAMBDA_TIMEOUT);
+        assert_eq!(set_secret, Duration::from_secs(39));
+        assert!(test_secret < ROTATION_LAMBDA_TIMEOUT && set_secret < ROTATION_LAMBDA_TIMEOUT);
         // At the largest DB_CONNECT_TIMEOUT_SECONDS (10 s).
         let login = Duration::from_secs(10);
         let test_secret = limits.worst_case_call() * 2 + login + replica_wait;
-        let set_secret = limits.worst_case_call() * 2 + login * 3;
+        let set_secret = limits.worst_case_call() * 2 + login * 3 + login + DB_WRITE_TIMEOUT;
         assert_eq!(test_secret, Duration::from_secs(52));
-        assert_eq!(set_secret, Duration::from_secs(42));
+        assert_eq!(set_secret, Duration::from_secs(59));
         assert!(test_secret < ROTATION_LAMBDA_TIMEOUT && set_secret < ROTATION_LAMBDA_TIMEOUT);
         // finishSecret after a failed label move: the gate, the move, one more read; one login.
         let finish_secret = limits.worst_case_call() * 3 + login;

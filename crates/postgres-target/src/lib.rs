@@ -40,6 +40,15 @@ use tokio_postgres::{Client, GenericClient, NoTls, Socket};
 /// Default connect timeout (TCP + TLS + authentication).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a write ([`TargetSession::set_password`], [`TargetSession::ensure_alternate`]: every
+/// round trip of it, its reads included) may take in all before the client gives up on the
+/// server. A little above the server's own bounds ([`WRITE_PREAMBLE`]: `lock_timeout` 5 s,
+/// `statement_timeout` 6 s), so that a merely slow server or a lock held elsewhere is still
+/// judged by the server (a clear SQL error, the transaction rolled back); this bound is for a
+/// server that stops answering mid-write, which would otherwise hold setSecret until Lambda's
+/// timeout. `crates/lambda-support/src/limits.rs` counts it in setSecret's worst case.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(7);
+
 /// How new passwords are stored (`PASSWORD_ENCRYPTION`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PasswordEncryption {
@@ -158,6 +167,7 @@ impl PostgresTarget {
                     encryption: self.encryption,
                     endpoint: format!("{}:{}", creds.host, creds.port),
                     answer_timeout: self.connect_timeout,
+                    write_timeout: WRITE_TIMEOUT,
                 })
             }
             Ok(Err(e)) => Err(classify(creds, &e)),
@@ -241,14 +251,16 @@ pub struct PgSession {
     endpoint: String,
     /// How long a read-only query may go unanswered (the connect timeout).
     answer_timeout: Duration,
+    /// How long a whole write may take ([`WRITE_TIMEOUT`]).
+    write_timeout: Duration,
 }
 
 /// A read-only query of the session, bounded: a server that accepted the login and then stops
 /// answering (a stuck backend, a failover that black-holes established connections) would
 /// otherwise hold the step until Lambda's timeout. The bound is the connect timeout: these are
 /// catalog reads that answer in milliseconds, and a server slower than a login to answer one is
-/// not answering. Nothing is changed by a read, so giving up on one changes nothing. Writes are
-/// bounded by the server (`lock_timeout`, `statement_timeout`: `WRITE_PREAMBLE`).
+/// not answering. Nothing is changed by a read, so giving up on one changes nothing. Writes have
+/// their own bound ([`written`]).
 async fn answered<T>(
     endpoint: &str,
     within: Duration,
@@ -264,6 +276,63 @@ async fn answered<T>(
                 within.as_secs_f32()
             ),
         }),
+    }
+}
+
+/// Where a write stands, for the error when its server stops answering: the operation waiting
+/// for an answer, and whether the server may have applied the change by now (its `ALTER ROLE`
+/// of single user, its `COMMIT` of alternating users) or nothing can have been committed yet.
+struct Progress(std::sync::Mutex<(&'static str, bool)>);
+
+impl Progress {
+    fn new(operation: &'static str) -> Progress {
+        Progress(std::sync::Mutex::new((operation, false)))
+    }
+
+    /// `operation` is sent next; `commits`: its success is the change.
+    fn at(&self, operation: &'static str, commits: bool) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (operation, commits);
+    }
+
+    fn get(&self) -> (&'static str, bool) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A write of the session (every round trip of it), bounded on the client side: a server that
+/// stops answering mid-write (a stuck backend, a failover that black-holes established
+/// connections, a synchronous standby that never confirms) would otherwise hold setSecret until
+/// Lambda's timeout, because the server's own `statement_timeout` only helps a server that still
+/// counts. When the bound hits while the change itself was on its way, the server may or may not
+/// have applied it: the error says so, and that the retry finds out (setSecret first logs in with
+/// AWSPENDING, whichever the strategy, and is done if that works). Before that point nothing was
+/// committed: the open transaction, if any, ends with the connection.
+async fn written<T>(
+    endpoint: &str,
+    within: Duration,
+    progress: &Progress,
+    write: impl std::future::Future<Output = Result<T, TargetError>>,
+) -> Result<T, TargetError> {
+    match tokio::time::timeout(within, write).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            let (operation, commits) = progress.get();
+            let outcome = if commits {
+                "whether the change was applied is unknown: retry setSecret once the database \
+                 answers, it finds out (it first logs in with AWSPENDING, which works if the \
+                 change was applied)"
+            } else {
+                "nothing was committed (the transaction ends with the connection): retry \
+                 setSecret once the database answers"
+            };
+            Err(TargetError {
+                operation,
+                message: format!(
+                    "{endpoint} did not answer within {} s, mid-write; {outcome}",
+                    within.as_secs_f32()
+                ),
+            })
+        }
     }
 }
 
@@ -669,6 +738,126 @@ async fn apply_acting_role(
     Ok(())
 }
 
+/// [`TargetSession::ensure_alternate`]'s transaction; `progress` follows it for [`written`].
+async fn alternate_transaction(
+    client: &mut Client,
+    encryption: PasswordEncryption,
+    request: &AlternateUser<'_>,
+    progress: &Progress,
+) -> Result<AlternateChange, TargetError> {
+    let tx = failpoints::around!("pg.begin", client.transaction().await)
+        .map_err(|e| db_error("BEGIN", e))?;
+    progress.at("SET TRANSACTION", false);
+    // rolvaliduntil is read as text: make its form independent of the server's defaults.
+    failpoints::around!(
+        "pg.set_transaction",
+        tx.batch_execute(&format!(
+            "{WRITE_PREAMBLE}; SET LOCAL datestyle TO 'ISO, YMD'; SET LOCAL timezone TO 'UTC'"
+        ))
+        .await
+    )
+    .map_err(|e| db_error("SET TRANSACTION", e))?;
+    progress.at("SELECT FROM pg_roles", false);
+    let exists = role_attributes(&tx, request.pending).await?.is_some();
+    // An existing `<user>_clone` must be this secret's alternate (created by an earlier
+    // rotation with `GRANT <user> TO <user>_clone`): the master never resets the password of
+    // an unrelated role that happens to have that name.
+    if exists
+        && request.pending == request.clone
+        && !direct_member(&tx, request.pending, request.current).await?
+    {
+        return Err(TargetError {
+            operation: "ALTER ROLE ... PASSWORD",
+            message: format!(
+                "role {:?} exists but is not a member of {:?}, so it is not this secret's \
+                     alternate user and its password is left alone: rename or drop that role, \
+                     or, if it is the alternate: {}",
+                request.pending,
+                request.current,
+                alternate::grant_sql(request.current, request.pending)
+            ),
+        });
+    }
+    // What else the master lacks is found before anything changes.
+    let plan = plan(&tx, request.current, request.pending).await?;
+    if let Some(missing) = plan.missing_text() {
+        return Err(TargetError {
+            operation: "the master's privileges",
+            message: format!("the master lacks {missing}"),
+        });
+    }
+    let storage = storage(&tx, encryption).await?;
+    let change = if exists {
+        progress.at("ALTER ROLE ... PASSWORD", false);
+        failpoints::around!(
+            "pg.alter_clone_password",
+            tx.batch_execute(&alter_password_sql(
+                request.pending,
+                request.password,
+                storage,
+            ))
+            .await
+        )
+        .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
+        AlternateChange::PasswordChanged
+    } else {
+        let attrs = role_attributes(&tx, request.current)
+            .await?
+            .ok_or_else(|| TargetError {
+                operation: "SELECT FROM pg_roles",
+                message: format!(
+                    "role {:?} (AWSCURRENT's user) does not exist",
+                    request.current
+                ),
+            })?;
+        progress.at("CREATE ROLE", false);
+        failpoints::around!(
+            "pg.create_role",
+            tx.batch_execute(&alternate::create_role_sql(
+                request.pending,
+                &attrs,
+                request.password,
+                storage,
+            ))
+            .await
+        )
+        .map_err(|e| db_error("CREATE ROLE", e))?;
+        progress.at("GRANT", false);
+        failpoints::around!(
+            "pg.grant",
+            tx.batch_execute(&alternate::grant_sql(request.current, request.pending))
+                .await
+        )
+        .map_err(|e| db_error("GRANT", e))?;
+        AlternateChange::Created
+    };
+    tracing::info!(
+        role = request.pending,
+        storage = %storage.describe(),
+        "password verifier computed here; the password itself is not sent"
+    );
+    // The clone follows the original, every rotation: attributes, settings, acting role.
+    let original = if request.clone == request.pending {
+        request.current
+    } else {
+        request.pending
+    };
+    progress.at("ALTER ROLE (the clone follows the original)", false);
+    let changed = follow_original(&tx, original, request.clone, &plan).await?;
+    apply_acting_role(&tx, original, request).await?;
+    if !changed.is_empty() {
+        tracing::info!(
+            clone = request.clone,
+            original,
+            changed = %changed.join(", "),
+            "the clone now follows the original"
+        );
+    }
+    progress.at("COMMIT", true);
+    failpoints::around!("pg.commit", tx.commit().await).map_err(|e| db_error("COMMIT", e))?;
+    Ok(change)
+}
+
 pub(crate) fn db_error(operation: &'static str, e: tokio_postgres::Error) -> TargetError {
     TargetError {
         operation,
@@ -705,20 +894,27 @@ impl TargetSession for PgSession {
         username: &str,
         password: &Password,
     ) -> Result<(), TargetError> {
-        let storage = storage(&self.client, self.encryption).await?;
-        // One implicit transaction, one round trip: the preamble, then the change. `SET LOCAL
-        // ROLE NONE`: a user whose own settings say `SET role …` acts as that role after login,
-        // and only the user itself may change its password without CREATEROLE.
-        failpoints::around!(
-            "pg.alter_role_password",
-            self.client
-                .batch_execute(&format!(
-                    "{WRITE_PREAMBLE}; SET LOCAL ROLE NONE; {}",
-                    alter_password_sql(username, password, storage)
-                ))
-                .await
-        )
-        .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
+        let progress = Progress::new("SHOW password_encryption");
+        let (client, encryption) = (&self.client, self.encryption);
+        let storage = written(&self.endpoint, self.write_timeout, &progress, async {
+            let storage = storage(client, encryption).await?;
+            // One implicit transaction, one round trip: the preamble, then the change. `SET
+            // LOCAL ROLE NONE`: a user whose own settings say `SET role …` acts as that role
+            // after login, and only the user itself may change its password without CREATEROLE.
+            progress.at("ALTER ROLE ... PASSWORD", true);
+            failpoints::around!(
+                "pg.alter_role_password",
+                client
+                    .batch_execute(&format!(
+                        "{WRITE_PREAMBLE}; SET LOCAL ROLE NONE; {}",
+                        alter_password_sql(username, password, storage)
+                    ))
+                    .await
+            )
+            .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
+            Ok(storage)
+        })
+        .await?;
         tracing::info!(
             role = username,
             storage = %storage.describe(),
@@ -750,111 +946,16 @@ impl TargetSession for PgSession {
         &mut self,
         request: &AlternateUser<'_>,
     ) -> Result<AlternateChange, TargetError> {
+        let progress = Progress::new("BEGIN");
         let encryption = self.encryption;
-        let tx = failpoints::around!("pg.begin", self.client.transaction().await)
-            .map_err(|e| db_error("BEGIN", e))?;
-        // rolvaliduntil is read as text: make its form independent of the server's defaults.
-        failpoints::around!(
-            "pg.set_transaction",
-            tx.batch_execute(&format!(
-                "{WRITE_PREAMBLE}; SET LOCAL datestyle TO 'ISO, YMD'; SET LOCAL timezone TO 'UTC'"
-            ))
-            .await
+        let client = &mut self.client;
+        written(
+            &self.endpoint,
+            self.write_timeout,
+            &progress,
+            alternate_transaction(client, encryption, request, &progress),
         )
-        .map_err(|e| db_error("SET TRANSACTION", e))?;
-        let exists = role_attributes(&tx, request.pending).await?.is_some();
-        // An existing `<user>_clone` must be this secret's alternate (created by an earlier
-        // rotation with `GRANT <user> TO <user>_clone`): the master never resets the password of
-        // an unrelated role that happens to have that name.
-        if exists
-            && request.pending == request.clone
-            && !direct_member(&tx, request.pending, request.current).await?
-        {
-            return Err(TargetError {
-                operation: "ALTER ROLE ... PASSWORD",
-                message: format!(
-                    "role {:?} exists but is not a member of {:?}, so it is not this secret's \
-                     alternate user and its password is left alone: rename or drop that role, \
-                     or, if it is the alternate: {}",
-                    request.pending,
-                    request.current,
-                    alternate::grant_sql(request.current, request.pending)
-                ),
-            });
-        }
-        // What else the master lacks is found before anything changes.
-        let plan = plan(&tx, request.current, request.pending).await?;
-        if let Some(missing) = plan.missing_text() {
-            return Err(TargetError {
-                operation: "the master's privileges",
-                message: format!("the master lacks {missing}"),
-            });
-        }
-        let storage = storage(&tx, encryption).await?;
-        let change = if exists {
-            failpoints::around!(
-                "pg.alter_clone_password",
-                tx.batch_execute(&alter_password_sql(
-                    request.pending,
-                    request.password,
-                    storage,
-                ))
-                .await
-            )
-            .map_err(|e| db_error("ALTER ROLE ... PASSWORD", e))?;
-            AlternateChange::PasswordChanged
-        } else {
-            let attrs = role_attributes(&tx, request.current)
-                .await?
-                .ok_or_else(|| TargetError {
-                    operation: "SELECT FROM pg_roles",
-                    message: format!(
-                        "role {:?} (AWSCURRENT's user) does not exist",
-                        request.current
-                    ),
-                })?;
-            failpoints::around!(
-                "pg.create_role",
-                tx.batch_execute(&alternate::create_role_sql(
-                    request.pending,
-                    &attrs,
-                    request.password,
-                    storage,
-                ))
-                .await
-            )
-            .map_err(|e| db_error("CREATE ROLE", e))?;
-            failpoints::around!(
-                "pg.grant",
-                tx.batch_execute(&alternate::grant_sql(request.current, request.pending))
-                    .await
-            )
-            .map_err(|e| db_error("GRANT", e))?;
-            AlternateChange::Created
-        };
-        tracing::info!(
-            role = request.pending,
-            storage = %storage.describe(),
-            "password verifier computed here; the password itself is not sent"
-        );
-        // The clone follows the original, every rotation: attributes, settings, acting role.
-        let original = if request.clone == request.pending {
-            request.current
-        } else {
-            request.pending
-        };
-        let changed = follow_original(&tx, original, request.clone, &plan).await?;
-        apply_acting_role(&tx, original, request).await?;
-        if !changed.is_empty() {
-            tracing::info!(
-                clone = request.clone,
-                original,
-                changed = %changed.join(", "),
-                "the clone now follows the original"
-            );
-        }
-        failpoints::around!("pg.commit", tx.commit().await).map_err(|e| db_error("COMMIT", e))?;
-        Ok(change)
+        .await
     }
 
     async fn role_setting(&mut self, role: &str) -> Result<Option<String>, TargetError> {
@@ -943,5 +1044,56 @@ impl TargetSession for PgSession {
         })
         .await?;
         Ok(row.get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seconds of `SET LOCAL <name> = '<n>s'` in the preamble.
+    fn preamble_seconds(name: &str) -> u64 {
+        let at = WRITE_PREAMBLE.find(name).unwrap() + name.len();
+        let rest = WRITE_PREAMBLE[at..].trim_start_matches([' ', '=', '\'']);
+        rest[..rest.find('s').unwrap()].parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_gives_up_on_a_write_just_after_the_server_would() {
+        let lock = preamble_seconds("lock_timeout");
+        let statement = preamble_seconds("statement_timeout");
+        assert_eq!((lock, statement), (5, 6));
+        assert!(lock < statement && statement < WRITE_TIMEOUT.as_secs());
+        assert!(WRITE_TIMEOUT <= Duration::from_secs(statement + 1));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_is_never_answered_says_whether_it_may_have_landed() {
+        let progress = Progress::new("SHOW password_encryption");
+        let within = Duration::from_millis(10);
+        let never = std::future::pending::<Result<(), TargetError>>();
+        let err = written("db.example:5432", within, &progress, never)
+            .await
+            .unwrap_err();
+        assert_eq!(err.operation, "SHOW password_encryption");
+        assert!(err
+            .message
+            .contains("db.example:5432 did not answer within 0.01 s"));
+        assert!(err.message.contains("nothing was committed"), "{err}");
+        progress.at("ALTER ROLE ... PASSWORD", true);
+        let never = std::future::pending::<Result<(), TargetError>>();
+        let err = written("db.example:5432", within, &progress, never)
+            .await
+            .unwrap_err();
+        assert_eq!(err.operation, "ALTER ROLE ... PASSWORD");
+        assert!(
+            err.message
+                .contains("whether the change was applied is unknown")
+                && err.message.contains("AWSPENDING"),
+            "{err}"
+        );
+        // An answer within the bound is the answer.
+        let quick = async { Ok::<_, TargetError>(7) };
+        assert_eq!(written("h:1", within, &progress, quick).await.unwrap(), 7);
     }
 }

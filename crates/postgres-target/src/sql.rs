@@ -95,10 +95,11 @@ fn scram_verifier_salted(password: &[u8], salt: &[u8], iterations: u32) -> Strin
 /// read-only application role can still rotate itself), and bounded waits so that a lock held by
 /// someone else or a stuck statement fails the step with a clear error well before the Lambda
 /// timeout, with nothing changed. `SET TRANSACTION` must come before any query of the
-/// transaction; `SET LOCAL` ends with it.
+/// transaction; `SET LOCAL` ends with it. The client gives up a little later
+/// ([`crate::WRITE_TIMEOUT`]), for a server that stops answering altogether.
 pub const WRITE_PREAMBLE: &str = "SET TRANSACTION READ WRITE; \
      SET LOCAL lock_timeout = '5s'; \
-     SET LOCAL statement_timeout = '20s'";
+     SET LOCAL statement_timeout = '6s'";
 
 /// `ALTER ROLE "user" WITH PASSWORD 'SCRAM-SHA-256$…'` (or the md5 verifier).
 pub fn alter_password_sql(username: &str, password: &Password, storage: PasswordStorage) -> String {

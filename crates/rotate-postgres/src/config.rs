@@ -281,6 +281,14 @@ mod tests {
     }
 
     #[test]
+    fn the_write_bound_is_the_one_the_60_s_arithmetic_counts() {
+        assert_eq!(
+            postgres_target::WRITE_TIMEOUT,
+            lambda_support::limits::DB_WRITE_TIMEOUT
+        );
+    }
+
+    #[test]
     fn connect_timeout_and_sdk_retries_come_from_the_environment() {
         let c = config(&[
             (CONNECT_TIMEOUT_VAR, "2"),

@@ -629,6 +629,18 @@ pub enum DbMode {
     /// established connections). The server never sees a query. Reads the plaintext protocol:
     /// the session must not use TLS (the secret's `"ssl": false`).
     HangAfterLogin,
+    /// Forwards the login and every query until the first write (a simple or extended-protocol
+    /// query whose text holds `ALTER ROLE` or `CREATE ROLE`), which the server never sees; from
+    /// then on the client hears nothing (a server that stops answering mid-write, before the
+    /// change). Plaintext protocol only, as [`DbMode::HangAfterLogin`].
+    HangAtWrite,
+    /// As [`DbMode::HangAtWrite`], but the first write reaches the server (which applies it),
+    /// and its answer, and everything after, never reaches the client (a server that applied
+    /// the change and then stopped answering, or an answer lost on the way back).
+    HangAfterWrite,
+    /// As [`DbMode::HangAfterWrite`], at the first `COMMIT` instead: the server commits, the
+    /// client never hears it.
+    HangAfterCommit,
 }
 
 /// A TCP proxy in front of PostgreSQL, switchable between [`DbMode`]s. Connections already
@@ -692,6 +704,15 @@ impl DbSwitch {
                     }
                     DbMode::HangAfterLogin => {
                         tokio::spawn(pass_login_only(client, upstream));
+                    }
+                    DbMode::HangAtWrite => {
+                        tokio::spawn(pass_until(client, upstream, is_write, false));
+                    }
+                    DbMode::HangAfterWrite => {
+                        tokio::spawn(pass_until(client, upstream, is_write, true));
+                    }
+                    DbMode::HangAfterCommit => {
+                        tokio::spawn(pass_until(client, upstream, is_commit, true));
                     }
                     // Kept open, never read: the client waits for an answer.
                     DbMode::Hang => hung.push(client),
@@ -776,9 +797,125 @@ async fn pass_login_only(client: TcpStream, upstream: SocketAddr) {
     let _ = queries.await;
 }
 
+/// Whether a client message (a type byte, a length, a body) is a write: a simple (`Q`) or
+/// extended-protocol (`P`, Parse) query whose text holds `ALTER ROLE` or `CREATE ROLE`.
+fn is_write(kind: u8, body: &[u8]) -> bool {
+    if kind != b'Q' && kind != b'P' {
+        return false;
+    }
+    let text = String::from_utf8_lossy(body).to_ascii_uppercase();
+    text.contains("ALTER ROLE") || text.contains("CREATE ROLE")
+}
+
+/// Whether a client message is a simple query `COMMIT` (what tokio-postgres sends to commit).
+fn is_commit(kind: u8, body: &[u8]) -> bool {
+    kind == b'Q'
+        && String::from_utf8_lossy(body)
+            .trim_end_matches('\0')
+            .trim()
+            .eq_ignore_ascii_case("COMMIT")
+}
+
+/// Forwards a plaintext PostgreSQL session message by message until the client's first message
+/// that `hang_at` picks ([`is_write`], [`is_commit`]); then forwards nothing more to the client,
+/// and that message and what follows it to the server only when `deliver_write`. Holds both
+/// connections until the client closes, then closes the server's (which ends any open
+/// transaction there).
+async fn pass_until(
+    client: TcpStream,
+    upstream: SocketAddr,
+    hang_at: fn(u8, &[u8]) -> bool,
+    deliver_write: bool,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let hung = Arc::new(AtomicBool::new(false));
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let flag = hung.clone();
+    let answers = tokio::spawn(async move {
+        // Server messages: a type byte, then a 4-byte length that counts itself.
+        loop {
+            let mut head = [0u8; 5];
+            if server_read.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len.saturating_sub(4)];
+            if server_read.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            // Read and dropped once hung: the client hears nothing more.
+            if !flag.load(Ordering::SeqCst)
+                && (client_write.write_all(&head).await.is_err()
+                    || client_write.write_all(&body).await.is_err())
+            {
+                return;
+            }
+        }
+    });
+    // The startup message has no type byte: a length that counts itself, then the body.
+    let mut length = [0u8; 4];
+    if client_read.read_exact(&mut length).await.is_err() {
+        return;
+    }
+    let mut startup = vec![0u8; (u32::from_be_bytes(length) as usize).saturating_sub(4)];
+    if client_read.read_exact(&mut startup).await.is_err()
+        || server_write.write_all(&length).await.is_err()
+        || server_write.write_all(&startup).await.is_err()
+    {
+        return;
+    }
+    loop {
+        let mut head = [0u8; 5];
+        if client_read.read_exact(&mut head).await.is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        if client_read.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        if !hung.load(Ordering::SeqCst) && hang_at(head[0], &body) {
+            // Hung before the write goes out: its answer cannot reach the client.
+            hung.store(true, Ordering::SeqCst);
+        }
+        if hung.load(Ordering::SeqCst) && !deliver_write {
+            // Neither the write nor anything after it (a Terminate included) reaches the
+            // server: the connection's end is what it sees.
+            continue;
+        }
+        if server_write.write_all(&head).await.is_err()
+            || server_write.write_all(&body).await.is_err()
+        {
+            break;
+        }
+    }
+    // The client closed: so does the server's connection.
+    drop(server_write);
+    let _ = answers.await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_are_told_from_reads() {
+        assert!(is_write(
+            b'Q',
+            b"SET TRANSACTION READ WRITE; ALTER ROLE \"a\" WITH PASSWORD 'x'\0"
+        ));
+        assert!(is_write(b'P', b"\0create role \"a_clone\" LOGIN\0\0\0"));
+        assert!(!is_write(b'P', b"\0SELECT rolname FROM pg_roles\0\0\0"));
+        assert!(!is_write(b'p', b"ALTER ROLE"));
+        assert!(is_commit(b'Q', b"COMMIT\0"));
+        assert!(!is_commit(b'Q', b"SELECT 'COMMIT'\0"));
+    }
 
     #[test]
     fn error_answers_have_the_wire_shape_of_each_protocol() {
