@@ -12,6 +12,7 @@ use e2e::backup::{scheduled_event, BackupWorld};
 use e2e::{assert_no_secrets, Lambda, World};
 use serde_json::Value;
 use testkit::faults::{AwsFaults, Fault, FaultPlan};
+use testkit::lambda::LambdaHost;
 use testkit::rotation::{AWSCURRENT, AWSPENDING};
 
 /// The seed of the 20 % runs.
@@ -139,20 +140,49 @@ async fn rotations_ride_out_transient_faults_and_fail_cleanly_when_aws_keeps_fai
     assert_no_secrets(&lambda.output(), &passwords);
 }
 
+/// A backup world whose function reaches moto through [`AwsFaults`] (no fault planned yet): 12
+/// secrets under `prefix`, small parts; `failing` makes two attempts per call (a failure is as
+/// clean with eight, only slower: each failing call backs off up to 12.7 s with the defaults),
+/// `host` the default eight.
+struct FaultyBackup {
+    w: BackupWorld,
+    names: Vec<String>,
+    faults: AwsFaults,
+    failing: LambdaHost,
+    host: LambdaHost,
+}
+
+impl FaultyBackup {
+    async fn start(prefix: &str) -> FaultyBackup {
+        let w = BackupWorld::start().await;
+        let names = w.populate(prefix, 12).await;
+        let faults = AwsFaults::start(w.moto.socket_addr(), FaultPlan::none()).await;
+        let endpoint = faults.endpoint();
+        let env = [
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("BACKUP_PART_SIZE", "4KiB"),
+        ];
+        let failing = w.lambda(&[env[0], env[1], ("AWS_MAX_ATTEMPTS", "2")]).await;
+        let host = w.lambda(&env).await;
+        FaultyBackup {
+            w,
+            names,
+            faults,
+            failing,
+            host,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn backups_ride_out_transient_faults_and_leave_nothing_complete_when_aws_keeps_failing() {
-    let w = BackupWorld::start().await;
-    let names = w.populate("faults/", 12).await;
-    let faults = AwsFaults::start(w.moto.socket_addr(), FaultPlan::none()).await;
-    let endpoint = faults.endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("BACKUP_PART_SIZE", "4KiB"),
-    ];
-    // The failing runs with two attempts per call: the failure is as clean with eight, only
-    // slower (each failing call backs off up to 12.7 s with the defaults).
-    let failing = w.lambda(&[env[0], env[1], ("AWS_MAX_ATTEMPTS", "2")]).await;
-    let host = w.lambda(&env).await;
+    let FaultyBackup {
+        w,
+        names,
+        faults,
+        failing,
+        host,
+    } = FaultyBackup::start("faults/").await;
 
     // 100 %: the run fails with one line naming the call; nothing is written.
     faults.set_plan(FaultPlan::new(1.0, &Fault::FAILING, SEED));
@@ -405,16 +435,13 @@ async fn rotations_end_as_one_uninterrupted_run_when_answers_are_lost_after_aws_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_ends_as_one_uninterrupted_run_when_answers_are_lost_after_aws_applied_them() {
-    let w = BackupWorld::start().await;
-    let names = w.populate("lost/", 12).await;
-    let faults = AwsFaults::start(w.moto.socket_addr(), FaultPlan::none()).await;
-    let endpoint = faults.endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("BACKUP_PART_SIZE", "4KiB"),
-    ];
-    let failing = w.lambda(&[env[0], env[1], ("AWS_MAX_ATTEMPTS", "2")]).await;
-    let host = w.lambda(&env).await;
+    let FaultyBackup {
+        w,
+        names,
+        faults,
+        failing,
+        host,
+    } = FaultyBackup::start("lost/").await;
 
     // Every answer lost: the run fails at its first call, naming it; nothing is written.
     faults.set_plan(FaultPlan::new(1.0, &[Fault::Lost], SEED));

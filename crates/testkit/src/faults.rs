@@ -43,6 +43,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -452,21 +453,11 @@ async fn applied(
         #[allow(deprecated)]
         let _ = client.set_linger(Some(Duration::ZERO));
     }
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
+    let Some((mut server_read, mut client_write, mut requests)) =
+        relay(client, upstream, &request).await
+    else {
         return;
     };
-    let _ = server.set_nodelay(true);
-    if server.write_all(&request.head).await.is_err()
-        || server.write_all(&request.body_start).await.is_err()
-    {
-        return;
-    }
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    // Ends when the client closes its side (it never half-closes while it waits for an answer).
-    let mut requests = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-    });
     let mut answer = vec![];
     // moto closes the connection after its answer.
     let read = tokio::time::timeout(
@@ -511,21 +502,33 @@ async fn drain_body(client: &mut TcpStream, request: &Request) {
     }
 }
 
-async fn forward(client: TcpStream, upstream: SocketAddr, request: Request) {
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
-        return;
-    };
+/// Connects to `upstream`, sends what was read of `request`, and copies the rest of what the
+/// client sends in a task that ends when the client closes its side (it never half-closes while
+/// it waits for an answer). Returns the upstream's answer side, the client's write side and that
+/// task; `None` when the upstream cannot be reached or written.
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    request: &Request,
+) -> Option<(OwnedReadHalf, OwnedWriteHalf, JoinHandle<()>)> {
+    let mut server = TcpStream::connect(upstream).await.ok()?;
     let _ = server.set_nodelay(true);
-    if server.write_all(&request.head).await.is_err()
-        || server.write_all(&request.body_start).await.is_err()
-    {
-        return;
-    }
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    server.write_all(&request.head).await.ok()?;
+    server.write_all(&request.body_start).await.ok()?;
+    let (mut client_read, client_write) = client.into_split();
+    let (server_read, mut server_write) = server.into_split();
     let requests = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
     });
+    Some((server_read, client_write, requests))
+}
+
+async fn forward(client: TcpStream, upstream: SocketAddr, request: Request) {
+    let Some((mut server_read, mut client_write, requests)) =
+        relay(client, upstream, &request).await
+    else {
+        return;
+    };
     let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
     let _ = client_write.shutdown().await;
     requests.abort();
