@@ -29,7 +29,7 @@ test: venv tools-venv postgres-majors build-venv ## Every test: unit, end to end
 	$(SAM) validate --lint --template spoke-role.yaml
 
 # tools/run-tests orders the whole suite for a 2-core machine: the arm64 release build (`make
-# build`) in the background at low priority while the debug build and the tests run, the whole
+# build`) in the background at a lower priority while the debug build and the tests run, the whole
 # suite on the newest major (18), the rotation suites and the compatibility matrix on the others
 # two majors at a time, then the artifact's tests (tests/arm64_artifact.rs) once it is built.
 test-majors: venv postgres-majors ## Rotation end-to-end suites and the compatibility matrix on PostgreSQL 13-17
@@ -55,8 +55,10 @@ lint: tools-venv ## rustfmt check, clippy -D warnings, cfn-lint, sam validate --
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
+# `-p`: the features of the shipped packages only (not the test crate's fail points and in-memory
+# adapters, which every debug build at the workspace root unifies in).
 build: build-venv ## Release build for Lambda (arm64, cargo-lambda + zig, no Docker)
-	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --bin rotate-postgres --bin backup-lambda
+	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 -p rotate-postgres -p backup --bin rotate-postgres --bin backup-lambda
 	@ls -l target/lambda/*/bootstrap
 
 invoke: venv ## Docker-free local invoke: make invoke EVENT=events/x.json [FUNCTION=rotate-postgres]

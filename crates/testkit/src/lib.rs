@@ -106,9 +106,46 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Path of the workspace binary `name` in the release profile (what the benchmarks measure),
-/// built the same way as [`binary`] with `--release`.
+/// built the same way as [`binary`] with `--release`, and `-p` its package: the features of that
+/// package alone, as `make build` ships it (not the test crate's fail points and in-memory
+/// adapters, which a build at the workspace root unifies in).
 pub fn release_binary(name: &str) -> PathBuf {
     build_binary(name, true)
+}
+
+/// The workspace package that has the binary `name` (`cargo metadata --no-deps`).
+fn package_of_binary(cargo: &std::ffi::OsStr, name: &str) -> String {
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run cargo metadata: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|package| {
+            package["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| {
+                    t["name"] == name
+                        && t["kind"]
+                            .as_array()
+                            .is_some_and(|k| k.contains(&"bin".into()))
+                })
+        })
+        .and_then(|package| package["name"].as_str())
+        .unwrap_or_else(|| panic!("no workspace package has a binary named {name}"))
+        .to_string()
 }
 
 fn build_binary(name: &str, release: bool) -> PathBuf {
@@ -128,7 +165,9 @@ fn build_binary(name: &str, release: bool) -> PathBuf {
         .args(["build", "--quiet", "--bin", name])
         .current_dir(workspace_root());
     if release {
-        command.arg("--release");
+        command
+            .arg("--release")
+            .args(["-p", &package_of_binary(&cargo, name)]);
     }
     // Drop the variables cargo sets for the running test or binary: build scripts that track
     // them (ring tracks CARGO_MANIFEST_DIR) would otherwise be rebuilt on every switch between
