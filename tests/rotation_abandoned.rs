@@ -25,15 +25,7 @@ async fn a_rotation_after_an_abandoned_one_recovers_through_the_unlabelled_versi
         );
     }
     let stuck = world.password_at(&arn, AWSPENDING).await;
-    world
-        .sm
-        .update_secret_version_stage()
-        .secret_id(&arn)
-        .version_stage(AWSPENDING)
-        .remove_from_version_id(&abandoned)
-        .send()
-        .await
-        .expect("remove AWSPENDING");
+    world.remove_pending(&arn, &abandoned).await;
     assert!(!world.can_login("app", "initial-Password-1").await);
     assert!(world.can_login("app", &stuck).await);
 

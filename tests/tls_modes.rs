@@ -80,15 +80,7 @@ async fn verify_full_refuses_a_host_the_certificate_does_not_name_and_verify_ca_
 
     // The same secret with "ssl": "verify-ca": the preflight passes and rotation succeeds (the
     // abandoned rotation's AWSPENDING is cleared first, as a new rotation does).
-    world
-        .sm
-        .update_secret_version_stage()
-        .secret_id(&arn)
-        .version_stage(AWSPENDING)
-        .remove_from_version_id(&token)
-        .send()
-        .await
-        .unwrap();
+    world.remove_pending(&arn, &token).await;
     let mut value = world.secret_json("app", INITIAL);
     value["ssl"] = json!("verify-ca");
     put_current(&world, &arn, &value).await;

@@ -222,15 +222,7 @@ impl Fixture {
                 )
                 .await
                 .unwrap_or_else(|step| panic!("set-up rotation failed in {step}"));
-                self.world
-                    .sm
-                    .update_secret_version_stage()
-                    .secret_id(&arn)
-                    .version_stage(AWSPENDING)
-                    .remove_from_version_id(&token)
-                    .send()
-                    .await
-                    .expect("remove AWSPENDING from the abandoned version");
+                self.world.remove_pending(&arn, &token).await;
                 assert!(
                     !self.stage_logs_in(&arn, AWSCURRENT).await,
                     "the abandoned setSecret changed the password"
@@ -412,15 +404,7 @@ impl Fixture {
             .get(&abandoned)
             .is_some_and(|l| l.iter().any(|s| s == AWSCURRENT));
         if !finished {
-            self.world
-                .sm
-                .update_secret_version_stage()
-                .secret_id(&case.arn)
-                .version_stage(AWSPENDING)
-                .remove_from_version_id(&abandoned)
-                .send()
-                .await
-                .expect("remove AWSPENDING from the abandoned version");
+            self.world.remove_pending(&case.arn, &abandoned).await;
         }
         let abandoned_at = Instant::now();
         let locked = !self.stage_logs_in(&case.arn, AWSCURRENT).await;

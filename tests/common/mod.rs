@@ -290,6 +290,19 @@ impl World {
         out.arn().expect("ARN").to_string()
     }
 
+    /// What an operator does to abandon a stuck rotation (AWS's troubleshooting guide): removes
+    /// `AWSPENDING` from the version `token`.
+    pub async fn remove_pending(&self, arn: &str, token: &str) {
+        self.sm
+            .update_secret_version_stage()
+            .secret_id(arn)
+            .version_stage(testkit::rotation::AWSPENDING)
+            .remove_from_version_id(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("remove AWSPENDING from {token}: {e:?}"));
+    }
+
     /// Version id → labels (sorted).
     pub async fn labels(&self, arn: &str) -> BTreeMap<String, Vec<String>> {
         testkit::secrets::labels(&self.sm, arn).await
